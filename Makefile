@@ -1,0 +1,44 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv on a fresh
+# machine that has only Python 3.11, make and git.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck unit venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The stamp is rebuilt whenever the project metadata changes, so `make test` after a pull
+# installs new dependencies without a manual step.
+$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-runtime
+
+venv: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed-runtime
+	$(BIN)/cqrs-sso demo
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check cqrs_sso_middleware tests benchmarks examples
+	$(BIN)/ruff format --check cqrs_sso_middleware tests benchmarks examples
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects no test; make treats every non-zero status as a failure,
+# so an empty run can never pass silently.
+unit: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,94 @@
+"""``cqrs-sso``: the command line. ``demo``, ``provider`` and ``check-config``.
+
+Configuration precedence is one rule: flags > environment (``CQRS_SSO_*``) > ``--config``
+TOML file > defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import httpx
+
+from .core.errors import ConfigError, ProviderError
+from .core.metadata import discovery_url, parse_provider_metadata
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.port, args.provider_port, args.variant)
+    return 0
+
+
+def _provider(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .demo import DEMO_TENANT_ID, demo_provider
+
+    host, _, port = args.listen.rpartition(":")
+    base = f"http://{host}:{port}"
+    provider = demo_provider(base, args.app_url)
+    print(f"NHSmail-like provider (demo and tests only): issuer {provider.issuer}", flush=True)
+    print(f"tenant {DEMO_TENANT_ID}; client id and secret as in the demo", flush=True)
+    uvicorn.run(provider.app, host=host, port=int(port), log_level="warning")
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from .settings import Settings
+
+    try:
+        settings = Settings.load(args.config)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 1
+    print(f"issuer:        {settings.issuer}")
+    print(f"client id:     {settings.client_id}")
+    print(f"redirect URI:  {settings.redirect_uri}  (register this with NHSmail)")
+    print(f"token auth:    {settings.token_auth_method}")
+    print(f"session store: {settings.session_store}")
+    try:
+        reply = httpx.get(discovery_url(settings.issuer), timeout=settings.http_timeout_seconds)
+        metadata = parse_provider_metadata(reply.content, settings.issuer)
+    except (httpx.HTTPError, ProviderError) as error:
+        print(f"provider error: cannot load metadata from {settings.issuer}: {error}", file=sys.stderr)
+        return 1
+    print(f"provider ok:   token endpoint {metadata.token_endpoint}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cqrs-sso", description="NHSmail single sign-on for CQRS")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the demo CQRS app and the NHSmail-like provider")
+    demo.add_argument("--port", type=int, default=8000, help="demo app port (default 8000)")
+    demo.add_argument("--provider-port", type=int, default=8001, help="provider port (default 8001)")
+    demo.add_argument("--variant", choices=["asgi", "wsgi"], default="asgi", help="which driver wraps the app")
+    demo.set_defaults(run=_demo)
+
+    provider = commands.add_parser("provider", help="run only the NHSmail-like provider (demo/tests)")
+    provider.add_argument("--listen", default="127.0.0.1:8001", help="host:port (default 127.0.0.1:8001)")
+    provider.add_argument("--app-url", default="http://127.0.0.1:8000", help="the app whose callback to allow")
+    provider.set_defaults(run=_provider)
+
+    check = commands.add_parser("check-config", help="validate configuration and fetch provider metadata")
+    check.add_argument("--config", help="TOML configuration file")
+    check.set_defaults(run=_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""What the core asks of a driver: the request it sees, the I/O it needs, the answer it gives.
+
+The core's per-request decision is a generator (see ``flow.SignInFlow.handle``). It
+*yields* effects — "make this HTTP call", "read the form body", "look this account up" —
+and the driver sends back each result. When the generator returns, its value is the
+outcome: ``PassThrough`` (call the app, with or without a user) or ``Respond`` (answer the
+client directly). Drivers perform effects and outcomes; they make no decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .identity import Identity, User
+
+
+class HeaderLookup(Protocol):
+    """Case-insensitive header access; werkzeug's EnvironHeaders and Starlette's Headers fit."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """The parts of an HTTP request the core reads. ``path`` is percent-decoded."""
+
+    method: str
+    path: str
+    query_string: str
+    headers: HeaderLookup
+    is_websocket: bool = False
+
+
+# ---- effects: yielded by the core, performed by the driver ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """An HTTP request to the identity provider. Result: ``HttpReply`` or ``HttpFailure``."""
+
+    method: Literal["GET", "POST"]
+    url: str
+    purpose: Literal["metadata", "jwks", "token"]
+    form: tuple[tuple[str, str], ...] | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFailure:
+    """Connection refused, time-out, TLS failure… ``reason`` is for the log."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadForm:
+    """Read an ``application/x-www-form-urlencoded`` body of at most ``max_bytes``.
+
+    Result: the fields as a mapping, or ``None`` when the body is too large or not a form.
+    """
+
+    max_bytes: int = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class LookUpAccount:
+    """Call the deployer's ``account_lookup``. Result: ``LookupReturned`` or ``LookupFailed``."""
+
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class LookupReturned:
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class LookupFailed:
+    """The lookup raised or timed out: *not* "no account" (design §3)."""
+
+    reason: str
+
+
+Effect = HttpCall | ReadForm | LookUpAccount
+EffectResult = HttpReply | HttpFailure | Mapping[str, str] | None | LookupReturned | LookupFailed
+
+
+# ---- outcomes: returned by the core --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PassThrough:
+    """Call the wrapped app; inject ``user`` when set; append ``set_cookies`` to its response."""
+
+    user: User | None
+    set_cookies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Respond:
+    """Answer the client directly; the app is not called."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes = b""
+
+
+Outcome = PassThrough | Respond
+Flow = Generator[Effect, EffectResult, Outcome]

@@ -1,0 +1,59 @@
+"""Reading the ``Cookie`` header and writing ``Set-Cookie`` (RFC 6265), without a framework.
+
+Cookie names get the ``__Host-`` prefix when the public origin is https
+(draft-ietf-httpbis-rfc6265bis §4.1.3.2): the browser then refuses the cookie unless it is
+``Secure``, has ``Path=/`` and no ``Domain``, so a sibling sub-domain cannot plant ("toss")
+a session or login-attempt cookie on us.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MAX_COOKIE_HEADER_LENGTH = 16 * 1024
+
+
+def parse_cookie_header(header: str | None) -> dict[str, list[str]]:
+    """Every value of every cookie, in the order the browser sent them.
+
+    Duplicated names are kept (a browser sends the most specific path first), so callers can
+    decide; malformed pairs are skipped; an absurdly long header is ignored entirely.
+    """
+    cookies: dict[str, list[str]] = {}
+    if not header or len(header) > MAX_COOKIE_HEADER_LENGTH:
+        return cookies
+    for pair in header.split(";"):
+        name, sep, value = pair.partition("=")
+        if not sep:
+            continue
+        name = name.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if name:
+            cookies.setdefault(name, []).append(value)
+    return cookies
+
+
+@dataclass(frozen=True, slots=True)
+class CookiePolicy:
+    """How this deployment's cookies are named and flagged."""
+
+    secure: bool
+    same_site: Literal["Lax", "Strict"] = "Lax"
+
+    def name(self, base: str) -> str:
+        return f"__Host-{base}" if self.secure else base
+
+    def set_cookie(self, name: str, value: str, max_age: int | None = None) -> str:
+        """A ``Set-Cookie`` header value. ``max_age=None`` makes a browser-session cookie."""
+        parts = [f"{name}={value}", "Path=/", "HttpOnly", f"SameSite={self.same_site}"]
+        if self.secure:
+            parts.append("Secure")
+        if max_age is not None:
+            parts.append(f"Max-Age={max_age}")
+        return "; ".join(parts)
+
+    def delete_cookie(self, name: str) -> str:
+        return self.set_cookie(name, "", max_age=0) + "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"

@@ -1,0 +1,425 @@
+"""The decision for every request, and the sign-in state machine of the seed user guide.
+
+``SignInFlow.handle(request)`` is a generator: it yields effects (HTTP calls to the
+provider, reading the form, the account lookup) and returns an outcome (``PassThrough`` or
+``Respond``). Both drivers run the same generator, so the flow exists exactly once.
+
+Seed steps: (1) no session → sign-in page; (2) Sign In → ``POST /start`` → provider;
+(3) callback → code exchange → ID token → account lookup → session → back to the page
+first asked for; (4) provider ``error`` → "Sign in to NHSmail failed" (401);
+(5) no CQRS account → "no CQRS account is associated with …" (403), no session.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from ..settings import Settings
+from .actions import (
+    EffectResult,
+    Flow,
+    IncomingRequest,
+    LookupFailed,
+    LookupReturned,
+    LookUpAccount,
+    Outcome,
+    PassThrough,
+    ReadForm,
+    Respond,
+)
+from .attempts import AttemptCookies, LoginAttempt, SpentStates
+from .audit import audit, session_ref
+from .cookies import CookiePolicy, parse_cookie_header
+from .csrf import FIELD_NAME, csrf_token, csrf_token_valid, cross_origin, new_csrf_cookie_value
+from .errors import ProviderError, TokenRejected
+from .identity import Account, Identity, User, email_domain_allowed, identity_from_claims
+from .oidc import ProviderState, RelyingParty
+from .redirects import safe_return_path
+from .responses import (
+    PageRenderer,
+    content_security_policy,
+    html_response,
+    json_response,
+    redirect,
+    static_response,
+)
+from .sessions import Session, SessionCookieCodec, SessionTimeouts
+
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_PROVIDER_OUTAGE_ERRORS = {"server_error", "temporarily_unavailable"}
+_CALLBACK_PARAMS = ("state", "code", "error")
+
+
+class LookupProblem(Exception):
+    """The account lookup failed (raised, timed out, returned garbage)."""
+
+
+def _compile_public_path(pattern: str) -> Callable[[str], bool]:
+    if pattern.startswith("re:"):
+        return re.compile(pattern[3:]).fullmatch  # type: ignore[return-value]
+    return re.compile(fnmatch.translate(pattern)).match  # type: ignore[return-value]
+
+
+class SignInFlow:
+    """One deployment's sign-in logic. Create once; call :meth:`handle` per request."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pages: PageRenderer,
+        clock: Callable[[], float] = time.time,
+        provider_state: ProviderState | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pages = pages
+        self.clock = clock
+        self.rp = RelyingParty(settings, provider_state)
+        self.cookie_policy = CookiePolicy(secure=settings.is_https)
+        self.session_cookie = self.cookie_policy.name(settings.cookie_name)
+        self.csrf_cookie = self.cookie_policy.name(f"{settings.cookie_name}_csrf")
+        self.attempts = AttemptCookies(settings.secret_keys, self.cookie_policy.name(settings.cookie_name))
+        self.codec = SessionCookieCodec(settings.secret_keys)
+        self.timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
+        self.spent_states = SpentStates()
+        self.prefix = settings.path_prefix
+        self._public = [_compile_public_path(p) for p in settings.public_paths]
+        issuer = urlsplit(settings.issuer)
+        self.csp = content_security_policy([f"{issuer.scheme}://{issuer.netloc}"])
+        self.routes: dict[tuple[str, str], Callable[[IncomingRequest], Flow | Outcome]] = {
+            ("GET", "/sign_in"): self._sign_in_page,
+            ("POST", "/start"): self._start,
+            ("GET", "/callback"): self._callback,
+            ("GET", "/sign_out"): self._sign_out_page,
+            ("POST", "/sign_out"): self._sign_out,
+            ("GET", "/userinfo"): self._userinfo,
+            ("GET", "/static/cqrs.css"): self._stylesheet,
+        }
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def handle(self, request: IncomingRequest) -> Flow:
+        path = request.path
+        if path == self.prefix or path.startswith(self.prefix + "/"):
+            return (yield from self._endpoint(request))
+        for matches in self._public:
+            if matches(path):
+                return PassThrough(None)
+        return (yield from self._protected(request))
+
+    def _endpoint(self, request: IncomingRequest) -> Flow:
+        if request.is_websocket:
+            return Respond(404, ())
+        method = "GET" if request.method == "HEAD" else request.method
+        endpoint = request.path[len(self.prefix) :]
+        handler = self.routes.get((method, endpoint))
+        if handler is not None:
+            result = handler(request)
+            if isinstance(result, PassThrough | Respond):
+                return result  # answered without any I/O
+            return (yield from result)
+        allowed = sorted(m for m, e in self.routes if e == endpoint)
+        if allowed:
+            page = self._page(405, "error.html", title="This address cannot be used that way")
+            return replace(page, headers=(*page.headers, ("Allow", ", ".join(allowed))))
+        return self._page(404, "error.html", title="Page not found")
+
+    # -- protected paths --------------------------------------------------------------------
+
+    def _protected(self, request: IncomingRequest) -> Flow:
+        now = self.clock()
+        cookies = parse_cookie_header(request.headers.get("cookie"))
+        session, set_cookies = self._current_session(cookies, now)
+        if session is not None:
+            if self._account_recheck_due(session, now):
+                try:
+                    account = yield from self._look_up(session.user.identity)
+                except LookupProblem:
+                    return self._unavailable(request)
+                if account is None:
+                    audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
+                    return self._no_account(session.user.identity, [self._clear_session()])
+                user = User(session.user.identity, account)
+                session = replace(session, user=user, account_checked_at=int(now), renewed_at=int(now))
+                set_cookies.append(self._session_cookie(session, now))
+            elif self.timeouts.needs_renewal(session, now):
+                session = self.timeouts.renewed(session, now)
+                set_cookies.append(self._session_cookie(session, now))
+            return PassThrough(session.user, tuple(set_cookies))
+        if request.is_websocket:
+            return Respond(401, ())
+        if self._is_api_request(request):
+            return json_response(
+                401,
+                {"error": "unauthenticated", "sign_in_url": f"{self.prefix}/sign_in"},
+                [("WWW-Authenticate", f'CQRS-SSO realm="CQRS", sign_in="{self.prefix}/sign_in"')],
+                set_cookies,
+            )
+        return_path = self._return_path_of(request)
+        if self.settings.auto_redirect:
+            return (yield from self._begin_attempt(cookies, return_path, set_cookies))
+        return redirect(f"{self.prefix}/sign_in?rd={quote(return_path, safe='')}", set_cookies)
+
+    def _current_session(self, cookies: Mapping[str, list[str]], now: float) -> tuple[Session | None, list[str]]:
+        values = cookies.get(self.session_cookie)
+        if not values:
+            return None, []
+        for value in values:
+            session = self.codec.decode(value)
+            if session is None:
+                continue
+            expired = self.timeouts.expired(session, now)
+            if expired is None:
+                return session, []
+            audit("session_expired", reason=expired, session=session_ref(session.session_id))
+        return None, [self._clear_session()]
+
+    def _account_recheck_due(self, session: Session, now: float) -> bool:
+        every = self.settings.account_recheck_seconds
+        return bool(every) and now - session.account_checked_at >= every
+
+    @staticmethod
+    def _is_api_request(request: IncomingRequest) -> bool:
+        """API/XHR callers get 401 JSON; only browser navigations are redirected."""
+        if request.method not in ("GET", "HEAD"):
+            return True
+        headers = request.headers
+        if headers.get("x-requested-with"):
+            return True
+        fetch_mode = headers.get("sec-fetch-mode")
+        if fetch_mode is not None and fetch_mode != "navigate":
+            return True
+        accept = headers.get("accept") or ""
+        return "application/json" in accept and "text/html" not in accept
+
+    def _return_path_of(self, request: IncomingRequest) -> str:
+        path = quote(request.path, safe=_PATH_SAFE)
+        if request.query_string:
+            path = f"{path}?{request.query_string}"
+        return safe_return_path(path, reserved_prefix=self.prefix) or self.settings.default_return_path
+
+    # -- step 1: the sign-in page -------------------------------------------------------------
+
+    def _sign_in_page(self, request: IncomingRequest) -> Outcome:
+        query = parse_qs(request.query_string)
+        candidate = query.get("rd", [""])[0]
+        return_path = safe_return_path(candidate, reserved_prefix=self.prefix) or self.settings.default_return_path
+        cookies = parse_cookie_header(request.headers.get("cookie"))
+        session, set_cookies = self._current_session(cookies, self.clock())
+        if session is not None:
+            return redirect(return_path)
+        csrf_value, csrf_cookies = self._csrf_cookie(cookies)
+        return self._page(
+            200,
+            "sign_in.html",
+            set_cookies=[*set_cookies, *csrf_cookies],
+            return_path=return_path,
+            csrf_token=csrf_token(self.settings.secret_keys, csrf_value),
+        )
+
+    # -- step 2: start a login attempt ------------------------------------------------------
+
+    def _start(self, request: IncomingRequest) -> Flow:
+        form = yield ReadForm()
+        cookies = parse_cookie_header(request.headers.get("cookie"))
+        if not self._csrf_ok(request, cookies, form):
+            audit("csrf_rejected", endpoint="start")
+            return self._form_expired()
+        assert isinstance(form, Mapping)
+        return_path = safe_return_path(form.get("rd"), reserved_prefix=self.prefix) or self.settings.default_return_path
+        return (yield from self._begin_attempt(cookies, return_path, []))
+
+    def _begin_attempt(self, cookies: Mapping[str, list[str]], return_path: str, set_cookies: list[str]) -> Flow:
+        now = self.clock()
+        try:
+            metadata = yield from self.rp.metadata(now)
+        except ProviderError as error:
+            audit("provider_unavailable", step="metadata", reason=str(error))
+            return self._page(503, "unavailable.html", set_cookies=set_cookies)
+        attempt = LoginAttempt.start(return_path, now)
+        name, value = self.attempts.cookie_name(attempt.state), self.attempts.encode(attempt)
+        for stale in self.attempts.to_drop_before_adding(cookies, len(name) + len(value) + 3, now):
+            set_cookies.append(self.cookie_policy.delete_cookie(stale))
+        set_cookies.append(self.cookie_policy.set_cookie(name, value, max_age=attempt.expires_at - int(now)))
+        audit("sign_in_started")
+        return redirect(self.rp.authorization_url(metadata, attempt), set_cookies)
+
+    # -- steps 3, 4 and 5: the callback -------------------------------------------------------
+
+    def _callback(self, request: IncomingRequest) -> Flow:
+        now = self.clock()
+        params = parse_qs(request.query_string, keep_blank_values=True, max_num_fields=20)
+        # RFC 6749 §3.1: parameters must not be repeated; a repeated one is an attack.
+        if any(len(params.get(name, ())) > 1 for name in _CALLBACK_PARAMS):
+            audit("sign_in_failed", reason="repeated_parameter")
+            return self._attempt_invalid([])
+        state = params.get("state", [""])[0]
+        cookies = parse_cookie_header(request.headers.get("cookie"))
+        attempt = self.attempts.find(cookies, state) if state else None
+        set_cookies = [self.cookie_policy.delete_cookie(self.attempts.cookie_name(state))] if attempt else []
+        if "error" in params:
+            return self._provider_refused(params, set_cookies)
+        if attempt is None or attempt.expired(now) or not self.spent_states.spend(state, attempt.expires_at, now):
+            reason = "unknown_state" if attempt is None else "expired_attempt" if attempt.expired(now) else "state_reused"
+            audit("sign_in_failed", reason=reason)
+            return self._attempt_invalid(set_cookies)
+        code = params.get("code", [""])[0]
+        if not code:
+            audit("sign_in_failed", reason="missing_code")
+            return self._attempt_invalid(set_cookies)
+        try:
+            claims = yield from self.rp.redeem_code(code, attempt, now)
+        except ProviderError as error:
+            audit("provider_unavailable", step="token", reason=str(error))
+            return self._page(503, "unavailable.html", set_cookies=set_cookies)
+        except TokenRejected as error:
+            audit("token_rejected", reason=error.reason)
+            return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
+        return (yield from self._admit(identity_from_claims(claims), attempt, set_cookies))
+
+    def _provider_refused(self, params: Mapping[str, list[str]], set_cookies: list[str]) -> Outcome:
+        # Branch on `error` only; error_description is the provider's free text (AADSTS…):
+        # logged truncated, never shown.
+        error = params["error"][0]
+        error = error if _ERROR_CODE.match(error) else "invalid_error_code"
+        description = params.get("error_description", [""])[0]
+        audit("sign_in_failed", reason="provider_error", error=error, description=description[:160])
+        if error in _PROVIDER_OUTAGE_ERRORS:
+            return self._page(503, "unavailable.html", set_cookies=set_cookies)
+        return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
+
+    def _admit(self, identity: Identity, attempt: LoginAttempt, set_cookies: list[str]) -> Flow:
+        if not identity.email:
+            audit("sign_in_failed", reason="no_email_claim", oid=identity.object_id)
+            return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
+        if not email_domain_allowed(identity.email, self.settings.allowed_email_domains):
+            audit("sign_in_no_account", reason="domain_not_allowed", email=identity.email)
+            return self._no_account(identity, set_cookies)
+        try:
+            account = yield from self._look_up(identity)
+        except LookupProblem:
+            return self._page(503, "unavailable.html", set_cookies=set_cookies)
+        if account is None:
+            audit("sign_in_no_account", reason="lookup_none", email=identity.email, oid=identity.object_id)
+            return self._no_account(identity, set_cookies)
+        session = Session.start(User(identity, account), self.clock())
+        set_cookies.append(self._session_cookie(session, self.clock()))
+        audit("sign_in_succeeded", email=identity.email, oid=identity.object_id, session=session_ref(session.session_id))
+        return redirect(attempt.return_path, set_cookies)
+
+    def _look_up(self, identity: Identity) -> Generator[LookUpAccount, EffectResult, Account | None]:
+        result = yield LookUpAccount(identity)
+        if isinstance(result, LookupFailed):
+            audit("lookup_failed", reason=result.reason, email=identity.email)
+            raise LookupProblem(result.reason)
+        value = result.value if isinstance(result, LookupReturned) else result
+        if value is None or isinstance(value, Account):
+            return value
+        audit("lookup_failed", reason=f"returned {type(value).__name__}, expected Account or None")
+        raise LookupProblem("bad return type")
+
+    # -- sign-out, userinfo, assets -----------------------------------------------------------
+
+    def _sign_out_page(self, request: IncomingRequest) -> Outcome:
+        cookies = parse_cookie_header(request.headers.get("cookie"))
+        session, set_cookies = self._current_session(cookies, self.clock())
+        if session is None:
+            return self._page(200, "signed_out.html", set_cookies=set_cookies)
+        csrf_value, csrf_cookies = self._csrf_cookie(cookies)
+        token = csrf_token(self.settings.secret_keys, csrf_value)
+        return self._page(200, "sign_out.html", set_cookies=csrf_cookies, csrf_token=token, user=session.user)
+
+    def _sign_out(self, request: IncomingRequest) -> Flow:
+        form = yield ReadForm()
+        cookies = parse_cookie_header(request.headers.get("cookie"))
+        if not self._csrf_ok(request, cookies, form):
+            audit("csrf_rejected", endpoint="sign_out")
+            return self._form_expired()
+        session, _ = self._current_session(cookies, self.clock())
+        if session is not None:
+            audit("signed_out", email=session.user.email, session=session_ref(session.session_id))
+        return self._page(200, "signed_out.html", set_cookies=[self._clear_session()])
+
+    def _userinfo(self, request: IncomingRequest) -> Outcome:
+        cookies = parse_cookie_header(request.headers.get("cookie"))
+        session, set_cookies = self._current_session(cookies, self.clock())
+        if session is None:
+            return json_response(401, {"error": "unauthenticated"}, set_cookies=set_cookies)
+        identity, account = session.user.identity, session.user.account
+        return json_response(
+            200,
+            {
+                "email": identity.email,
+                "name": identity.name,
+                "sub": identity.subject,
+                "oid": identity.object_id,
+                "tid": identity.tenant_id,
+                "issuer": identity.issuer,
+                "account_id": account.account_id,
+                "account": dict(account.attributes),
+            },
+        )
+
+    def _stylesheet(self, request: IncomingRequest) -> Outcome:
+        return static_response(self.pages.asset("cqrs.css"), "text/css; charset=utf-8")
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _csrf_cookie(self, cookies: Mapping[str, list[str]]) -> tuple[str, list[str]]:
+        existing = cookies.get(self.csrf_cookie, [""])[0]
+        if existing:
+            return existing, []
+        value = new_csrf_cookie_value()
+        return value, [self.cookie_policy.set_cookie(self.csrf_cookie, value)]
+
+    def _csrf_ok(self, request: IncomingRequest, cookies: Mapping[str, list[str]], form: object) -> bool:
+        if not isinstance(form, Mapping) or cross_origin(request.headers, self.settings.base_url):
+            return False
+        cookie_value = cookies.get(self.csrf_cookie, [""])[0]
+        return csrf_token_valid(self.settings.secret_keys, cookie_value, form.get(FIELD_NAME))
+
+    def _session_cookie(self, session: Session, now: float) -> str:
+        max_age = self.timeouts.cookie_max_age(session, now)
+        return self.cookie_policy.set_cookie(self.session_cookie, self.codec.encode(session), max_age)
+
+    def _clear_session(self) -> str:
+        return self.cookie_policy.delete_cookie(self.session_cookie)
+
+    def _page(self, status: int, template: str, set_cookies: list[str] | tuple[str, ...] = (), **context: Any) -> Respond:
+        settings = self.settings
+        html = self.pages.render(
+            template,
+            {
+                "status": status,
+                "prefix": self.prefix,
+                "css_url": f"{self.prefix}/static/cqrs.css",
+                "sign_in_url": f"{self.prefix}/sign_in",
+                "help_email": settings.help_email,
+                "help_phone": settings.help_phone,
+                "help_url": settings.help_url,
+                "contact_url": settings.contact_url,
+                "collections_url": settings.collections_url,
+                **context,
+            },
+        )
+        return html_response(status, html, self.csp, set_cookies)
+
+    def _no_account(self, identity: Identity, set_cookies: list[str]) -> Respond:
+        return self._page(403, "no_account.html", set_cookies=set_cookies, email=identity.email)
+
+    def _attempt_invalid(self, set_cookies: list[str]) -> Respond:
+        return self._page(400, "attempt_invalid.html", set_cookies=set_cookies)
+
+    def _form_expired(self) -> Respond:
+        return self._page(403, "error.html", title="This form has expired", retry=True)
+
+    def _unavailable(self, request: IncomingRequest) -> Respond:
+        if self._is_api_request(request):
+            return json_response(503, {"error": "temporarily_unavailable"}, [("Retry-After", "30")])
+        return self._page(503, "unavailable.html")

@@ -1,0 +1,165 @@
+"""ID token validation (OIDC Core §3.1.3.7) and the JWKS cache with its refresh rule.
+
+Signature checking is joserfc's; everything around it — which algorithms, which key, which
+claims — is decided here, explicitly, because that is where ID token bugs live.
+
+JWKS refresh (design §3, Entra key roll-over): keys are cached; a token naming an unknown
+``kid`` triggers at most one refresh per ``UNKNOWN_KID_REFRESH_SECONDS``; after that the
+token is rejected. A failed refresh keeps the last good keys.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from .errors import ProviderError, TokenRejected, UnknownSigningKey
+from .metadata import SUPPORTED_SIGNING_ALGORITHMS
+
+UNKNOWN_KID_REFRESH_SECONDS = 300
+JWKS_MAX_AGE_SECONDS = 24 * 3600
+MAX_ID_TOKEN_BYTES = 16 * 1024
+
+
+@dataclass(slots=True)
+class SigningKeys:
+    """The provider's public keys, as last fetched, and when we last tried to fetch them."""
+
+    keys: KeySet | None = None
+    fetched_at: float = 0.0
+    last_attempt_at: float = field(default=float("-inf"))
+
+    def should_fetch(self, now: float, unknown_kid: bool = False) -> bool:
+        """Whether to (re)fetch the JWKS now; a ``True`` answer reserves the attempt."""
+        if self.keys is not None and not unknown_kid and now - self.fetched_at < JWKS_MAX_AGE_SECONDS:
+            return False
+        if self.keys is not None and now - self.last_attempt_at < UNKNOWN_KID_REFRESH_SECONDS:
+            return False  # rate limit: a flood of bad kids cannot hammer the provider
+        self.last_attempt_at = now
+        return True
+
+    def accept(self, body: bytes, now: float) -> None:
+        """Install a fetched JWKS document; raises ProviderError and keeps the old keys."""
+        try:
+            document = json.loads(body)
+            keys = [k for k in document["keys"] if k.get("use", "sig") == "sig"]
+            key_set = KeySet.import_key_set({"keys": keys})
+        except (ValueError, KeyError, TypeError, AttributeError, JoseError) as error:
+            raise ProviderError(f"JWKS is not a usable key set: {type(error).__name__}") from error
+        if not list(key_set):
+            raise ProviderError("JWKS holds no signing keys")
+        self.keys = key_set
+        self.fetched_at = now
+
+
+@dataclass(frozen=True, slots=True)
+class TokenExpectations:
+    """What this client expects of every ID token, plus the attempt's nonce."""
+
+    issuer: str
+    client_id: str
+    nonce: str
+    algorithms: Collection[str] = SUPPORTED_SIGNING_ALGORITHMS
+    leeway_seconds: int = 180
+
+
+def read_header(id_token: str) -> Mapping[str, Any]:
+    """The JOSE header, unverified: used only to choose the key and algorithm."""
+    if len(id_token) > MAX_ID_TOKEN_BYTES:
+        raise TokenRejected("malformed", "token too large")
+    if id_token.count(".") != 2:
+        # Five parts would be a JWE; OIDC clients that registered no encryption get JWS.
+        raise TokenRejected("malformed", "not a compact JWS")
+    try:
+        return jws.extract_compact(id_token.encode("ascii")).headers()
+    except (JoseError, ValueError, UnicodeError) as error:
+        raise TokenRejected("malformed", type(error).__name__) from error
+
+
+def _verify_signature(id_token: str, keys: KeySet, allowed: Collection[str]) -> dict[str, Any]:
+    header = read_header(id_token)
+    alg = header.get("alg")
+    # OIDC Core §3.1.3.7 point 7 and RFC 8725 §3.1: the algorithm comes from our allow-list,
+    # never from the token. This refuses "none" and HS256-signed-with-the-public-key.
+    if alg not in allowed:
+        raise TokenRejected("algorithm_not_allowed", f"alg={alg!r}")
+    kid = header.get("kid")
+    candidates = [k for k in keys if k.kid == kid] if kid is not None else list(keys)
+    if not candidates:
+        raise UnknownSigningKey(kid if isinstance(kid, str) else None)
+    if kid is None and len(candidates) != 1:
+        raise TokenRejected("missing_kid", "several keys published and the token names none")
+    try:
+        compact = jws.extract_compact(id_token.encode("ascii"))
+        valid = jws.validate_compact(compact, candidates[0], algorithms=[str(alg)])
+    except JoseError as error:
+        raise TokenRejected("bad_signature", type(error).__name__) from error
+    if not valid:
+        raise TokenRejected("bad_signature")
+    try:
+        claims = json.loads(compact.payload)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise TokenRejected("malformed", "payload is not JSON") from error
+    if not isinstance(claims, dict):
+        raise TokenRejected("malformed", "payload is not a JSON object")
+    return claims
+
+
+def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise TokenRejected(f"missing_{name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenRejected(f"invalid_{name}", f"{name} is not a number")
+    return float(value)
+
+
+def check_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: float) -> None:
+    """OIDC Core §3.1.3.7 points 2–5, 9–11 on claims whose signature is already verified."""
+    if claims.get("iss") != expect.issuer:  # point 2: exact match
+        raise TokenRejected("wrong_issuer", f"iss={claims.get('iss')!r}")
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    if not isinstance(audiences, list) or expect.client_id not in audiences:  # point 3
+        raise TokenRejected("wrong_audience", f"aud={audience!r}")
+    azp = claims.get("azp")
+    if len(audiences) > 1 and azp is None:  # point 4
+        raise TokenRejected("missing_azp", "several audiences and no azp")
+    if azp is not None and azp != expect.client_id:  # point 5
+        raise TokenRejected("wrong_azp", f"azp={azp!r}")
+    leeway = expect.leeway_seconds
+    expires = _number(claims, "exp", required=True)  # point 9
+    if expires is not None and now - leeway >= expires:
+        raise TokenRejected("expired", f"exp={expires}")
+    issued = _number(claims, "iat", required=True)  # point 10
+    if issued is not None and issued > now + leeway:
+        raise TokenRejected("issued_in_future", f"iat={issued}")
+    not_before = _number(claims, "nbf", required=False)
+    if not_before is not None and not_before > now + leeway:
+        raise TokenRejected("not_yet_valid", f"nbf={not_before}")
+    nonce = claims.get("nonce")  # point 11
+    if not isinstance(nonce, str) or not hmac.compare_digest(
+        nonce.encode("utf-8"), expect.nonce.encode("utf-8")
+    ):
+        raise TokenRejected("wrong_nonce")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise TokenRejected("missing_sub")
+
+
+def validate_id_token(
+    id_token: str, keys: KeySet, expect: TokenExpectations, now: float
+) -> dict[str, Any]:
+    """Verify signature and claims; return the claims or raise :class:`TokenRejected`."""
+    claims = _verify_signature(id_token, keys, expect.algorithms)
+    check_claims(claims, expect, now)
+    return claims

@@ -1,0 +1,181 @@
+"""The demo: a small CQRS "Message centre" app behind the middleware, and the NHSmail-like
+provider, both on loopback (design §10). ``cqrs-sso demo`` / ``make demo`` run it.
+
+Demo users (password ``cqrs-demo``): ``gp.user@nhs.net`` has a CQRS account (seed step 3);
+``new.user@nhs.net`` has NHSmail but no CQRS account (seed step 5). Any other address or a
+wrong password is refused by the provider (seed step 4).
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+import signal
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+from werkzeug.wrappers import Request as WSGIRequest
+from werkzeug.wrappers import Response as WSGIResponse
+
+from .core.identity import Account, Identity, User
+from .drivers.asgi import ASGISSOMiddleware
+from .drivers.wsgi import SSOMiddleware
+from .provider import DemoClient, DemoUser, NHSmailLikeProvider
+from .serving import BackgroundASGIServer, BackgroundWSGIServer, bind_socket
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+DEMO_TENANT_ID = "8e1f2b4c-3d5a-4f6e-9a7b-0c1d2e3f4a5b"
+DEMO_CLIENT_ID = "cqrs-demo-client"
+DEMO_CLIENT_SECRET = "cqrs-demo-client-secret"  # noqa: S105 - a published demo value
+DEMO_PASSWORD = "cqrs-demo"  # noqa: S105 - a published demo value
+GP_USER = "gp.user@nhs.net"
+NEW_USER = "new.user@nhs.net"
+APP_PORT = 8000
+PROVIDER_PORT = 8001
+
+
+def demo_users() -> list[DemoUser]:
+    return [
+        DemoUser(GP_USER, DEMO_PASSWORD, "Dr Gita Patel", "0f4b3c1e-6d7a-4b8c-9e2f-1a3b5c7d9e0f"),
+        DemoUser(NEW_USER, DEMO_PASSWORD, "Nia Evans", "7c2e9a41-5b3d-4f6a-8e1c-2d4f6a8b0c1e"),
+    ]
+
+
+def demo_account_lookup(identity: Identity) -> Account | None:
+    """The demo's CQRS accounts: only the GP user has one."""
+    if identity.email == GP_USER:
+        return Account("CQRS-0001", GP_USER, {"organisation": "Demo Surgery (Y00001)", "role": "GP practice user"})
+    return None
+
+
+def _message_centre(user: User | None) -> str:
+    if user is None:
+        return "<p>No user was injected.</p>"
+    name, email = html.escape(user.display_name), html.escape(user.email)
+    organisation = html.escape(user.account.attributes.get("organisation", ""))
+    return f"""<!DOCTYPE html>
+<html lang="en-GB"><head><meta charset="utf-8"><title>Message centre – CQRS</title>
+<link rel="stylesheet" href="/oauth2/static/cqrs.css"></head>
+<body><header class="banner"><div class="banner-inner"><span class="nhs-logo" aria-hidden="true">NHS</span>
+<span class="service-name">Calculating Quality Reporting Service</span></div></header>
+<main id="main" class="page"><h1>Message centre</h1>
+<p>Welcome, <strong>{name}</strong> ({email}).</p>
+<p>Organisation: {organisation}</p>
+<div class="card"><h2>Messages</h2><p>You have no new messages.</p></div>
+<p><a href="/oauth2/sign_out">Sign out</a></p></main></body></html>"""
+
+
+def message_centre_asgi() -> Starlette:
+    async def home(request: Request) -> HTMLResponse:
+        return HTMLResponse(_message_centre(request.scope.get("cqrs_sso.user")))
+
+    return Starlette(routes=[Route("/", home), Route("/messages", home)])
+
+
+def message_centre_wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    request = WSGIRequest(environ)
+    body = _message_centre(request.environ.get("cqrs_sso.user"))
+    return WSGIResponse(body, content_type="text/html; charset=utf-8")(environ, start_response)
+
+
+def demo_provider(provider_url: str, app_url: str) -> NHSmailLikeProvider:
+    client = DemoClient(
+        DEMO_CLIENT_ID,
+        DEMO_CLIENT_SECRET,
+        redirect_uris=(f"{app_url}/oauth2/callback",),
+        post_logout_redirect_uris=(f"{app_url}/oauth2/sign_out",),
+    )
+    return NHSmailLikeProvider(provider_url, DEMO_TENANT_ID, demo_users(), [client])
+
+
+def demo_settings(provider_url: str, app_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "issuer": f"{provider_url}/{DEMO_TENANT_ID}/v2.0",
+        "client_id": DEMO_CLIENT_ID,
+        "client_secret": DEMO_CLIENT_SECRET,
+        "secret_keys": (secrets.token_urlsafe(32),),
+        "base_url": app_url,
+        "account_lookup": demo_account_lookup,
+        "default_return_path": "/",
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@dataclass
+class DemoStack:
+    provider: NHSmailLikeProvider
+    provider_server: BackgroundASGIServer
+    app_server: BackgroundASGIServer | BackgroundWSGIServer
+
+    def stop(self) -> None:
+        self.app_server.stop()
+        self.provider_server.stop()
+
+
+def start_demo(
+    app_port: int = APP_PORT,
+    provider_port: int = PROVIDER_PORT,
+    variant: Literal["asgi", "wsgi"] = "asgi",
+    host: str = "127.0.0.1",
+) -> DemoStack:
+    """Start provider and app on loopback; ports 0 pick free ones (tests)."""
+    provider_sock = bind_socket(host, provider_port)
+    provider_url = "http://{}:{}".format(*provider_sock.getsockname()[:2])
+    app_server: BackgroundASGIServer | BackgroundWSGIServer
+    if variant == "wsgi":
+        holder: dict[str, Any] = {}
+
+        def late_bound(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+            return holder["app"](environ, start_response)  # type: ignore[no-any-return]
+
+        app_server = BackgroundWSGIServer(late_bound, host, app_port)
+        provider = demo_provider(provider_url, app_server.url)
+        holder["app"] = SSOMiddleware(message_centre_wsgi, demo_settings(provider_url, app_server.url))
+    else:
+        app_sock = bind_socket(host, app_port)
+        app_url = "http://{}:{}".format(*app_sock.getsockname()[:2])
+        provider = demo_provider(provider_url, app_url)
+        wrapped = ASGISSOMiddleware(message_centre_asgi(), demo_settings(provider_url, app_url))
+        app_server = BackgroundASGIServer(wrapped, app_sock)
+    provider_server = BackgroundASGIServer(provider.app, provider_sock)
+    provider_server.start()
+    app_server.start()
+    return DemoStack(provider, provider_server, app_server)
+
+
+def run_demo(app_port: int = APP_PORT, provider_port: int = PROVIDER_PORT, variant: Literal["asgi", "wsgi"] = "asgi") -> None:
+    """Run until Ctrl-C (SIGINT) or SIGTERM, then stop both servers cleanly."""
+    stack = start_demo(app_port, provider_port, variant)
+    print(
+        f"""
+CQRS single sign-on demo ({variant.upper()} app)
+  CQRS demo app (Message centre):   {stack.app_server.url}
+  NHSmail-like provider (demo only): {stack.provider_server.url}   issuer {stack.provider.issuer}
+
+  Demo users, password '{DEMO_PASSWORD}':
+    {GP_USER:<20} has a CQRS account      (seed step 3)
+    {NEW_USER:<20} has no CQRS account    (seed step 5)
+    any other address or a wrong password is refused by the provider (seed step 4)
+
+Open {stack.app_server.url} in a browser. Press Ctrl-C to stop.
+""",
+        flush=True,
+    )
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    try:
+        stopping.wait()
+    finally:
+        stack.stop()
+        print("Demo stopped.", flush=True)

@@ -1,0 +1,214 @@
+"""ASGI driver: a plain ASGI callable, httpx.AsyncClient for the provider, anyio for lookups.
+
+It performs what the core asks and nothing else; every decision is in ``core.flow``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import httpx
+from starlette.authentication import AuthCredentials
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..core.actions import (
+    Effect,
+    EffectResult,
+    Flow,
+    HttpCall,
+    HttpFailure,
+    HttpReply,
+    IncomingRequest,
+    LookUpAccount,
+    LookupFailed,
+    LookupReturned,
+    Outcome,
+    PassThrough,
+    ReadForm,
+    Respond,
+)
+from ..core.flow import SignInFlow
+from ..core.forms import parse_form
+from ..core.identity import IDENTITY_HEADERS
+from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
+from ..core.responses import PageRenderer, internal_error
+from ..pages import JinjaPages
+from ..settings import Settings
+
+log = logging.getLogger("cqrs_sso")
+_IDENTITY_HEADER_NAMES = frozenset(h.replace("_", "-").encode("latin-1") for h in IDENTITY_HEADERS)
+USER_AGENT = "cqrs-sso-middleware"
+WEBSOCKET_UNAUTHENTICATED = 4401
+
+
+def _is_identity_header(name: bytes) -> bool:
+    # "X_Forwarded_User" is the same header to many WSGI/CGI back-ends: drop both spellings.
+    return name.lower().replace(b"_", b"-") in _IDENTITY_HEADER_NAMES
+
+
+class ASGISSOMiddleware:
+    """NHSmail sign-in in front of any ASGI app (Starlette, FastAPI, Django ASGI, …).
+
+    Every HTTP or websocket request that is not under ``settings.path_prefix`` and not in
+    ``settings.public_paths`` needs a valid session; browsers without one are sent to the
+    sign-in page, API callers get ``401`` JSON and websockets are closed with code 4401.
+    Signed-in requests reach the app with ``scope["user"]`` (Starlette ``BaseUser``-
+    compatible), ``scope["auth"]`` (``AuthCredentials(["authenticated"])``) and
+    ``scope["cqrs_sso.user"]``. Lifespan events pass through untouched.
+
+    What it trusts: only its own signed cookies and the ID token the provider signs.
+    Identity headers sent by the client (``X-Forwarded-User``, ``Remote-User``, their
+    underscore spellings, …) are removed from every request before the app sees it. It does
+    not read ``X-Forwarded-*``: the public origin is ``settings.base_url``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        pages: PageRenderer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.flow = SignInFlow(settings, pages or JinjaPages(settings.templates_dir), clock)
+        self.http = http_client or httpx.AsyncClient(
+            timeout=settings.http_timeout_seconds,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan and future types pass through
+            return
+        scope = dict(scope)
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if not _is_identity_header(k)]
+        try:
+            outcome = await self._run(self.flow.handle(self._request(scope)), scope, receive)
+        except Exception:
+            log.exception("cqrs-sso: internal error while handling a request")
+            outcome = internal_error()
+        if isinstance(outcome, PassThrough):
+            await self._pass_through(outcome, scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": WEBSOCKET_UNAUTHENTICATED})
+        else:
+            await self._respond(outcome, scope, send)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- request in, outcome out ----------------------------------------------------------
+
+    @staticmethod
+    def _request(scope: Scope) -> IncomingRequest:
+        return IncomingRequest(
+            method=scope.get("method", "GET").upper(),
+            path=scope["path"] or "/",
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=Headers(scope=scope),
+            is_websocket=scope["type"] == "websocket",
+        )
+
+    async def _pass_through(self, outcome: PassThrough, scope: Scope, receive: Receive, send: Send) -> None:
+        if outcome.user is not None:
+            scope["user"] = outcome.user
+            scope["auth"] = AuthCredentials(["authenticated"])
+            scope["cqrs_sso.user"] = outcome.user
+        if not outcome.set_cookies:
+            await self.app(scope, receive, send)
+            return
+        cookies = [(b"set-cookie", c.encode("latin-1")) for c in outcome.set_cookies]
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *cookies]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+    @staticmethod
+    async def _respond(outcome: Respond, scope: Scope, send: Send) -> None:
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+        body = b"" if scope.get("method") == "HEAD" else outcome.body
+        headers.append((b"content-length", str(len(outcome.body)).encode()))
+        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # -- effects ------------------------------------------------------------------------------
+
+    async def _run(self, flow: Flow, scope: Scope, receive: Receive) -> Outcome:
+        try:
+            effect: Effect = next(flow)
+            while True:
+                effect = flow.send(await self._perform(effect, scope, receive))
+        except StopIteration as done:
+            result: Outcome = done.value
+            return result
+
+    async def _perform(self, effect: Effect, scope: Scope, receive: Receive) -> EffectResult:
+        if isinstance(effect, HttpCall):
+            return await self._http(effect)
+        if isinstance(effect, ReadForm):
+            return await self._read_form(effect, scope, receive)
+        return await self._look_up(effect)
+
+    async def _http(self, call: HttpCall) -> HttpReply | HttpFailure:
+        try:
+            request = self.http.build_request(call.method, call.url, data=dict(call.form or ()), headers=call.headers)
+            reply = await self.http.send(request, stream=True)
+            try:
+                body = b""
+                async for chunk in reply.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_PROVIDER_REPLY_BYTES:
+                        return HttpFailure(f"{call.purpose}: reply larger than {MAX_PROVIDER_REPLY_BYTES} bytes")
+                return HttpReply(reply.status_code, body)
+            finally:
+                await reply.aclose()
+        except httpx.HTTPError as error:
+            return HttpFailure(f"{call.purpose}: {type(error).__name__}")
+
+    @staticmethod
+    async def _read_form(effect: ReadForm, scope: Scope, receive: Receive) -> dict[str, str] | None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # client went away
+            body += message.get("body", b"")
+            if len(body) > effect.max_bytes:
+                return None
+            if not message.get("more_body", False):
+                break
+        return parse_form(body, Headers(scope=scope).get("content-type"))
+
+    async def _look_up(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
+        lookup = self.settings.lookup
+        timeout = self.settings.account_lookup_timeout_seconds
+        try:
+            with anyio.fail_after(timeout):
+                if inspect.iscoroutinefunction(lookup) or inspect.iscoroutinefunction(
+                    getattr(lookup, "__call__", None)  # noqa: B004 - async callable objects
+                ):
+                    result: Any = await lookup(effect.identity)  # type: ignore[misc]
+                else:
+                    # abandon_on_cancel: a stuck sync lookup must not hold the request past
+                    # its time-out; its thread finishes in the background.
+                    result = await anyio.to_thread.run_sync(lookup, effect.identity, abandon_on_cancel=True)
+                    if inspect.isawaitable(result):
+                        result = await result
+            return LookupReturned(result)
+        except TimeoutError:
+            return LookupFailed(f"timed out after {timeout:g}s")
+        except Exception as error:
+            return LookupFailed(f"raised {type(error).__name__}")

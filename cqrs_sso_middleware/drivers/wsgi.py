@@ -1,0 +1,198 @@
+"""WSGI driver: werkzeug for the request, httpx.Client for the provider, threads for lookups.
+
+It performs what the core asks and nothing else; every decision is in ``core.flow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from werkzeug.datastructures import EnvironHeaders
+
+from ..core.actions import (
+    Effect,
+    EffectResult,
+    Flow,
+    HttpCall,
+    HttpFailure,
+    HttpReply,
+    IncomingRequest,
+    LookUpAccount,
+    LookupFailed,
+    LookupReturned,
+    Outcome,
+    PassThrough,
+    ReadForm,
+    Respond,
+)
+from ..core.flow import SignInFlow
+from ..core.forms import parse_form
+from ..core.identity import IDENTITY_HEADERS, Identity
+from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
+from ..core.responses import PageRenderer, internal_error
+from ..pages import JinjaPages
+from ..settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger("cqrs_sso")
+_IDENTITY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in IDENTITY_HEADERS)
+USER_AGENT = "cqrs-sso-middleware"
+
+
+class SSOMiddleware:
+    """NHSmail sign-in in front of any WSGI app (Flask, Django, …).
+
+    Every request that is not under ``settings.path_prefix`` and not in
+    ``settings.public_paths`` needs a valid session; without one, browsers are sent to the
+    sign-in page and API callers get ``401`` JSON. Signed-in requests reach the app with
+    ``environ["cqrs_sso.user"]`` (a :class:`~cqrs_sso_middleware.User`) and
+    ``environ["REMOTE_USER"]`` (the email).
+
+    What it trusts: only its own signed cookies and the ID token the provider signs. It
+    does **not** trust identity headers from the client — ``X-Forwarded-User``,
+    ``Remote-User`` and the rest of ``IDENTITY_HEADERS`` are deleted from every request,
+    and ``REMOTE_USER`` is always overwritten or removed, so the app can believe them.
+    It does not read ``X-Forwarded-*`` at all: the public origin is ``settings.base_url``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        settings: Settings,
+        *,
+        http_client: httpx.Client | None = None,
+        pages: PageRenderer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.flow = SignInFlow(settings, pages or JinjaPages(settings.templates_dir), clock)
+        self.http = http_client or httpx.Client(
+            timeout=settings.http_timeout_seconds,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cqrs-sso-lookup")
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        for key in _IDENTITY_ENVIRON_KEYS:
+            environ.pop(key, None)
+        environ.pop("REMOTE_USER", None)
+        try:
+            outcome = self._run(self.flow.handle(self._request(environ)), environ)
+        except Exception:
+            log.exception("cqrs-sso: internal error while handling a request")
+            outcome = internal_error()
+        if isinstance(outcome, Respond):
+            head = environ.get("REQUEST_METHOD") == "HEAD"
+            start_response(f"{outcome.status} {HTTPStatus(outcome.status).phrase}", list(outcome.headers))
+            return [] if head else [outcome.body]
+        return self._pass_through(outcome, environ, start_response)
+
+    def close(self) -> None:
+        self.http.close()
+        self._lookups.shutdown(wait=False, cancel_futures=True)
+
+    # -- request in, outcome out ----------------------------------------------------------
+
+    @staticmethod
+    def _request(environ: WSGIEnvironment) -> IncomingRequest:
+        # PEP 3333 gives paths as latin-1-decoded bytes; the core wants the real text.
+        raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        path = raw.encode("latin-1", "replace").decode("utf-8", "replace")
+        return IncomingRequest(
+            method=environ.get("REQUEST_METHOD", "GET").upper(),
+            path=path or "/",
+            query_string=environ.get("QUERY_STRING", ""),
+            headers=EnvironHeaders(environ),
+        )
+
+    def _pass_through(
+        self, outcome: PassThrough, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        if outcome.user is not None:
+            environ["cqrs_sso.user"] = outcome.user
+            environ["REMOTE_USER"] = outcome.user.email
+        if not outcome.set_cookies:
+            return self.app(environ, start_response)
+        cookies = [("Set-Cookie", cookie) for cookie in outcome.set_cookies]
+
+        def start_with_cookies(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, [*headers, *cookies], exc_info)
+
+        return self.app(environ, start_with_cookies)
+
+    # -- effects ------------------------------------------------------------------------------
+
+    def _run(self, flow: Flow, environ: WSGIEnvironment) -> Outcome:
+        try:
+            effect: Effect = next(flow)
+            while True:
+                effect = flow.send(self._perform(effect, environ))
+        except StopIteration as done:
+            result: Outcome = done.value
+            return result
+
+    def _perform(self, effect: Effect, environ: WSGIEnvironment) -> EffectResult:
+        if isinstance(effect, HttpCall):
+            return self._http(effect)
+        if isinstance(effect, ReadForm):
+            return self._read_form(effect, environ)
+        return self._look_up(effect)
+
+    def _http(self, call: HttpCall) -> HttpReply | HttpFailure:
+        try:
+            with self.http.stream(call.method, call.url, data=dict(call.form or ()), headers=call.headers) as reply:
+                body = b""
+                for chunk in reply.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_PROVIDER_REPLY_BYTES:
+                        return HttpFailure(f"{call.purpose}: reply larger than {MAX_PROVIDER_REPLY_BYTES} bytes")
+                return HttpReply(reply.status_code, body)
+        except httpx.HTTPError as error:
+            return HttpFailure(f"{call.purpose}: {type(error).__name__}")
+
+    @staticmethod
+    def _read_form(effect: ReadForm, environ: WSGIEnvironment) -> dict[str, str] | None:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if not 0 < length <= effect.max_bytes:
+            return None
+        body = environ["wsgi.input"].read(length)
+        return parse_form(body, environ.get("CONTENT_TYPE"))
+
+    def _look_up(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
+        timeout = self.settings.account_lookup_timeout_seconds
+        future = self._lookups.submit(_call_lookup, self.settings.lookup, effect.identity)
+        try:
+            return LookupReturned(future.result(timeout=timeout))
+        except FutureTimeout:
+            future.cancel()
+            return LookupFailed(f"timed out after {timeout:g}s")
+        except Exception as error:
+            return LookupFailed(f"raised {type(error).__name__}")
+
+
+def _call_lookup(lookup: Callable[[Identity], Any], identity: Identity) -> object:
+    """Run a plain or ``async def`` lookup to completion in a worker thread."""
+    result = lookup(identity)
+    if inspect.isawaitable(result):
+        return asyncio.run(_await(result))
+    return result
+
+
+async def _await(awaitable: Any) -> object:
+    return await awaitable

@@ -1,0 +1,396 @@
+"""A small OpenID provider that looks like NHSmail (Entra ID v2.0), for demos and tests ONLY.
+
+It plays the other side of the protocol, so it deliberately shares no code with the
+middleware (a bug shared by both sides would hide). It implements the authorization code
+flow with PKCE S256 required (RFC 7636), ``client_secret_basic`` and ``client_secret_post``
+(RFC 6749 §2.3.1), single-use 10-minute codes (RFC 6749 §4.1.2), RS256 ID tokens with
+Entra-shaped claims (``oid``, ``tid``, pairwise ``sub``, ``preferred_username``, ``ver``),
+Entra's URL layout (``/<tenant>/v2.0``, ``/<tenant>/discovery/v2.0/keys``,
+``/<tenant>/oauth2/v2.0/{authorize,token,logout}``) and key rotation.
+
+It is not NHSmail, holds fake users with known passwords, and says so on every page.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode
+
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger("cqrs_sso.provider")
+
+WRONG_CREDENTIALS = "Incorrect user ID or password. Type the correct user ID and password, and try again."
+CODE_LIFETIME_SECONDS = 600
+ID_TOKEN_LIFETIME_SECONDS = 3600
+DEMO_NOTICE = "Demonstration identity provider for testing only. This is not NHSmail."
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    email: str
+    password: str
+    name: str
+    object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    include_email_claim: bool = True
+
+
+@dataclass(frozen=True)
+class DemoClient:
+    client_id: str
+    client_secret: str
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _CodeGrant:
+    client_id: str
+    redirect_uri: str
+    user: DemoUser
+    nonce: str | None
+    code_challenge: str
+    scope: str
+    expires_at: float
+
+
+@dataclass
+class ProviderFaults:
+    """Switches tests use to make the provider misbehave on purpose."""
+
+    token_status: int | None = None
+    token_body: bytes | None = None
+    token_delay_seconds: float = 0.0
+    jwks_status: int | None = None
+    claim_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded form body, first value of each field (no multipart here)."""
+    body = (await request.body())[:65536]
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class NHSmailLikeProvider:
+    """The provider's state and its Starlette app (``.app``)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tenant_id: str,
+        users: Iterable[DemoUser],
+        clients: Iterable[DemoClient],
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tenant_id = tenant_id
+        self.users = {u.email.lower(): u for u in users}
+        self.clients = {c.client_id: c for c in clients}
+        self.clock = clock
+        self.faults = ProviderFaults()
+        self._pairwise_salt = secrets.token_bytes(16)
+        self._codes: dict[str, _CodeGrant] = {}
+        self.signing_key = self._new_key()
+        self.published_keys: list[RSAKey] = [self.signing_key]
+        self.app = Starlette(routes=self._routes())
+        log.warning("cqrs-sso provider: %s (issuer %s)", DEMO_NOTICE, self.issuer)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _new_key() -> RSAKey:
+        kid = _b64url(secrets.token_bytes(12))
+        return RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
+
+    def rotate_keys(self, *, retire_old: bool = False) -> RSAKey:
+        """Sign with a new key; keep publishing the old one unless ``retire_old``."""
+        self.signing_key = self._new_key()
+        self.published_keys = [self.signing_key] if retire_old else [self.signing_key, *self.published_keys]
+        return self.signing_key
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}/v2.0"
+
+    def _endpoint(self, name: str) -> str:
+        return f"{self.base_url}/{self.tenant_id}/oauth2/v2.0/{name}"
+
+    # -- routes -----------------------------------------------------------------------------
+
+    def _routes(self) -> list[Route]:
+        t = "/{tenant}"
+        return [
+            Route("/", self.home),
+            Route(t + "/v2.0/.well-known/openid-configuration", self.discovery),
+            Route(t + "/discovery/v2.0/keys", self.jwks),
+            Route(t + "/oauth2/v2.0/authorize", self.authorize, methods=["GET", "POST"]),
+            Route(t + "/oauth2/v2.0/token", self.token, methods=["POST"]),
+            Route(t + "/oauth2/v2.0/logout", self.logout, methods=["GET", "POST"]),
+        ]
+
+    def _right_tenant(self, request: Request) -> bool:
+        return bool(request.path_params["tenant"] == self.tenant_id)
+
+    async def home(self, request: Request) -> Response:
+        return HTMLResponse(_page("NHSmail-like provider", f"<p>Issuer: {html.escape(self.issuer)}</p>"))
+
+    async def discovery(self, request: Request) -> Response:
+        if not self._right_tenant(request):
+            return JSONResponse({"error": "invalid_tenant"}, status_code=400)
+        return JSONResponse(
+            {
+                "issuer": self.issuer,
+                "authorization_endpoint": self._endpoint("authorize"),
+                "token_endpoint": self._endpoint("token"),
+                "end_session_endpoint": self._endpoint("logout"),
+                "jwks_uri": f"{self.base_url}/{self.tenant_id}/discovery/v2.0/keys",
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "claims_supported": [
+                    "sub", "iss", "aud", "exp", "iat", "nbf", "name", "nonce", "oid", "tid",
+                    "preferred_username", "email", "ver",
+                ],
+                "code_challenge_methods_supported": ["S256"],
+                "frontchannel_logout_supported": True,
+                "http_logout_supported": True,
+                "request_uri_parameter_supported": False,
+                "tenant_region_scope": "EU",
+            }
+        )
+
+    async def jwks(self, request: Request) -> Response:
+        if self.faults.jwks_status is not None:
+            return Response("fault", status_code=self.faults.jwks_status)
+        keys = [key.as_dict(private=False) for key in self.published_keys]
+        return JSONResponse({"keys": keys})
+
+    # -- authorize ----------------------------------------------------------------------------
+
+    async def authorize(self, request: Request) -> Response:
+        params: dict[str, str] = dict(request.query_params)
+        if request.method == "POST":
+            params = await _form(request)
+        client = self.clients.get(params.get("client_id", ""))
+        redirect_uri = params.get("redirect_uri", "")
+        # RFC 6749 §4.1.2.1: with a bad client or redirect URI, never redirect.
+        if not self._right_tenant(request) or client is None or redirect_uri not in client.redirect_uris:
+            return HTMLResponse(_page("Sign in error", "<p>Unknown application or reply address.</p>"), 400)
+        state = params.get("state")
+        problem = self._authorize_problem(params)
+        if problem:
+            return self._redirect_error(redirect_uri, state, "invalid_request", problem)
+        if request.method == "GET":
+            return HTMLResponse(_login_page(params, error=""))
+        if params.get("action") == "cancel":
+            return self._redirect_error(
+                redirect_uri, state, "access_denied", "AADSTS50058: the user cancelled the sign in"
+            )
+        user = self.users.get(params.get("login", "").strip().lower())
+        if user is None or not hmac.compare_digest(
+            user.password.encode(), params.get("passwd", "").encode()
+        ):
+            return HTMLResponse(_login_page(params, error=WRONG_CREDENTIALS))
+        code = secrets.token_urlsafe(32)
+        self._codes[code] = _CodeGrant(
+            client_id=client.client_id,
+            redirect_uri=redirect_uri,
+            user=user,
+            nonce=params.get("nonce"),
+            code_challenge=params["code_challenge"],
+            scope=params.get("scope", ""),
+            expires_at=self.clock() + CODE_LIFETIME_SECONDS,
+        )
+        query = {"code": code, **({"state": state} if state else {})}
+        return RedirectResponse(f"{redirect_uri}?{urlencode(query)}", status_code=302)
+
+    @staticmethod
+    def _authorize_problem(params: dict[str, str]) -> str:
+        if params.get("response_type") != "code":
+            return "AADSTS70000: response_type must be code"
+        if "openid" not in params.get("scope", "").split():
+            return "AADSTS70011: scope must include openid"
+        if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+            return "AADSTS9002325: Proof Key for Code Exchange is required (S256)"
+        return ""
+
+    @staticmethod
+    def _redirect_error(redirect_uri: str, state: str | None, error: str, description: str) -> Response:
+        query = {"error": error, "error_description": description, **({"state": state} if state else {})}
+        return RedirectResponse(f"{redirect_uri}?{urlencode(query)}", status_code=302)
+
+    # -- token --------------------------------------------------------------------------------
+
+    def _authenticate_client(self, request: Request, form: dict[str, str]) -> DemoClient | None:
+        client_id, secret = form.get("client_id", ""), form.get("client_secret")
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(header[6:], validate=True).decode()
+            except ValueError:
+                return None
+            user, _, password = decoded.partition(":")
+            client_id, secret = unquote(user), unquote(password)
+        client = self.clients.get(client_id)
+        if client is None or secret is None:
+            return None
+        if not hmac.compare_digest(client.client_secret.encode(), secret.encode()):
+            return None
+        return client
+
+    async def token(self, request: Request) -> Response:
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        faults = self.faults
+        if faults.token_delay_seconds:
+            import anyio
+
+            await anyio.sleep(faults.token_delay_seconds)
+        if faults.token_status is not None:
+            return Response(faults.token_body or b"", status_code=faults.token_status)
+        form = await _form(request)
+        client = self._authenticate_client(request, form)
+        if client is None:
+            return JSONResponse({"error": "invalid_client"}, 401, headers=headers)
+        if form.get("grant_type") != "authorization_code":
+            return JSONResponse({"error": "unsupported_grant_type"}, 400, headers=headers)
+        grant = self._codes.pop(form.get("code", ""), None)  # single use, even when it fails
+        if grant is None or grant.expires_at <= self.clock():
+            return JSONResponse({"error": "invalid_grant", "error_description": "AADSTS70008"}, 400, headers=headers)
+        verifier = form.get("code_verifier", "")
+        challenge = _b64url(hashlib.sha256(verifier.encode()).digest())
+        if (
+            grant.client_id != client.client_id
+            or grant.redirect_uri != form.get("redirect_uri")
+            or not hmac.compare_digest(challenge, grant.code_challenge)
+        ):
+            return JSONResponse({"error": "invalid_grant", "error_description": "AADSTS50148"}, 400, headers=headers)
+        if faults.token_body is not None:
+            return Response(faults.token_body, media_type="application/json", headers=headers)
+        return JSONResponse(
+            {
+                "token_type": "Bearer",
+                "scope": grant.scope,
+                "expires_in": ID_TOKEN_LIFETIME_SECONDS,
+                "access_token": secrets.token_urlsafe(32),
+                "id_token": self.id_token_for(grant.user, client.client_id, grant.nonce),
+            },
+            headers=headers,
+        )
+
+    def id_token_for(self, user: DemoUser, client_id: str, nonce: str | None, **overrides: Any) -> str:
+        """An Entra-v2.0-shaped ID token signed with the current key."""
+        now = int(self.clock())
+        # Entra's sub is pairwise: different for every application.
+        pairwise = hmac.new(self._pairwise_salt, f"{client_id}:{user.object_id}".encode(), hashlib.sha256)
+        claims: dict[str, Any] = {
+            "aud": client_id,
+            "iss": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ID_TOKEN_LIFETIME_SECONDS,
+            "name": user.name,
+            "oid": user.object_id,
+            "preferred_username": user.email,
+            "sub": _b64url(pairwise.digest()),
+            "tid": self.tenant_id,
+            "uti": _b64url(secrets.token_bytes(16)),
+            "ver": "2.0",
+        }
+        if user.include_email_claim:
+            claims["email"] = user.email
+        if nonce:
+            claims["nonce"] = nonce
+        claims.update(self.faults.claim_overrides)
+        claims.update(overrides)
+        header = {"alg": "RS256", "kid": self.signing_key.kid, "typ": "JWT"}
+        return jwt.encode(header, claims, self.signing_key, algorithms=["RS256"])
+
+    def key_set(self) -> KeySet:
+        return KeySet(list(self.published_keys))
+
+    # -- logout -------------------------------------------------------------------------------
+
+    async def logout(self, request: Request) -> Response:
+        target = request.query_params.get("post_logout_redirect_uri", "")
+        if any(target in c.post_logout_redirect_uris for c in self.clients.values()) and target:
+            return RedirectResponse(target, status_code=302)
+        return HTMLResponse(_page("Signed out", "<p>You have signed out of the demo provider.</p>"))
+
+
+# -- pages -------------------------------------------------------------------------------------
+
+_STYLE = (
+    "body{font-family:Arial,sans-serif;background:#f0f4f5;color:#212b32;margin:0}"
+    "header{background:#005eb8;color:#fff;padding:1rem;font-weight:700}"
+    "main{max-width:28rem;margin:2rem auto;background:#fff;padding:1.5rem;border:1px solid #d8dde0}"
+    "label{display:block;font-weight:700;margin-top:1rem}"
+    "input{font:inherit;width:100%;padding:.4rem;border:2px solid #4c6272;margin-top:.25rem}"
+    "button{font:inherit;margin-top:1.25rem;padding:.5rem 1.25rem;background:#005eb8;color:#fff;border:0}"
+    "button.secondary{background:#fff;color:#005eb8;border:2px solid #005eb8;margin-left:.5rem}"
+    "input:focus,button:focus{outline:4px solid #ffeb3b;outline-offset:0}"
+    ".error{border-left:6px solid #d5281b;padding-left:.75rem;color:#212b32}"
+    ".demo{background:#ffeb3b;padding:.5rem;font-size:.9rem}"
+)
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f'<header>NHS</header><main><p class="demo" role="note">{DEMO_NOTICE}</p>{body}</main></body></html>'
+    )
+
+
+_CARRIED = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
+            "code_challenge", "code_challenge_method")
+
+
+def _login_page(params: dict[str, str], error: str) -> str:
+    hidden = "".join(
+        f'<input type="hidden" name="{name}" value="{html.escape(params[name])}">'
+        for name in _CARRIED
+        if name in params
+    )
+    login = html.escape(params.get("login", ""))
+    alert = f'<p class="error" role="alert" id="error">{html.escape(error)}</p>' if error else ""
+    described = ' aria-describedby="error" aria-invalid="true"' if error else ""
+    body = (
+        "<h1>Sign in with your NHSmail account</h1>"
+        f'{alert}<form method="post">{hidden}'
+        f'<label for="login">Email Address</label>'
+        f'<input id="login" name="login" type="email" autocomplete="username" value="{login}"{described} required>'
+        f'<label for="passwd">Password</label>'
+        f'<input id="passwd" name="passwd" type="password" autocomplete="current-password"{described}>'
+        '<button type="submit" name="action" value="sign_in">Sign in</button>'
+        '<button type="submit" name="action" value="cancel" class="secondary" formnovalidate>Cancel</button>'
+        "</form>"
+    )
+    return _page("Sign in with your NHSmail account", body)

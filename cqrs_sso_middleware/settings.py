@@ -1,0 +1,302 @@
+"""The one frozen ``Settings`` object, from code, a TOML file or ``CQRS_SSO_*`` variables.
+
+Precedence is one rule, most specific to this run first: **explicit arguments (CLI flags or
+keyword arguments) > environment variables > TOML file > defaults.** Secrets may also come
+from ``CQRS_SSO_<NAME>_FILE`` (a path whose content is the value), as container secrets do.
+
+Every problem is reported at construction, one line each, as a :class:`ConfigError` —
+never at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from .core.errors import ConfigError
+from .core.identity import Account, Identity
+
+AccountLookup = Callable[[Identity], "Account | None | Awaitable[Account | None]"]
+TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+ENTRA_AUTHORITY = "https://login.microsoftonline.com"
+SEED_HELP_EMAIL = "support@cqrs.co.uk"
+SEED_HELP_PHONE = "0800 4402777 (8am-6pm Mon-Fri exc Bank Holidays)"
+ENV_PREFIX = "CQRS_SSO_"
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_MIN_SECRET_KEY_BYTES = 32
+
+
+def _is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in _LOOPBACK_HOSTS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the middleware needs, validated. Build it once at start-up."""
+
+    client_id: str
+    secret_keys: tuple[str, ...]
+    base_url: str
+    account_lookup: AccountLookup | str
+    issuer: str = ""
+    tenant: str = ""
+    client_secret: str = field(default="", repr=False)
+    private_key_file: str = ""
+    token_auth_method: TokenAuthMethod | None = None
+    path_prefix: str = "/oauth2"
+    default_return_path: str = "/"
+    allowed_email_domains: tuple[str, ...] = ()
+    public_paths: tuple[str, ...] = ()
+    auto_redirect: bool = False
+    session_store: Literal["cookie"] = "cookie"
+    session_idle_seconds: int = 3600
+    session_max_seconds: int = 43200
+    account_recheck_seconds: int = 900
+    account_lookup_timeout_seconds: float = 5.0
+    account_query: str = ""
+    http_timeout_seconds: float = 10.0
+    clock_leeway_seconds: int = 180
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    cookie_name: str = "cqrs_sso"
+    help_email: str = SEED_HELP_EMAIL
+    help_phone: str = SEED_HELP_PHONE
+    help_url: str = "https://digital.nhs.uk/services/calculating-quality-reporting-service"
+    contact_url: str = "mailto:support@cqrs.co.uk"
+    collections_url: str = "https://digital.nhs.uk/services/general-practice-gp-collections"
+    templates_dir: str = ""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        self._normalise()
+        self._check_provider(problems)
+        self._check_secrets(problems)
+        self._check_urls_and_paths(problems)
+        self._check_numbers(problems)
+        if isinstance(self.account_lookup, str):
+            from .lookups import resolve_account_lookup
+
+            try:
+                object.__setattr__(
+                    self, "account_lookup", resolve_account_lookup(self.account_lookup, self)
+                )
+            except ConfigError as error:
+                problems.extend(error.problems)
+        elif not callable(self.account_lookup):
+            problems.append("account_lookup: must be a callable or a 'module:function' string")
+        if problems:
+            raise ConfigError(problems)
+
+    # -- validation, one concern each -------------------------------------------------------
+
+    def _normalise(self) -> None:
+        def put(name: str, value: object) -> None:
+            object.__setattr__(self, name, value)
+
+        if self.tenant and not self.issuer:
+            put("issuer", f"{ENTRA_AUTHORITY}/{self.tenant}/v2.0")
+        put("issuer", self.issuer.rstrip("/"))
+        put("base_url", self.base_url.rstrip("/"))
+        put("path_prefix", "/" + self.path_prefix.strip("/"))
+        put("secret_keys", tuple(k for k in self.secret_keys if k))
+        put("allowed_email_domains", tuple(d.strip().lower().lstrip("@") for d in self.allowed_email_domains if d.strip()))
+        put("public_paths", tuple(p.strip() for p in self.public_paths if p.strip()))
+        if self.token_auth_method is None:
+            put("token_auth_method", "private_key_jwt" if self.private_key_file else "client_secret_basic")
+
+    def _check_provider(self, problems: list[str]) -> None:
+        if not self.issuer:
+            problems.append("issuer: required (or set tenant for the NHSmail preset)")
+        elif urlsplit(self.issuer).scheme != "https" and not _is_loopback(self.issuer):
+            problems.append(f"issuer: must be https (http only on loopback), got {self.issuer!r}")
+        if not self.client_id:
+            problems.append("client_id: required (the id NHSmail registered for this app)")
+        method = self.token_auth_method
+        if method not in get_args(TokenAuthMethod):
+            problems.append(f"token_auth_method: must be one of {', '.join(get_args(TokenAuthMethod))}")
+        elif method == "private_key_jwt":
+            problems.append("token_auth_method: private_key_jwt is not supported by this version yet")
+        elif not self.client_secret:
+            problems.append(f"client_secret: required for {method}")
+
+    def _check_secrets(self, problems: list[str]) -> None:
+        if not self.secret_keys:
+            problems.append("secret_keys: required (random strings of at least 32 bytes, comma separated)")
+        for position, key in enumerate(self.secret_keys, start=1):
+            if len(key.encode("utf-8")) < _MIN_SECRET_KEY_BYTES:
+                problems.append(f"secret_keys: key {position} is shorter than {_MIN_SECRET_KEY_BYTES} bytes")
+
+    def _check_urls_and_paths(self, problems: list[str]) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"base_url: must be an origin like https://cqrs.example.nhs.uk, got {self.base_url!r}")
+        elif parts.path or parts.query or parts.fragment:
+            problems.append("base_url: must be an origin only (no path, query or fragment)")
+        elif parts.scheme == "http" and not _is_loopback(self.base_url):
+            problems.append("base_url: must be https; plain http is only allowed on loopback for development")
+        if not re.fullmatch(r"/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", self.path_prefix):
+            problems.append(f"path_prefix: must be a plain path such as /oauth2, got {self.path_prefix!r}")
+        if not self.default_return_path.startswith("/") or self.default_return_path.startswith("//"):
+            problems.append("default_return_path: must be a path on this site, such as /")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.cookie_name):
+            problems.append("cookie_name: letters, digits and underscores only")
+        if self.session_store != "cookie":
+            problems.append(f"session_store: {self.session_store!r} is not supported by this version; use 'cookie'")
+        if self.templates_dir and not Path(self.templates_dir).is_dir():
+            problems.append(f"templates_dir: {self.templates_dir!r} is not a directory")
+
+    def _check_numbers(self, problems: list[str]) -> None:
+        if self.session_idle_seconds < 60:
+            problems.append("session_idle_seconds: must be at least 60")
+        if self.session_max_seconds < self.session_idle_seconds:
+            problems.append("session_max_seconds: must be at least session_idle_seconds")
+        if self.account_recheck_seconds < 0:
+            problems.append("account_recheck_seconds: must be 0 (never) or more")
+        if not 0 < self.account_lookup_timeout_seconds <= 60:
+            problems.append("account_lookup_timeout_seconds: must be between 0 and 60")
+        if not 0 < self.http_timeout_seconds <= 60:
+            problems.append("http_timeout_seconds: must be between 0 and 60")
+        if not 0 <= self.clock_leeway_seconds <= 600:
+            problems.append("clock_leeway_seconds: must be between 0 and 600")
+        if "openid" not in self.scopes:
+            problems.append("scopes: must include 'openid'")
+
+    # -- derived values ---------------------------------------------------------------------
+
+    @property
+    def lookup(self) -> AccountLookup:
+        """The account lookup as a callable (a string spec was resolved at construction)."""
+        assert callable(self.account_lookup)
+        return self.account_lookup
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self.base_url}{self.path_prefix}/callback"
+
+    @property
+    def is_https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    # -- loading ----------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Arguments > environment > TOML file > defaults (see the module docstring)."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        if config_file is not None:
+            values.update(_read_toml(Path(config_file), problems))
+        values.update(_read_environ(os.environ if environ is None else environ, problems))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        missing = [f.name for f in fields(cls) if f.name in _REQUIRED and f.name not in values]
+        problems.extend(f"{name}: required (set {ENV_PREFIX}{name.upper()})" for name in missing)
+        if problems:
+            raise ConfigError(problems)
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise ConfigError([f"configuration: {error}"]) from error
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        return cls.load(None, environ, **overrides)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> Settings:
+        return cls.load(path, {}, **overrides)
+
+
+_REQUIRED = {"client_id", "secret_keys", "base_url", "account_lookup"}
+_FIELD_TYPES = {
+    "secret_keys": tuple,
+    "allowed_email_domains": tuple,
+    "public_paths": tuple,
+    "scopes": tuple,
+    "auto_redirect": bool,
+    "session_idle_seconds": int,
+    "session_max_seconds": int,
+    "account_recheck_seconds": int,
+    "clock_leeway_seconds": int,
+    "account_lookup_timeout_seconds": float,
+    "http_timeout_seconds": float,
+}
+# Environment names that differ from the TOML key (design §5).
+_ENV_ALIASES = {"HELP_PHONE": "help_phone", "HELP_EMAIL": "help_email"}
+
+
+def _coerce(name: str, raw: object, problems: list[str]) -> object:
+    kind = _FIELD_TYPES.get(name, str)
+    try:
+        if kind is tuple:
+            items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[call-overload]
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(raw)
+            return text in {"1", "true", "yes", "on"}
+        if kind is int:
+            return int(str(raw))
+        if kind is float:
+            return float(str(raw))
+        return raw if isinstance(raw, str) else str(raw)
+    except (TypeError, ValueError):
+        problems.append(f"{name}: {raw!r} is not a valid {kind.__name__}")
+        return None
+
+
+def _field_names() -> set[str]:
+    return {f.name for f in fields(Settings)}
+
+
+def _read_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, object]:
+    names = _field_names()
+    values: dict[str, object] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :]
+        if name.endswith("_FILE") and name[:-5].lower() in names and name.lower() not in names:
+            name = name[:-5]
+            try:
+                raw = Path(raw).read_text(encoding="utf-8").strip()
+            except OSError as error:
+                problems.append(f"{key}: cannot read {raw!r}: {error.strerror}")
+                continue
+        field_name = _ENV_ALIASES.get(name, name.lower())
+        if field_name in names:
+            values[field_name] = _coerce(field_name, raw, problems)
+    return values
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as error:
+        problems.append(f"config file {str(path)!r}: {error.strerror}")
+        return {}
+    except tomllib.TOMLDecodeError as error:
+        problems.append(f"config file {str(path)!r}: not valid TOML: {error}")
+        return {}
+    names = _field_names()
+    values: dict[str, object] = {}
+    for key, raw in document.items():
+        if key not in names:
+            problems.append(f"config file: unknown key {key!r}")
+            continue
+        values[key] = _coerce(key, raw, problems)
+    return values
