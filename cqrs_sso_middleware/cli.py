@@ -69,12 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the demo CQRS app and the NHSmail-like provider")
     demo.add_argument("--port", type=int, default=8000, help="demo app port (default 8000)")
     demo.add_argument("--provider-port", type=int, default=8001, help="provider port (default 8001)")
-    demo.add_argument("--variant", choices=["asgi", "wsgi"], default="asgi", help="which driver wraps the app")
+    demo.add_argument(
+        "--variant", choices=["asgi", "wsgi"], default="asgi", help="which driver wraps the app"
+    )
     demo.set_defaults(run=_demo)
 
     provider = commands.add_parser("provider", help="run only the NHSmail-like provider (demo/tests)")
     provider.add_argument("--listen", default="127.0.0.1:8001", help="host:port (default 127.0.0.1:8001)")
-    provider.add_argument("--app-url", default="http://127.0.0.1:8000", help="the app whose callback to allow")
+    provider.add_argument(
+        "--app-url", default="http://127.0.0.1:8000", help="the app whose callback to allow"
+    )
     provider.set_defaults(run=_provider)
 
     check = commands.add_parser("check-config", help="validate configuration and fetch provider metadata")

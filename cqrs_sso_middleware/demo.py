@@ -53,7 +53,9 @@ def demo_users() -> list[DemoUser]:
 def demo_account_lookup(identity: Identity) -> Account | None:
     """The demo's CQRS accounts: only the GP user has one."""
     if identity.email == GP_USER:
-        return Account("CQRS-0001", GP_USER, {"organisation": "Demo Surgery (Y00001)", "role": "GP practice user"})
+        return Account(
+            "CQRS-0001", GP_USER, {"organisation": "Demo Surgery (Y00001)", "role": "GP practice user"}
+        )
     return None
 
 
@@ -153,7 +155,9 @@ def start_demo(
     return DemoStack(provider, provider_server, app_server)
 
 
-def run_demo(app_port: int = APP_PORT, provider_port: int = PROVIDER_PORT, variant: Literal["asgi", "wsgi"] = "asgi") -> None:
+def run_demo(
+    app_port: int = APP_PORT, provider_port: int = PROVIDER_PORT, variant: Literal["asgi", "wsgi"] = "asgi"
+) -> None:
     """Run until Ctrl-C (SIGINT) or SIGTERM, then stop both servers cleanly."""
     stack = start_demo(app_port, provider_port, variant)
     print(

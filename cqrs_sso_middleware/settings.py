@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from .core.errors import ConfigError
 from .core.identity import Account, Identity
 
-AccountLookup = Callable[[Identity], "Account | None | Awaitable[Account | None]"]
+AccountLookup = Callable[[Identity], "Account | Awaitable[Account | None] | None"]
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
@@ -83,9 +83,7 @@ class Settings:
             from .lookups import resolve_account_lookup
 
             try:
-                object.__setattr__(
-                    self, "account_lookup", resolve_account_lookup(self.account_lookup, self)
-                )
+                object.__setattr__(self, "account_lookup", resolve_account_lookup(self.account_lookup, self))
             except ConfigError as error:
                 problems.extend(error.problems)
         elif not callable(self.account_lookup):
@@ -105,7 +103,10 @@ class Settings:
         put("base_url", self.base_url.rstrip("/"))
         put("path_prefix", "/" + self.path_prefix.strip("/"))
         put("secret_keys", tuple(k for k in self.secret_keys if k))
-        put("allowed_email_domains", tuple(d.strip().lower().lstrip("@") for d in self.allowed_email_domains if d.strip()))
+        put(
+            "allowed_email_domains",
+            tuple(d.strip().lower().lstrip("@") for d in self.allowed_email_domains if d.strip()),
+        )
         put("public_paths", tuple(p.strip() for p in self.public_paths if p.strip()))
         if self.token_auth_method is None:
             put("token_auth_method", "private_key_jwt" if self.private_key_file else "client_secret_basic")
@@ -135,7 +136,9 @@ class Settings:
     def _check_urls_and_paths(self, problems: list[str]) -> None:
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.append(f"base_url: must be an origin like https://cqrs.example.nhs.uk, got {self.base_url!r}")
+            problems.append(
+                f"base_url: must be an origin like https://cqrs.example.nhs.uk, got {self.base_url!r}"
+            )
         elif parts.path or parts.query or parts.fragment:
             problems.append("base_url: must be an origin only (no path, query or fragment)")
         elif parts.scheme == "http" and not _is_loopback(self.base_url):
@@ -147,7 +150,9 @@ class Settings:
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.cookie_name):
             problems.append("cookie_name: letters, digits and underscores only")
         if self.session_store != "cookie":
-            problems.append(f"session_store: {self.session_store!r} is not supported by this version; use 'cookie'")
+            problems.append(
+                f"session_store: {self.session_store!r} is not supported by this version; use 'cookie'"
+            )
         if self.templates_dir and not Path(self.templates_dir).is_dir():
             problems.append(f"templates_dir: {self.templates_dir!r} is not a directory")
 

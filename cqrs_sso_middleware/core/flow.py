@@ -25,9 +25,9 @@ from .actions import (
     EffectResult,
     Flow,
     IncomingRequest,
+    LookUpAccount,
     LookupFailed,
     LookupReturned,
-    LookUpAccount,
     Outcome,
     PassThrough,
     ReadForm,
@@ -36,7 +36,7 @@ from .actions import (
 from .attempts import AttemptCookies, LoginAttempt, SpentStates
 from .audit import audit, session_ref
 from .cookies import CookiePolicy, parse_cookie_header
-from .csrf import FIELD_NAME, csrf_token, csrf_token_valid, cross_origin, new_csrf_cookie_value
+from .csrf import FIELD_NAME, cross_origin, csrf_token, csrf_token_valid, new_csrf_cookie_value
 from .errors import ProviderError, TokenRejected
 from .identity import Account, Identity, User, email_domain_allowed, identity_from_claims
 from .oidc import ProviderState, RelyingParty
@@ -143,7 +143,9 @@ class SignInFlow:
                 except LookupProblem:
                     return self._unavailable(request)
                 if account is None:
-                    audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
+                    audit(
+                        "account_removed", email=session.user.email, session=session_ref(session.session_id)
+                    )
                     return self._no_account(session.user.identity, [self._clear_session()])
                 user = User(session.user.identity, account)
                 session = replace(session, user=user, account_checked_at=int(now), renewed_at=int(now))
@@ -166,7 +168,9 @@ class SignInFlow:
             return (yield from self._begin_attempt(cookies, return_path, set_cookies))
         return redirect(f"{self.prefix}/sign_in?rd={quote(return_path, safe='')}", set_cookies)
 
-    def _current_session(self, cookies: Mapping[str, list[str]], now: float) -> tuple[Session | None, list[str]]:
+    def _current_session(
+        self, cookies: Mapping[str, list[str]], now: float
+    ) -> tuple[Session | None, list[str]]:
         values = cookies.get(self.session_cookie)
         if not values:
             return None, []
@@ -209,7 +213,9 @@ class SignInFlow:
     def _sign_in_page(self, request: IncomingRequest) -> Outcome:
         query = parse_qs(request.query_string)
         candidate = query.get("rd", [""])[0]
-        return_path = safe_return_path(candidate, reserved_prefix=self.prefix) or self.settings.default_return_path
+        return_path = (
+            safe_return_path(candidate, reserved_prefix=self.prefix) or self.settings.default_return_path
+        )
         cookies = parse_cookie_header(request.headers.get("cookie"))
         session, set_cookies = self._current_session(cookies, self.clock())
         if session is not None:
@@ -232,10 +238,14 @@ class SignInFlow:
             audit("csrf_rejected", endpoint="start")
             return self._form_expired()
         assert isinstance(form, Mapping)
-        return_path = safe_return_path(form.get("rd"), reserved_prefix=self.prefix) or self.settings.default_return_path
+        return_path = (
+            safe_return_path(form.get("rd"), reserved_prefix=self.prefix) or self.settings.default_return_path
+        )
         return (yield from self._begin_attempt(cookies, return_path, []))
 
-    def _begin_attempt(self, cookies: Mapping[str, list[str]], return_path: str, set_cookies: list[str]) -> Flow:
+    def _begin_attempt(
+        self, cookies: Mapping[str, list[str]], return_path: str, set_cookies: list[str]
+    ) -> Flow:
         now = self.clock()
         try:
             metadata = yield from self.rp.metadata(now)
@@ -265,8 +275,18 @@ class SignInFlow:
         set_cookies = [self.cookie_policy.delete_cookie(self.attempts.cookie_name(state))] if attempt else []
         if "error" in params:
             return self._provider_refused(params, set_cookies)
-        if attempt is None or attempt.expired(now) or not self.spent_states.spend(state, attempt.expires_at, now):
-            reason = "unknown_state" if attempt is None else "expired_attempt" if attempt.expired(now) else "state_reused"
+        if (
+            attempt is None
+            or attempt.expired(now)
+            or not self.spent_states.spend(state, attempt.expires_at, now)
+        ):
+            reason = (
+                "unknown_state"
+                if attempt is None
+                else "expired_attempt"
+                if attempt.expired(now)
+                else "state_reused"
+            )
             audit("sign_in_failed", reason=reason)
             return self._attempt_invalid(set_cookies)
         code = params.get("code", [""])[0]
@@ -310,7 +330,12 @@ class SignInFlow:
             return self._no_account(identity, set_cookies)
         session = Session.start(User(identity, account), self.clock())
         set_cookies.append(self._session_cookie(session, self.clock()))
-        audit("sign_in_succeeded", email=identity.email, oid=identity.object_id, session=session_ref(session.session_id))
+        audit(
+            "sign_in_succeeded",
+            email=identity.email,
+            oid=identity.object_id,
+            session=session_ref(session.session_id),
+        )
         return redirect(attempt.return_path, set_cookies)
 
     def _look_up(self, identity: Identity) -> Generator[LookUpAccount, EffectResult, Account | None]:
@@ -391,7 +416,9 @@ class SignInFlow:
     def _clear_session(self) -> str:
         return self.cookie_policy.delete_cookie(self.session_cookie)
 
-    def _page(self, status: int, template: str, set_cookies: list[str] | tuple[str, ...] = (), **context: Any) -> Respond:
+    def _page(
+        self, status: int, template: str, set_cookies: list[str] | tuple[str, ...] = (), **context: Any
+    ) -> Respond:
         settings = self.settings
         html = self.pages.render(
             template,

@@ -130,7 +130,7 @@ class RelyingParty:
             ("code_verifier", verifier),
         ]
         headers = [("Accept", "application/json")]
-        if settings.token_auth_method == "client_secret_post":
+        if settings.token_auth_method == "client_secret_post":  # noqa: S105 - a method name
             form += [("client_id", settings.client_id), ("client_secret", settings.client_secret)]
         else:
             # RFC 6749 §2.3.1: both parts form-urlencoded before base64, a detail often missed.

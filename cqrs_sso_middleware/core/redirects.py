@@ -16,9 +16,7 @@ MAX_RETURN_PATH_LENGTH = 2048
 _MAX_DECODE_ROUNDS = 4
 # RFC 3986 §3.3 path and §3.4 query characters, plus "%" for escapes and "#" for a
 # fragment. Space, quotes, angle brackets, backslash and every control character are out.
-_ALLOWED = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%#"
-)
+_ALLOWED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%#")
 
 
 def _looks_like_another_origin(path: str) -> bool:

@@ -39,9 +39,7 @@ def content_security_policy(form_targets: Sequence[str]) -> str:
     )
 
 
-def html_response(
-    status: int, html: str, csp: str, set_cookies: Sequence[str] = ()
-) -> Respond:
+def html_response(status: int, html: str, csp: str, set_cookies: Sequence[str] = ()) -> Respond:
     headers = [
         ("Content-Type", "text/html; charset=utf-8"),
         ("Content-Security-Policy", csp),

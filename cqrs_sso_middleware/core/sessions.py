@@ -149,4 +149,3 @@ class SessionCookieCodec:
             renewed_at=int(data["r"]),
             account_checked_at=int(data["k"]),
         )
-

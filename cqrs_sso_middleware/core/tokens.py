@@ -156,9 +156,7 @@ def check_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: floa
         raise TokenRejected("missing_sub")
 
 
-def validate_id_token(
-    id_token: str, keys: KeySet, expect: TokenExpectations, now: float
-) -> dict[str, Any]:
+def validate_id_token(id_token: str, keys: KeySet, expect: TokenExpectations, now: float) -> dict[str, Any]:
     """Verify signature and claims; return the claims or raise :class:`TokenRejected`."""
     claims = _verify_signature(id_token, keys, expect.algorithms)
     check_claims(claims, expect, now)

@@ -164,14 +164,18 @@ class ASGISSOMiddleware:
 
     async def _http(self, call: HttpCall) -> HttpReply | HttpFailure:
         try:
-            request = self.http.build_request(call.method, call.url, data=dict(call.form or ()), headers=call.headers)
+            request = self.http.build_request(
+                call.method, call.url, data=dict(call.form or ()), headers=call.headers
+            )
             reply = await self.http.send(request, stream=True)
             try:
                 body = b""
                 async for chunk in reply.aiter_bytes():
                     body += chunk
                     if len(body) > MAX_PROVIDER_REPLY_BYTES:
-                        return HttpFailure(f"{call.purpose}: reply larger than {MAX_PROVIDER_REPLY_BYTES} bytes")
+                        return HttpFailure(
+                            f"{call.purpose}: reply larger than {MAX_PROVIDER_REPLY_BYTES} bytes"
+                        )
                 return HttpReply(reply.status_code, body)
             finally:
                 await reply.aclose()

@@ -153,12 +153,16 @@ class SSOMiddleware:
 
     def _http(self, call: HttpCall) -> HttpReply | HttpFailure:
         try:
-            with self.http.stream(call.method, call.url, data=dict(call.form or ()), headers=call.headers) as reply:
+            with self.http.stream(
+                call.method, call.url, data=dict(call.form or ()), headers=call.headers
+            ) as reply:
                 body = b""
                 for chunk in reply.iter_bytes():
                     body += chunk
                     if len(body) > MAX_PROVIDER_REPLY_BYTES:
-                        return HttpFailure(f"{call.purpose}: reply larger than {MAX_PROVIDER_REPLY_BYTES} bytes")
+                        return HttpFailure(
+                            f"{call.purpose}: reply larger than {MAX_PROVIDER_REPLY_BYTES} bytes"
+                        )
                 return HttpReply(reply.status_code, body)
         except httpx.HTTPError as error:
             return HttpFailure(f"{call.purpose}: {type(error).__name__}")

@@ -175,8 +175,19 @@ class NHSmailLikeProvider:
                 ],
                 "scopes_supported": ["openid", "profile", "email", "offline_access"],
                 "claims_supported": [
-                    "sub", "iss", "aud", "exp", "iat", "nbf", "name", "nonce", "oid", "tid",
-                    "preferred_username", "email", "ver",
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "nbf",
+                    "name",
+                    "nonce",
+                    "oid",
+                    "tid",
+                    "preferred_username",
+                    "email",
+                    "ver",
                 ],
                 "code_challenge_methods_supported": ["S256"],
                 "frontchannel_logout_supported": True,
@@ -214,9 +225,7 @@ class NHSmailLikeProvider:
                 redirect_uri, state, "access_denied", "AADSTS50058: the user cancelled the sign in"
             )
         user = self.users.get(params.get("login", "").strip().lower())
-        if user is None or not hmac.compare_digest(
-            user.password.encode(), params.get("passwd", "").encode()
-        ):
+        if user is None or not hmac.compare_digest(user.password.encode(), params.get("passwd", "").encode()):
             return HTMLResponse(_login_page(params, error=WRONG_CREDENTIALS))
         code = secrets.token_urlsafe(32)
         self._codes[code] = _CodeGrant(
@@ -282,7 +291,9 @@ class NHSmailLikeProvider:
             return JSONResponse({"error": "unsupported_grant_type"}, 400, headers=headers)
         grant = self._codes.pop(form.get("code", ""), None)  # single use, even when it fails
         if grant is None or grant.expires_at <= self.clock():
-            return JSONResponse({"error": "invalid_grant", "error_description": "AADSTS70008"}, 400, headers=headers)
+            return JSONResponse(
+                {"error": "invalid_grant", "error_description": "AADSTS70008"}, 400, headers=headers
+            )
         verifier = form.get("code_verifier", "")
         challenge = _b64url(hashlib.sha256(verifier.encode()).digest())
         if (
@@ -290,7 +301,9 @@ class NHSmailLikeProvider:
             or grant.redirect_uri != form.get("redirect_uri")
             or not hmac.compare_digest(challenge, grant.code_challenge)
         ):
-            return JSONResponse({"error": "invalid_grant", "error_description": "AADSTS50148"}, 400, headers=headers)
+            return JSONResponse(
+                {"error": "invalid_grant", "error_description": "AADSTS50148"}, 400, headers=headers
+            )
         if faults.token_body is not None:
             return Response(faults.token_body, media_type="application/json", headers=headers)
         return JSONResponse(
@@ -369,8 +382,16 @@ def _page(title: str, body: str) -> str:
     )
 
 
-_CARRIED = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
-            "code_challenge", "code_challenge_method")
+_CARRIED = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+)
 
 
 def _login_page(params: dict[str, str], error: str) -> str:
@@ -386,7 +407,8 @@ def _login_page(params: dict[str, str], error: str) -> str:
         "<h1>Sign in with your NHSmail account</h1>"
         f'{alert}<form method="post">{hidden}'
         f'<label for="login">Email Address</label>'
-        f'<input id="login" name="login" type="email" autocomplete="username" value="{login}"{described} required>'
+        f'<input id="login" name="login" type="email" autocomplete="username"'
+        f' value="{login}"{described} required>'
         f'<label for="passwd">Password</label>'
         f'<input id="passwd" name="passwd" type="password" autocomplete="current-password"{described}>'
         '<button type="submit" name="action" value="sign_in">Sign in</button>'

@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.applications import Starlette
+from starlette.websockets import WebSocket
+
+from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, SSOMiddleware
+from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider
+from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
+
+from .helpers import APP_ORIGIN, AppClient, ASGIClient, Journey, WSGIClient
+
+TENANT_ID = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
+CLIENT_ID = "cqrs-test-client"
+CLIENT_SECRET = "cqrs-test-secret"
+PASSWORD = "cqrs-demo"
+GP_USER = "gp.user@nhs.net"
+NEW_USER = "new.user@nhs.net"
+NO_EMAIL_USER = "member.user@nhs.net"  # a member user without an `email` claim
+ACCOUNTS = {GP_USER: "CQRS-0001", NO_EMAIL_USER: "CQRS-0002"}
+
+
+class FakeClock:
+    """Real time plus an offset tests can move, so provider-issued tokens stay fresh."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def lookup_accounts(identity: Identity) -> Account | None:
+    account_id = ACCOUNTS.get(identity.email)
+    return Account(account_id, identity.email, {"organisation": "Test Surgery"}) if account_id else None
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[NHSmailLikeProvider]:
+    """The built-in provider, served by uvicorn on a free loopback port for the whole run."""
+    sock = bind_socket()
+    url = "http://127.0.0.1:{}".format(sock.getsockname()[1])
+    users = [
+        DemoUser(GP_USER, PASSWORD, "Dr Gita Patel"),
+        DemoUser(NEW_USER, PASSWORD, "Nia Evans"),
+        DemoUser(NO_EMAIL_USER, PASSWORD, "Sam Member", include_email_claim=False),
+    ]
+    client = DemoClient(CLIENT_ID, CLIENT_SECRET, (f"{APP_ORIGIN}/oauth2/callback",))
+    instance = NHSmailLikeProvider(url, TENANT_ID, users, [client])
+    server = BackgroundASGIServer(instance.app, sock).start()
+    yield instance
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_provider_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "provider" in request.fixturenames:
+        provider: NHSmailLikeProvider = request.getfixturevalue("provider")
+        provider.faults.__init__()  # type: ignore[misc]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_settings(provider: NHSmailLikeProvider) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "issuer": provider.issuer,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "secret_keys": (secrets.token_urlsafe(32),),
+            "base_url": APP_ORIGIN,
+            "account_lookup": lookup_accounts,
+            "public_paths": ("/static/*", "/healthz"),
+            "http_timeout_seconds": 3.0,
+            **overrides,
+        }
+        return Settings(**values)
+
+    return build
+
+
+def _names_identity(header: str) -> bool:
+    name = header.lower().replace("_", "-")
+    return any(word in name for word in ("forwarded", "remote", "cqrs", "auth-request"))
+
+
+def echo_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """The app behind the WSGI middleware: says who it believes is signed in."""
+    user = environ.get("cqrs_sso.user")
+    leaked = {k: v for k, v in environ.items() if k.startswith("HTTP_") and _names_identity(k)}
+    body = {
+        "path": environ.get("PATH_INFO"),
+        "user": user.email if user else None,
+        "remote_user": environ.get("REMOTE_USER"),
+        "account_id": user.account.account_id if user else None,
+        "identity_headers": leaked,
+    }
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [json.dumps(body).encode()]
+
+
+async def _echo(request: Request) -> JSONResponse:
+    user = request.scope.get("cqrs_sso.user")
+    leaked = {k: v for k, v in request.headers.items() if _names_identity(k)}
+    return JSONResponse(
+        {
+            "path": request.url.path,
+            "user": user.email if user else None,
+            "starlette_user": request.user.display_name if "user" in request.scope else None,
+            "auth": list(request.auth.scopes) if "auth" in request.scope else None,
+            "account_id": user.account.account_id if user else None,
+            "identity_headers": leaked,
+        }
+    )
+
+
+async def _socket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(f"hello {websocket.scope['cqrs_sso.user'].email}")
+    await websocket.close()
+
+
+def echo_asgi() -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/{path:path}", _echo, methods=["GET", "POST", "HEAD", "PUT", "DELETE"]),
+            WebSocketRoute("/ws", _socket),
+        ]
+    )
+
+
+@pytest.fixture(params=["wsgi", "asgi"])
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_client(
+    driver: str, make_settings: Callable[..., Settings], clock: FakeClock
+) -> Iterator[Callable[..., AppClient]]:
+    made: list[AppClient] = []
+
+    def build(**overrides: Any) -> AppClient:
+        settings = make_settings(**overrides)
+        client: AppClient
+        if driver == "wsgi":
+            client = WSGIClient(SSOMiddleware(echo_wsgi, settings, clock=clock))
+        else:
+            client = ASGIClient(ASGISSOMiddleware(echo_asgi(), settings, clock=clock))
+        made.append(client)
+        return client
+
+    yield build
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def app_client(make_client: Callable[..., AppClient]) -> AppClient:
+    return make_client()
+
+
+@pytest.fixture
+def make_journey(make_client: Callable[..., AppClient]) -> Iterator[Callable[..., Journey]]:
+    made: list[Journey] = []
+
+    def build(client: AppClient | None = None, **overrides: Any) -> Journey:
+        journey = Journey(client or make_client(**overrides))
+        made.append(journey)
+        return journey
+
+    yield build
+    for journey in made:
+        journey.close()
+
+
+@pytest.fixture
+def journey(app_client: AppClient, make_journey: Callable[..., Journey]) -> Journey:
+    return make_journey(app_client)
+

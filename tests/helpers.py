@@ -1,0 +1,190 @@
+"""Test helpers: one browser-like interface over both drivers, and the provider's login form."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+import webtest
+from starlette.testclient import TestClient
+
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+APP_ORIGIN = "http://localhost"
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    text: str
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    @property
+    def location(self) -> str:
+        value = self.header("location")
+        assert value is not None, f"no Location in {self.status} reply"
+        return value
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.text)
+
+
+class AppClient(Protocol):
+    driver: str
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None) -> Reply: ...
+
+    def post(self, path: str, data: Mapping[str, str], headers: Mapping[str, str] | None = None) -> Reply: ...
+
+    def request(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> Reply: ...
+
+    def cookie_names(self) -> list[str]: ...
+
+    def set_cookie(self, name: str, value: str) -> None: ...
+
+    def clear_cookies(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class WSGIClient:
+    driver = "wsgi"
+
+    def __init__(self, app: Any) -> None:
+        self.middleware = app
+        self.test_app = webtest.TestApp(app, extra_environ={"HTTP_HOST": "localhost"})
+
+    def close(self) -> None:
+        self.middleware.close()
+
+    def _reply(self, response: Any) -> Reply:
+        return Reply(response.status_int, list(response.headerlist), response.text, response.body)
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None) -> Reply:
+        return self._reply(self.test_app.get(path, headers=dict(headers or {}), expect_errors=True))
+
+    def post(self, path: str, data: Mapping[str, str], headers: Mapping[str, str] | None = None) -> Reply:
+        return self._reply(self.test_app.post(path, dict(data), headers=dict(headers or {}), expect_errors=True))
+
+    def request(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> Reply:
+        return self._reply(
+            self.test_app.request(path, method=method, headers=dict(headers or {}), expect_errors=True)
+        )
+
+    def cookie_names(self) -> list[str]:
+        return [cookie.name for cookie in self.test_app.cookiejar]
+
+    def set_cookie(self, name: str, value: str) -> None:
+        self.test_app.set_cookie(name, value)
+
+    def clear_cookies(self) -> None:
+        self.test_app.reset()
+
+
+class ASGIClient:
+    driver = "asgi"
+
+    def __init__(self, app: Any) -> None:
+        self.middleware = app
+        # Entered once: one event loop for the client's lifetime, as under a real server,
+        # so the middleware's connection pool is not bound to a loop that has gone.
+        self.client = TestClient(app, base_url=APP_ORIGIN, follow_redirects=False).__enter__()
+
+    def close(self) -> None:
+        assert self.client.portal is not None
+        self.client.portal.call(self.middleware.aclose)
+        self.client.__exit__(None, None, None)
+
+    def _reply(self, response: httpx.Response) -> Reply:
+        return Reply(response.status_code, list(response.headers.multi_items()), response.text, response.content)
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None) -> Reply:
+        return self._reply(self.client.get(path, headers=dict(headers or {})))
+
+    def post(self, path: str, data: Mapping[str, str], headers: Mapping[str, str] | None = None) -> Reply:
+        return self._reply(self.client.post(path, data=dict(data), headers=dict(headers or {})))
+
+    def request(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> Reply:
+        return self._reply(self.client.request(method, path, headers=dict(headers or {})))
+
+    def cookie_names(self) -> list[str]:
+        return [cookie.name for cookie in self.client.cookies.jar]
+
+    def set_cookie(self, name: str, value: str) -> None:
+        self.client.cookies.set(name, value, domain="localhost")
+
+    def clear_cookies(self) -> None:
+        self.client.cookies.clear()
+
+
+def form_fields(page: str) -> dict[str, str]:
+    """Hidden and value-bearing inputs of the first form on a page."""
+    pairs = re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page)
+    return {name: html.unescape(value) for name, value in pairs}
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@dataclass
+class Journey:
+    """A person going through the seed steps with one browser (one cookie jar)."""
+
+    app: AppClient
+    provider: httpx.Client = field(default_factory=lambda: httpx.Client(follow_redirects=False, timeout=10))
+
+    def open(self, path: str = "/messages") -> Reply:
+        return self.app.get(path, HTML)
+
+    def sign_in_page(self, path: str = "/messages") -> Reply:
+        first = self.open(path)
+        assert first.status == 303, first.status
+        return self.app.get(first.location, HTML)
+
+    def click_sign_in(self, sign_in_page: Reply) -> str:
+        """Seed step 2: POST the Sign In form; return the provider's authorize URL."""
+        fields = form_fields(sign_in_page.text)
+        reply = self.app.post("/oauth2/start", fields, HTML)
+        assert reply.status == 303, (reply.status, reply.text[:300])
+        return reply.location
+
+    def provider_login(self, authorize_url: str, email: str, password: str, action: str = "sign_in") -> httpx.Response:
+        page = self.provider.get(authorize_url)
+        assert page.status_code == 200, page.text[:300]
+        fields = form_fields(page.text)
+        fields.update(login=email, passwd=password, action=action)
+        return self.provider.post(authorize_url.split("?")[0], data=fields)
+
+    def start(self, path: str = "/messages") -> str:
+        return self.click_sign_in(self.sign_in_page(path))
+
+    def callback(self, callback_url: str) -> Reply:
+        assert callback_url.startswith(APP_ORIGIN + "/oauth2/callback"), callback_url
+        return self.app.get(path_of(callback_url), HTML)
+
+    def close(self) -> None:
+        self.provider.close()
+
+    def sign_in(self, email: str, password: str = "cqrs-demo", path: str = "/messages") -> Reply:
+        """Steps 1–3 end to end; returns the callback's reply."""
+        answer = self.provider_login(self.start(path), email, password)
+        assert answer.status_code == 302, answer.text[:300]
+        return self.callback(answer.headers["location"])
