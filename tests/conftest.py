@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.applications import Starlette
 from starlette.websockets import WebSocket
 
 from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, SSOMiddleware
-from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider
+from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider, ProviderFaults
 from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
 
 from .helpers import APP_ORIGIN, AppClient, ASGIClient, Journey, WSGIClient
@@ -48,10 +48,10 @@ def lookup_accounts(identity: Identity) -> Account | None:
 
 
 @pytest.fixture(scope="session")
-def provider() -> Iterator[NHSmailLikeProvider]:
+def provider_server() -> Iterator[NHSmailLikeProvider]:
     """The built-in provider, served by uvicorn on a free loopback port for the whole run."""
     sock = bind_socket()
-    url = "http://127.0.0.1:{}".format(sock.getsockname()[1])
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     users = [
         DemoUser(GP_USER, PASSWORD, "Dr Gita Patel"),
         DemoUser(NEW_USER, PASSWORD, "Nia Evans"),
@@ -64,12 +64,11 @@ def provider() -> Iterator[NHSmailLikeProvider]:
     server.stop()
 
 
-@pytest.fixture(autouse=True)
-def _reset_provider_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "provider" in request.fixturenames:
-        provider: NHSmailLikeProvider = request.getfixturevalue("provider")
-        provider.faults.__init__()  # type: ignore[misc]
+@pytest.fixture
+def provider(provider_server: NHSmailLikeProvider) -> Iterator[NHSmailLikeProvider]:
+    """The shared provider, with any faults a test switched on switched off afterwards."""
+    yield provider_server
+    provider_server.faults = ProviderFaults()
 
 
 @pytest.fixture
@@ -194,4 +193,3 @@ def make_journey(make_client: Callable[..., AppClient]) -> Iterator[Callable[...
 @pytest.fixture
 def journey(app_client: AppClient, make_journey: Callable[..., Journey]) -> Journey:
     return make_journey(app_client)
-

@@ -80,7 +80,9 @@ class WSGIClient:
         return self._reply(self.test_app.get(path, headers=dict(headers or {}), expect_errors=True))
 
     def post(self, path: str, data: Mapping[str, str], headers: Mapping[str, str] | None = None) -> Reply:
-        return self._reply(self.test_app.post(path, dict(data), headers=dict(headers or {}), expect_errors=True))
+        return self._reply(
+            self.test_app.post(path, dict(data), headers=dict(headers or {}), expect_errors=True)
+        )
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> Reply:
         return self._reply(
@@ -112,7 +114,9 @@ class ASGIClient:
         self.client.__exit__(None, None, None)
 
     def _reply(self, response: httpx.Response) -> Reply:
-        return Reply(response.status_code, list(response.headers.multi_items()), response.text, response.content)
+        return Reply(
+            response.status_code, list(response.headers.multi_items()), response.text, response.content
+        )
 
     def get(self, path: str, headers: Mapping[str, str] | None = None) -> Reply:
         return self._reply(self.client.get(path, headers=dict(headers or {})))
@@ -166,7 +170,9 @@ class Journey:
         assert reply.status == 303, (reply.status, reply.text[:300])
         return reply.location
 
-    def provider_login(self, authorize_url: str, email: str, password: str, action: str = "sign_in") -> httpx.Response:
+    def provider_login(
+        self, authorize_url: str, email: str, password: str, action: str = "sign_in"
+    ) -> httpx.Response:
         page = self.provider.get(authorize_url)
         assert page.status_code == 200, page.text[:300]
         fields = form_fields(page.text)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import secrets
 import time
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from itsdangerous import BadSignature, Signer
 
 ATTEMPT_LIFETIME_SECONDS = 600
 MAX_OPEN_ATTEMPTS = 20
-MAX_ATTEMPT_COOKIE_BYTES = 5000
+MAX_ATTEMPT_COOKIE_BYTES = 4000  # + a maximal 3,800-byte session cookie < 8 KiB
 STATE_BYTES = 24  # 192 bits; design §7 asks for at least 128
 _SPENT_STATES_KEPT = 10_000
 
@@ -93,21 +92,24 @@ class AttemptCookies:
         return self.prefix + state
 
     def encode(self, attempt: LoginAttempt) -> str:
+        """The cookie value. The state is signed but not stored: it is in the cookie name."""
         body = ".".join(
             (
-                attempt.state,
                 attempt.nonce,
                 attempt.code_verifier,
                 str(attempt.expires_at),
                 _b64(attempt.return_path.encode("utf-8")),
             )
         )
-        return self._signer.sign(body).decode("ascii")
+        signed = self._signer.sign(f"{attempt.state}.{body}").decode("ascii")
+        return signed[len(attempt.state) + 1 :]
 
-    def decode(self, value: str) -> LoginAttempt | None:
+    def decode(self, state: str, value: str) -> LoginAttempt | None:
+        """The attempt for ``state`` if ``value`` was signed by us for exactly that state."""
         try:
-            body = self._signer.unsign(value).decode("ascii")
-            state, nonce, verifier, expires, path = body.split(".")
+            # itsdangerous compares signatures in constant time (hmac.compare_digest).
+            body = self._signer.unsign(f"{state}.{value}").decode("ascii")
+            nonce, verifier, expires, path = body[len(state) + 1 :].split(".")
             return LoginAttempt(state, nonce, verifier, _unb64(path).decode(), int(expires))
         except (BadSignature, ValueError, UnicodeError):
             return None
@@ -115,8 +117,8 @@ class AttemptCookies:
     def find(self, cookies: Mapping[str, list[str]], state: str) -> LoginAttempt | None:
         """The attempt for ``state`` from this browser's cookies, if one is there and genuine."""
         for value in cookies.get(self.cookie_name(state), ()):
-            attempt = self.decode(value)
-            if attempt is not None and hmac.compare_digest(attempt.state, state):
+            attempt = self.decode(state, value)
+            if attempt is not None:
                 return attempt
         return None
 
@@ -133,7 +135,7 @@ class AttemptCookies:
         for name, values in cookies.items():
             if not name.startswith(self.prefix):
                 continue
-            attempt = self.decode(values[0]) if values else None
+            attempt = self.decode(name[len(self.prefix) :], values[0]) if values else None
             if attempt is None or attempt.expired(now):
                 drop.append(name)
             else:

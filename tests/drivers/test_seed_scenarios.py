@@ -48,7 +48,9 @@ def test_step1_unauthenticated_navigation_redirects_to_sign_in_page(journey: Jou
     assert_help_desk(page.text)
 
 
-def test_step1_auto_redirect_skips_the_sign_in_page(make_client: Callable[..., AppClient], provider: NHSmailLikeProvider) -> None:
+def test_step1_auto_redirect_skips_the_sign_in_page(
+    make_client: Callable[..., AppClient], provider: NHSmailLikeProvider
+) -> None:
     client = make_client(auto_redirect=True)
     reply = client.get("/messages", HTML)
     assert reply.status == 303
@@ -65,11 +67,15 @@ def test_step1_auto_redirect_skips_the_sign_in_page(make_client: Callable[..., A
         pytest.param("DELETE", HTML, id="delete"),
     ],
 )
-def test_api_requests_get_401_json_never_a_redirect(app_client: AppClient, method: str, headers: dict[str, str]) -> None:
+def test_api_requests_get_401_json_never_a_redirect(
+    app_client: AppClient, method: str, headers: dict[str, str]
+) -> None:
     reply = app_client.request(method, "/api/data", headers)
     assert reply.status == 401
     assert reply.header("location") is None
-    assert reply.header("www-authenticate", ).startswith("CQRS-SSO")  # type: ignore[union-attr]
+    assert reply.header(
+        "www-authenticate",
+    ).startswith("CQRS-SSO")  # type: ignore[union-attr]
     assert reply.json() == {"error": "unauthenticated", "sign_in_url": "/oauth2/sign_in"}
 
 
@@ -81,7 +87,9 @@ def test_step2_sign_in_button_sends_browser_to_provider_with_pkce_state_and_nonc
 ) -> None:
     authorize = journey.start("/messages")
     parts = urlsplit(authorize)
-    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == provider.issuer.replace("/v2.0", "/oauth2/v2.0/authorize")
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == provider.issuer.replace(
+        "/v2.0", "/oauth2/v2.0/authorize"
+    )
     query = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert query["client_id"] == CLIENT_ID
     assert query["response_type"] == "code"
@@ -165,7 +173,9 @@ def test_userinfo_returns_the_signed_in_user(journey: Journey) -> None:
         pytest.param(GP_USER, "wrong-password", id="wrong-password"),
     ],
 )
-def test_step4_provider_refuses_unknown_user_or_wrong_password(journey: Journey, email: str, password: str) -> None:
+def test_step4_provider_refuses_unknown_user_or_wrong_password(
+    journey: Journey, email: str, password: str
+) -> None:
     answer = journey.provider_login(journey.start(), email, password)
     assert answer.status_code == 200  # the provider's own page, the app is never reached
     assert WRONG_CREDENTIALS in answer.text
@@ -191,7 +201,7 @@ def test_step4_provider_error_shows_sign_in_failed_page(journey: Journey) -> Non
 def test_step5_nhsmail_user_without_cqrs_account_sees_no_account_page(journey: Journey) -> None:
     reply = journey.sign_in(NEW_USER)
     assert reply.status == 403
-    assert f"no CQRS account is associated\n    with <strong class=\"email\">{NEW_USER}</strong>" in reply.text
+    assert f'no CQRS account is associated\n    with <strong class="email">{NEW_USER}</strong>' in reply.text
     assert_help_desk(reply.text)
     assert not session_cookies(journey.app)
     assert journey.open("/messages").status == 303
@@ -253,7 +263,9 @@ def test_state_is_single_use_even_with_a_copied_attempt_cookie(journey: Journey)
     assert not session_cookies(journey.app)
 
 
-def test_callback_without_attempt_cookie_is_refused(journey: Journey, make_journey: Callable[..., Journey]) -> None:
+def test_callback_without_attempt_cookie_is_refused(
+    journey: Journey, make_journey: Callable[..., Journey]
+) -> None:
     answer = journey.provider_login(journey.start(), GP_USER, PASSWORD)
     other_browser = make_journey()
     reply = other_browser.callback(answer.headers["location"])
@@ -307,7 +319,9 @@ def test_unknown_endpoint_under_prefix_is_404_page(app_client: AppClient) -> Non
 def test_stylesheet_is_served_by_the_middleware(app_client: AppClient) -> None:
     reply = app_client.get("/oauth2/static/cqrs.css")
     assert reply.status == 200
-    assert reply.header("content-type", ).startswith("text/css")  # type: ignore[union-attr]
+    assert reply.header(
+        "content-type",
+    ).startswith("text/css")  # type: ignore[union-attr]
     assert b"--nhs-blue" in reply.body
 
 

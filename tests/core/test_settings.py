@@ -1,0 +1,233 @@
+"""Settings: from code, environment and TOML; one clear line per problem; precedence."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cqrs_sso_middleware import Account, ConfigError, Identity, Settings
+from cqrs_sso_middleware.lookups import FileAccountLookup
+
+KEY = secrets.token_urlsafe(32)
+
+
+def lookup(identity: Identity) -> Account | None:
+    return None
+
+
+def valid(**changes: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "tenant": "37c354b2-85b0-47f5-b222-07b48d774ee3",
+        "client_id": "client",
+        "client_secret": "secret",
+        "secret_keys": (KEY,),
+        "base_url": "https://cqrs.example.nhs.uk",
+        "account_lookup": lookup,
+    }
+    values.update(changes)
+    return values
+
+
+def problems(**changes: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        Settings(**valid(**changes))
+    return caught.value.problems
+
+
+def test_nhsmail_preset_builds_the_entra_v2_issuer() -> None:
+    settings = Settings(**valid())
+    assert settings.issuer == "https://login.microsoftonline.com/37c354b2-85b0-47f5-b222-07b48d774ee3/v2.0"
+    assert settings.redirect_uri == "https://cqrs.example.nhs.uk/oauth2/callback"
+    assert settings.token_auth_method == "client_secret_basic"
+
+
+@pytest.mark.parametrize(
+    "changes,expected",
+    [
+        pytest.param({"tenant": "", "issuer": ""}, "issuer: required", id="no-issuer"),
+        pytest.param({"issuer": "http://idp.example/v2.0"}, "issuer: must be https", id="http-issuer"),
+        pytest.param({"client_id": ""}, "client_id: required", id="no-client-id"),
+        pytest.param({"client_secret": ""}, "client_secret: required", id="no-secret"),
+        pytest.param({"secret_keys": ()}, "secret_keys: required", id="no-keys"),
+        pytest.param({"secret_keys": ("short",)}, "key 1 is shorter than 32 bytes", id="short-key"),
+        pytest.param({"base_url": "cqrs.example"}, "base_url: must be an origin", id="not-a-url"),
+        pytest.param({"base_url": "https://cqrs.example/app"}, "origin only", id="base-url-with-path"),
+        pytest.param({"base_url": "http://cqrs.example.nhs.uk"}, "base_url: must be https", id="http-base"),
+        pytest.param({"path_prefix": "/o auth"}, "path_prefix", id="bad-prefix"),
+        pytest.param({"session_store": "redis://x"}, "session_store", id="unsupported-store"),
+        pytest.param({"session_idle_seconds": 10}, "session_idle_seconds", id="tiny-idle"),
+        pytest.param({"session_max_seconds": 100}, "session_max_seconds", id="max-below-idle"),
+        pytest.param({"account_lookup": "nonexistent.module:fn"}, "cannot import", id="bad-dotted-path"),
+        pytest.param({"account_lookup": "csv:/does/not/exist.csv"}, "cannot load csv", id="missing-csv"),
+        pytest.param({"account_lookup": "just-a-word"}, "is not 'package.module:function'", id="bad-spec"),
+        pytest.param({"token_auth_method": "private_key_jwt"}, "not supported by this version", id="pkjwt"),
+        pytest.param({"scopes": ("email",)}, "scopes: must include 'openid'", id="no-openid"),
+    ],
+)
+def test_each_problem_is_one_clear_line(changes: dict[str, Any], expected: str) -> None:
+    lines = problems(**changes)
+    assert any(expected in line for line in lines), lines
+    assert all("\n" not in line for line in lines)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    assert len(problems(client_id="", secret_keys=("short",), base_url="nope")) >= 3
+
+
+def test_http_is_allowed_only_on_loopback() -> None:
+    settings = Settings(
+        **valid(base_url="http://127.0.0.1:8000", issuer="http://localhost:8001/t/v2.0", tenant="")
+    )
+    assert not settings.is_https
+
+
+def env(**values: str) -> dict[str, str]:
+    base = {
+        "CQRS_SSO_TENANT": "37c354b2-85b0-47f5-b222-07b48d774ee3",
+        "CQRS_SSO_CLIENT_ID": "client",
+        "CQRS_SSO_CLIENT_SECRET": "secret",
+        "CQRS_SSO_SECRET_KEYS": f"{KEY},{secrets.token_urlsafe(32)}",
+        "CQRS_SSO_BASE_URL": "https://cqrs.example.nhs.uk",
+        "CQRS_SSO_ACCOUNT_LOOKUP": "tests.core.test_settings:lookup",
+    }
+    base.update(values)
+    return base
+
+
+def test_from_environment_with_lists_booleans_and_numbers() -> None:
+    settings = Settings.from_env(
+        env(
+            CQRS_SSO_ALLOWED_EMAIL_DOMAINS="nhs.net, @NHS.uk",
+            CQRS_SSO_PUBLIC_PATHS="/static/*,/healthz",
+            CQRS_SSO_AUTO_REDIRECT="true",
+            CQRS_SSO_SESSION_IDLE_SECONDS="1800",
+            CQRS_SSO_HELP_PHONE="0800 000 000",
+        )
+    )
+    assert settings.allowed_email_domains == ("nhs.net", "nhs.uk")
+    assert settings.public_paths == ("/static/*", "/healthz")
+    assert settings.auto_redirect is True
+    assert settings.session_idle_seconds == 1800
+    assert settings.help_phone == "0800 000 000"
+    assert len(settings.secret_keys) == 2
+    assert settings.lookup is lookup
+
+
+def test_secrets_may_come_from_files(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file\n")
+    settings = Settings.from_env(env(CQRS_SSO_CLIENT_SECRET="", CQRS_SSO_CLIENT_SECRET_FILE=str(secret_file)))
+    assert settings.client_secret == "from-a-file"
+
+
+def test_unreadable_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CQRS_SSO_CLIENT_SECRET_FILE: cannot read"):
+        Settings.from_env(env(CQRS_SSO_CLIENT_SECRET_FILE=str(tmp_path / "missing")))
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [("CQRS_SSO_AUTO_REDIRECT", "perhaps"), ("CQRS_SSO_SESSION_IDLE_SECONDS", "an hour")],
+)
+def test_malformed_environment_values_are_reported(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match="is not a valid"):
+        Settings.from_env(env(**{name: value}))
+
+
+def test_missing_required_values_name_their_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({})
+    joined = str(caught.value)
+    for name in (
+        "CQRS_SSO_CLIENT_ID",
+        "CQRS_SSO_SECRET_KEYS",
+        "CQRS_SSO_BASE_URL",
+        "CQRS_SSO_ACCOUNT_LOOKUP",
+    ):
+        assert name in joined
+
+
+def write_toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cqrs-sso.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_file_and_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        f"""
+tenant = "37c354b2-85b0-47f5-b222-07b48d774ee3"
+client_id = "from-file"
+client_secret = "secret"
+secret_keys = ["{KEY}"]
+base_url = "https://cqrs.example.nhs.uk"
+account_lookup = "tests.core.test_settings:lookup"
+path_prefix = "/sso"
+help_email = "file@example.nhs.uk"
+allowed_email_domains = ["nhs.net"]
+""",
+    )
+    assert Settings.load(path, {}).client_id == "from-file"
+    from_env = Settings.load(path, {"CQRS_SSO_CLIENT_ID": "from-env"})
+    assert from_env.client_id == "from-env"
+    assert from_env.path_prefix == "/sso"
+    flagged = Settings.load(path, {"CQRS_SSO_CLIENT_ID": "from-env"}, client_id="from-flag")
+    assert flagged.client_id == "from-flag"
+    assert flagged.allowed_email_domains == ("nhs.net",)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        pytest.param("not = [valid", "not valid TOML", id="syntax"),
+        pytest.param('client_idd = "typo"', "unknown key 'client_idd'", id="unknown-key"),
+    ],
+)
+def test_bad_toml_is_reported(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        Settings.load(write_toml(tmp_path, text), {})
+
+
+def identity(email: str, oid: str = "oid-1") -> Identity:
+    return Identity(email=email, subject="s", issuer="i", object_id=oid)
+
+
+def test_csv_lookup_matches_case_insensitively_with_attributes(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.csv"
+    path.write_text("Email,account_id,organisation\nGP.User@nhs.net,CQRS-7,Test Surgery\n")
+    settings = Settings(**valid(account_lookup=f"csv:{path}"))
+    account = settings.lookup(identity("gp.user@nhs.net"))
+    assert isinstance(account, Account)
+    assert account.account_id == "CQRS-7"
+    assert account.attributes == {"organisation": "Test Surgery"}
+    assert settings.lookup(identity("other@nhs.net")) is None
+
+
+def test_file_lookup_bound_to_oid_refuses_a_reassigned_address(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    path.write_text('[{"email": "gp.user@nhs.net", "account_id": "CQRS-7", "oid": "oid-1"}]')
+    lookup_file = FileAccountLookup(path, "json")
+    assert lookup_file(identity("gp.user@nhs.net", oid="oid-1")) is not None
+    assert lookup_file(identity("gp.user@nhs.net", oid="someone-else")) is None
+
+
+def test_csv_without_email_column_fails_at_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.csv"
+    path.write_text("name,account_id\nx,1\n")
+    assert any("no 'email' column" in p for p in problems(account_lookup=f"csv:{path}"))
+
+
+def test_csv_lookup_rereads_a_changed_file(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "accounts.csv"
+    path.write_text("email\n")
+    lookup_file = FileAccountLookup(path, "csv")
+    assert lookup_file(identity("new@nhs.net")) is None
+    path.write_text("email\nnew@nhs.net\n")
+    os.utime(path, (1, 2_000_000_000))
+    assert lookup_file(identity("new@nhs.net")) is not None
