@@ -118,9 +118,12 @@ class DemoStack:
     provider: NHSmailLikeProvider
     provider_server: BackgroundASGIServer
     app_server: BackgroundASGIServer | BackgroundWSGIServer
+    wsgi_middleware: SSOMiddleware | None = None
 
     def stop(self) -> None:
-        self.app_server.stop()
+        self.app_server.stop()  # the ASGI middleware closes its client at lifespan shutdown
+        if self.wsgi_middleware is not None:
+            self.wsgi_middleware.close()
         self.provider_server.stop()
 
 
@@ -134,6 +137,7 @@ def start_demo(
     provider_sock = bind_socket(host, provider_port)
     provider_url = "http://{}:{}".format(*provider_sock.getsockname()[:2])
     app_server: BackgroundASGIServer | BackgroundWSGIServer
+    wsgi_middleware = None
     if variant == "wsgi":
         holder: dict[str, Any] = {}
 
@@ -142,7 +146,8 @@ def start_demo(
 
         app_server = BackgroundWSGIServer(late_bound, host, app_port)
         provider = demo_provider(provider_url, app_server.url)
-        holder["app"] = SSOMiddleware(message_centre_wsgi, demo_settings(provider_url, app_server.url))
+        wsgi_middleware = SSOMiddleware(message_centre_wsgi, demo_settings(provider_url, app_server.url))
+        holder["app"] = wsgi_middleware
     else:
         app_sock = bind_socket(host, app_port)
         app_url = "http://{}:{}".format(*app_sock.getsockname()[:2])
@@ -152,7 +157,7 @@ def start_demo(
     provider_server = BackgroundASGIServer(provider.app, provider_sock)
     provider_server.start()
     app_server.start()
-    return DemoStack(provider, provider_server, app_server)
+    return DemoStack(provider, provider_server, app_server, wsgi_middleware)
 
 
 def run_demo(

@@ -34,7 +34,7 @@ class BackgroundASGIServer:
         self.sock = sock
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False)
+        config = uvicorn.Config(app, log_level=log_level, lifespan="auto", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
 

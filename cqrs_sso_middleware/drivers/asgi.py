@@ -87,8 +87,11 @@ class ASGISSOMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, self._closing_on_shutdown(send))
+            return
         if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)  # lifespan and future types pass through
+            await self.app(scope, receive, send)
             return
         scope = dict(scope)
         scope["headers"] = [(k, v) for k, v in scope["headers"] if not _is_identity_header(k)]
@@ -106,6 +109,16 @@ class ASGISSOMiddleware:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        """Lifespan passes through untouched; once the app has shut down, close our pool."""
+
+        async def send_and_close(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.aclose()
+            await send(message)
+
+        return send_and_close
 
     # -- request in, outcome out ----------------------------------------------------------
 
