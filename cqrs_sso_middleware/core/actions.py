@@ -1,10 +1,11 @@
 """What the core asks of a driver: the request it sees, the I/O it needs, the answer it gives.
 
-The core's per-request decision is a generator (see ``flow.SignInFlow.handle``). It
-*yields* effects — "make this HTTP call", "read the form body", "look this account up" —
-and the driver sends back each result. When the generator returns, its value is the
-outcome: ``PassThrough`` (call the app, with or without a user) or ``Respond`` (answer the
-client directly). Drivers perform effects and outcomes; they make no decisions.
+``flow.SignInFlow.handle`` answers each request with an *outcome* — ``PassThrough`` (call
+the app, with or without a user) or ``Respond`` (answer the client directly) — when it
+needs no I/O, which is the case for every signed-in request. When it does need I/O it
+returns a ``Flow``: a generator that *yields* effects ("make this HTTP call", "read the
+form body", "look this account up"), is sent back each result, and returns the outcome.
+Drivers perform effects and outcomes; they make no decisions.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ class HeaderLookup(Protocol):
     def get(self, key: str, /) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncomingRequest:
-    """The parts of an HTTP request the core reads. ``path`` is percent-decoded."""
+    """The parts of an HTTP request the core reads. ``path`` is percent-decoded.
+
+    Treat as immutable. Not ``frozen``: a frozen dataclass's ``__init__`` sets each field
+    through ``object.__setattr__``, which costs about a microsecond on every request.
+    """
 
     method: str
     path: str
@@ -96,9 +101,12 @@ EffectResult = HttpReply | HttpFailure | Mapping[str, str] | None | LookupReturn
 # ---- outcomes: returned by the core --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PassThrough:
-    """Call the wrapped app; inject ``user`` when set; append ``set_cookies`` to its response."""
+    """Call the wrapped app; inject ``user`` when set; append ``set_cookies`` to its response.
+
+    Treat as immutable; not ``frozen`` for the same hot-path reason as ``IncomingRequest``.
+    """
 
     user: User | None
     set_cookies: tuple[str, ...] = ()
@@ -115,3 +123,5 @@ class Respond:
 
 Outcome = PassThrough | Respond
 Flow = Generator[Effect, EffectResult, Outcome]
+Decision = Outcome | Flow
+OUTCOME_TYPES = (PassThrough, Respond)

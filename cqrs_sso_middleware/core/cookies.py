@@ -36,6 +36,31 @@ def parse_cookie_header(header: str | None) -> dict[str, list[str]]:
     return cookies
 
 
+def cookie_values(header: str | None, name: str) -> list[str]:
+    """The values of one cookie only: the per-request fast path for the session cookie.
+
+    Scans with ``str.find`` instead of splitting the whole header, and accepts a match only
+    at a pair boundary (start of header, or after ``;`` and optional spaces), so a cookie
+    named ``xcqrs_sso`` or a value containing ``cqrs_sso=`` never counts.
+    """
+    if not header or len(header) > MAX_COOKIE_HEADER_LENGTH:
+        return []
+    prefix = name + "="
+    values: list[str] = []
+    position = header.find(prefix)
+    while position >= 0:
+        before = header[:position].rstrip(" \t")
+        value_start = position + len(prefix)
+        if not before or before.endswith(";"):
+            value_end = header.find(";", value_start)
+            value = header[value_start : value_end if value_end >= 0 else None].strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            values.append(value)
+        position = header.find(prefix, value_start)
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class CookiePolicy:
     """How this deployment's cookies are named and flagged."""

@@ -1,8 +1,9 @@
 """The decision for every request, and the sign-in state machine of the seed user guide.
 
-``SignInFlow.handle(request)`` is a generator: it yields effects (HTTP calls to the
-provider, reading the form, the account lookup) and returns an outcome (``PassThrough`` or
-``Respond``). Both drivers run the same generator, so the flow exists exactly once.
+``SignInFlow.handle(request)`` returns an outcome (``PassThrough`` or ``Respond``) when no
+I/O is needed, or a generator that yields effects (HTTP calls to the provider, reading the
+form, the account lookup) and returns the outcome. Both drivers run the same generators, so
+the flow exists exactly once.
 
 Seed steps: (1) no session → sign-in page; (2) Sign In → ``POST /start`` → provider;
 (3) callback → code exchange → ID token → account lookup → session → back to the page
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from ..settings import Settings
 from .actions import (
+    Decision,
     EffectResult,
     Flow,
     IncomingRequest,
@@ -35,7 +37,7 @@ from .actions import (
 )
 from .attempts import AttemptCookies, LoginAttempt, SpentStates
 from .audit import audit, session_ref
-from .cookies import CookiePolicy, parse_cookie_header
+from .cookies import CookiePolicy, cookie_values, parse_cookie_header
 from .csrf import FIELD_NAME, cross_origin, csrf_token, csrf_token_valid, new_csrf_cookie_value
 from .errors import ProviderError, TokenRejected
 from .identity import Account, Identity, User, email_domain_allowed, identity_from_claims
@@ -92,7 +94,7 @@ class SignInFlow:
         self._public = [_compile_public_path(p) for p in settings.public_paths]
         issuer = urlsplit(settings.issuer)
         self.csp = content_security_policy([f"{issuer.scheme}://{issuer.netloc}"])
-        self.routes: dict[tuple[str, str], Callable[[IncomingRequest], Flow | Outcome]] = {
+        self.routes: dict[tuple[str, str], Callable[[IncomingRequest], Decision]] = {
             ("GET", "/sign_in"): self._sign_in_page,
             ("POST", "/start"): self._start,
             ("GET", "/callback"): self._callback,
@@ -104,26 +106,24 @@ class SignInFlow:
 
     # -- dispatch ---------------------------------------------------------------------------
 
-    def handle(self, request: IncomingRequest) -> Flow:
+    def handle(self, request: IncomingRequest) -> Decision:
+        """The outcome for ``request``, or a ``Flow`` of effects that ends in one."""
         path = request.path
         if path == self.prefix or path.startswith(self.prefix + "/"):
-            return (yield from self._endpoint(request))
+            return self._endpoint(request)
         for matches in self._public:
             if matches(path):
                 return PassThrough(None)
-        return (yield from self._protected(request))
+        return self._protected(request)
 
-    def _endpoint(self, request: IncomingRequest) -> Flow:
+    def _endpoint(self, request: IncomingRequest) -> Decision:
         if request.is_websocket:
             return Respond(404, ())
         method = "GET" if request.method == "HEAD" else request.method
         endpoint = request.path[len(self.prefix) :]
         handler = self.routes.get((method, endpoint))
         if handler is not None:
-            result = handler(request)
-            if isinstance(result, PassThrough | Respond):
-                return result  # answered without any I/O
-            return (yield from result)
+            return handler(request)
         allowed = sorted(m for m, e in self.routes if e == endpoint)
         if allowed:
             page = self._page(405, "error.html", title="This address cannot be used that way")
@@ -132,25 +132,14 @@ class SignInFlow:
 
     # -- protected paths --------------------------------------------------------------------
 
-    def _protected(self, request: IncomingRequest) -> Flow:
+    def _protected(self, request: IncomingRequest) -> Decision:
+        """The per-request hot path: no I/O at all for a valid session between re-checks."""
         now = self.clock()
-        cookies = parse_cookie_header(request.headers.get("cookie"))
-        session, set_cookies = self._current_session(cookies, now)
+        session, set_cookies = self._current_session(request.headers.get("cookie"), now)
         if session is not None:
             if self._account_recheck_due(session, now):
-                try:
-                    account = yield from self._look_up(session.user.identity)
-                except LookupProblem:
-                    return self._unavailable(request)
-                if account is None:
-                    audit(
-                        "account_removed", email=session.user.email, session=session_ref(session.session_id)
-                    )
-                    return self._no_account(session.user.identity, [self._clear_session()])
-                user = User(session.user.identity, account)
-                session = replace(session, user=user, account_checked_at=int(now), renewed_at=int(now))
-                set_cookies.append(self._session_cookie(session, now))
-            elif self.timeouts.needs_renewal(session, now):
+                return self._recheck_account(request, session, now)
+            if self.timeouts.needs_renewal(session, now):
                 session = self.timeouts.renewed(session, now)
                 set_cookies.append(self._session_cookie(session, now))
             return PassThrough(session.user, tuple(set_cookies))
@@ -165,13 +154,25 @@ class SignInFlow:
             )
         return_path = self._return_path_of(request)
         if self.settings.auto_redirect:
-            return (yield from self._begin_attempt(cookies, return_path, set_cookies))
+            cookies = parse_cookie_header(request.headers.get("cookie"))
+            return self._begin_attempt(cookies, return_path, set_cookies)
         return redirect(f"{self.prefix}/sign_in?rd={quote(return_path, safe='')}", set_cookies)
 
-    def _current_session(
-        self, cookies: Mapping[str, list[str]], now: float
-    ) -> tuple[Session | None, list[str]]:
-        values = cookies.get(self.session_cookie)
+    def _recheck_account(self, request: IncomingRequest, session: Session, now: float) -> Flow:
+        """Every ``account_recheck_seconds``: does CQRS still have an account for this user?"""
+        try:
+            account = yield from self._look_up(session.user.identity)
+        except LookupProblem:
+            return self._unavailable(request)
+        if account is None:
+            audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
+            return self._no_account(session.user.identity, [self._clear_session()])
+        user = User(session.user.identity, account)
+        session = replace(session, user=user, account_checked_at=int(now), renewed_at=int(now))
+        return PassThrough(user, (self._session_cookie(session, now),))
+
+    def _current_session(self, cookie_header: str | None, now: float) -> tuple[Session | None, list[str]]:
+        values = cookie_values(cookie_header, self.session_cookie)
         if not values:
             return None, []
         for value in values:
@@ -217,7 +218,7 @@ class SignInFlow:
             safe_return_path(candidate, reserved_prefix=self.prefix) or self.settings.default_return_path
         )
         cookies = parse_cookie_header(request.headers.get("cookie"))
-        session, set_cookies = self._current_session(cookies, self.clock())
+        session, set_cookies = self._current_session(request.headers.get("cookie"), self.clock())
         if session is not None:
             return redirect(return_path)
         csrf_value, csrf_cookies = self._csrf_cookie(cookies)
@@ -353,7 +354,7 @@ class SignInFlow:
 
     def _sign_out_page(self, request: IncomingRequest) -> Outcome:
         cookies = parse_cookie_header(request.headers.get("cookie"))
-        session, set_cookies = self._current_session(cookies, self.clock())
+        session, set_cookies = self._current_session(request.headers.get("cookie"), self.clock())
         if session is None:
             return self._page(200, "signed_out.html", set_cookies=set_cookies)
         csrf_value, csrf_cookies = self._csrf_cookie(cookies)
@@ -366,14 +367,13 @@ class SignInFlow:
         if not self._csrf_ok(request, cookies, form):
             audit("csrf_rejected", endpoint="sign_out")
             return self._form_expired()
-        session, _ = self._current_session(cookies, self.clock())
+        session, _ = self._current_session(request.headers.get("cookie"), self.clock())
         if session is not None:
             audit("signed_out", email=session.user.email, session=session_ref(session.session_id))
         return self._page(200, "signed_out.html", set_cookies=[self._clear_session()])
 
     def _userinfo(self, request: IncomingRequest) -> Outcome:
-        cookies = parse_cookie_header(request.headers.get("cookie"))
-        session, set_cookies = self._current_session(cookies, self.clock())
+        session, set_cookies = self._current_session(request.headers.get("cookie"), self.clock())
         if session is None:
             return json_response(401, {"error": "unauthenticated"}, set_cookies=set_cookies)
         identity, account = session.user.identity, session.user.account

@@ -14,7 +14,7 @@ import hashlib
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
@@ -44,10 +44,10 @@ class Session:
 class SessionTimeouts:
     idle_seconds: int
     max_seconds: int
+    renew_after_seconds: int = field(init=False)
 
-    @property
-    def renew_after_seconds(self) -> int:
-        return max(1, min(300, self.idle_seconds // 4))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "renew_after_seconds", max(1, min(300, self.idle_seconds // 4)))
 
     def expired(self, session: Session, now: float) -> str | None:
         """``"idle"`` or ``"max"`` when the session has timed out, else ``None``."""

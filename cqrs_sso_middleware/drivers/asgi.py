@@ -18,6 +18,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.actions import (
+    OUTCOME_TYPES,
     Effect,
     EffectResult,
     Flow,
@@ -96,7 +97,11 @@ class ASGISSOMiddleware:
         scope = dict(scope)
         scope["headers"] = [(k, v) for k, v in scope["headers"] if not _is_identity_header(k)]
         try:
-            outcome = await self._run(self.flow.handle(self._request(scope)), scope, receive)
+            decision = self.flow.handle(self._request(scope))
+            if isinstance(decision, OUTCOME_TYPES):
+                outcome = decision
+            else:
+                outcome = await self._run(decision, scope, receive)
         except Exception:
             log.exception("cqrs-sso: internal error while handling a request")
             outcome = internal_error()

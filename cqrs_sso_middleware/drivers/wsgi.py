@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-from werkzeug.datastructures import EnvironHeaders
 
 from ..core.actions import (
+    OUTCOME_TYPES,
     Effect,
     EffectResult,
     Flow,
@@ -46,8 +46,32 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("cqrs_sso")
+_CGI_HEADERS = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
 _IDENTITY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in IDENTITY_HEADERS)
 USER_AGENT = "cqrs-sso-middleware"
+
+
+class EnvironHeaderLookup:
+    """Case-insensitive header reads straight from the environ (PEP 3333 ``HTTP_*`` keys).
+
+    werkzeug's ``EnvironHeaders`` does the same with more machinery than one ``get`` needs;
+    this is on every request's path.
+    """
+
+    __slots__ = ("environ",)
+    _keys: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self.environ = environ
+
+    def get(self, key: str, /) -> str | None:
+        environ_key = self._keys.get(key)
+        if environ_key is None:
+            lowered = key.lower()
+            environ_key = _CGI_HEADERS.get(lowered) or "HTTP_" + lowered.upper().replace("-", "_")
+            self._keys[key] = environ_key
+        value = self.environ.get(environ_key)
+        return value if isinstance(value, str) else None
 
 
 class SSOMiddleware:
@@ -90,7 +114,8 @@ class SSOMiddleware:
             environ.pop(key, None)
         environ.pop("REMOTE_USER", None)
         try:
-            outcome = self._run(self.flow.handle(self._request(environ)), environ)
+            decision = self.flow.handle(self._request(environ))
+            outcome = decision if isinstance(decision, OUTCOME_TYPES) else self._run(decision, environ)
         except Exception:
             log.exception("cqrs-sso: internal error while handling a request")
             outcome = internal_error()
@@ -109,13 +134,14 @@ class SSOMiddleware:
     @staticmethod
     def _request(environ: WSGIEnvironment) -> IncomingRequest:
         # PEP 3333 gives paths as latin-1-decoded bytes; the core wants the real text.
-        raw = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        path = raw.encode("latin-1", "replace").decode("utf-8", "replace")
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if not path.isascii():
+            path = path.encode("latin-1", "replace").decode("utf-8", "replace")
         return IncomingRequest(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
             path=path or "/",
             query_string=environ.get("QUERY_STRING", ""),
-            headers=EnvironHeaders(environ),
+            headers=EnvironHeaderLookup(environ),
         )
 
     def _pass_through(

@@ -17,6 +17,7 @@ from joserfc.jwk import RSAKey
 
 from cqrs_sso_middleware import Account, Identity, Settings
 from cqrs_sso_middleware.core.actions import (
+    Decision,
     Effect,
     EffectResult,
     Flow,
@@ -121,7 +122,10 @@ class ScriptedProvider:
         return jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key, algorithms=["RS256"])
 
 
-def run(flow: Flow, provider: ScriptedProvider) -> Outcome:
+def run(decision: Decision, provider: ScriptedProvider) -> Outcome:
+    if isinstance(decision, PassThrough | Respond):
+        return decision
+    flow: Flow = decision
     try:
         effect = next(flow)
         while True:
