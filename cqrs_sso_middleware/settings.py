@@ -71,6 +71,8 @@ class Settings:
     contact_url: str = "mailto:support@cqrs.co.uk"
     collections_url: str = "https://digital.nhs.uk/services/general-practice-gp-collections"
     templates_dir: str = ""
+    health_path: str = "/healthz"
+    ready_path: str = "/readyz"
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -147,6 +149,10 @@ class Settings:
             problems.append(f"path_prefix: must be a plain path such as /oauth2, got {self.path_prefix!r}")
         if not self.default_return_path.startswith("/") or self.default_return_path.startswith("//"):
             problems.append("default_return_path: must be a path on this site, such as /")
+        for name in ("health_path", "ready_path"):
+            value = getattr(self, name)
+            if value and not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+                problems.append(f"{name}: must be a plain path such as /healthz, or empty to disable")
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.cookie_name):
             problems.append("cookie_name: letters, digits and underscores only")
         if self.session_store != "cookie":

@@ -92,6 +92,11 @@ class SignInFlow:
         self.spent_states = SpentStates()
         self.prefix = settings.path_prefix
         self._public = [_compile_public_path(p) for p in settings.public_paths]
+        self._probes: dict[str, Callable[[IncomingRequest], Decision]] = {}
+        if settings.health_path:
+            self._probes[settings.health_path] = self._healthz
+        if settings.ready_path:
+            self._probes[settings.ready_path] = self._readyz
         issuer = urlsplit(settings.issuer)
         self.csp = content_security_policy([f"{issuer.scheme}://{issuer.netloc}"])
         self.routes: dict[tuple[str, str], Callable[[IncomingRequest], Decision]] = {
@@ -111,6 +116,8 @@ class SignInFlow:
         path = request.path
         if path == self.prefix or path.startswith(self.prefix + "/"):
             return self._endpoint(request)
+        if path in self._probes and request.method in ("GET", "HEAD"):
+            return self._probes[path](request)
         for matches in self._public:
             if matches(path):
                 return PassThrough(None)
@@ -393,6 +400,21 @@ class SignInFlow:
 
     def _stylesheet(self, request: IncomingRequest) -> Outcome:
         return static_response(self.pages.asset("cqrs.css"), "text/css; charset=utf-8")
+
+    # -- probes for load balancers and orchestrators ------------------------------------------
+
+    def _healthz(self, request: IncomingRequest) -> Outcome:
+        """Liveness: the process answers. Deliberately checks nothing else."""
+        return json_response(200, {"status": "ok"})
+
+    def _readyz(self, request: IncomingRequest) -> Flow:
+        """Readiness: provider metadata loaded (fetched now if needed); the cookie session
+        store needs nothing. 503 until then, so a load balancer keeps traffic away."""
+        try:
+            yield from self.rp.metadata(self.clock())
+        except ProviderError as error:
+            return json_response(503, {"status": "not ready", "provider": str(error)[:200]})
+        return json_response(200, {"status": "ready", "provider": "ok", "session_store": "ok"})
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from ..core.actions import (
     ReadForm,
     Respond,
 )
+from ..core.audit import begin_request
 from ..core.flow import SignInFlow
 from ..core.forms import parse_form
 from ..core.identity import IDENTITY_HEADERS
@@ -96,8 +97,10 @@ class ASGISSOMiddleware:
             return
         scope = dict(scope)
         scope["headers"] = [(k, v) for k, v in scope["headers"] if not _is_identity_header(k)]
+        headers = Headers(scope=scope)
+        begin_request(headers.get("x-request-id"))
         try:
-            decision = self.flow.handle(self._request(scope))
+            decision = self.flow.handle(self._request(scope, headers))
             if isinstance(decision, OUTCOME_TYPES):
                 outcome = decision
             else:
@@ -128,12 +131,12 @@ class ASGISSOMiddleware:
     # -- request in, outcome out ----------------------------------------------------------
 
     @staticmethod
-    def _request(scope: Scope) -> IncomingRequest:
+    def _request(scope: Scope, headers: Headers) -> IncomingRequest:
         return IncomingRequest(
             method=scope.get("method", "GET").upper(),
             path=scope["path"] or "/",
             query_string=scope.get("query_string", b"").decode("latin-1"),
-            headers=Headers(scope=scope),
+            headers=headers,
             is_websocket=scope["type"] == "websocket",
         )
 

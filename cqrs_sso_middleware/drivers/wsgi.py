@@ -34,6 +34,7 @@ from ..core.actions import (
     ReadForm,
     Respond,
 )
+from ..core.audit import begin_request
 from ..core.flow import SignInFlow
 from ..core.forms import parse_form
 from ..core.identity import IDENTITY_HEADERS, Identity
@@ -113,6 +114,7 @@ class SSOMiddleware:
         for key in _IDENTITY_ENVIRON_KEYS:
             environ.pop(key, None)
         environ.pop("REMOTE_USER", None)
+        begin_request(environ.get("HTTP_X_REQUEST_ID"))
         try:
             decision = self.flow.handle(self._request(environ))
             outcome = decision if isinstance(decision, OUTCOME_TYPES) else self._run(decision, environ)

@@ -77,7 +77,10 @@ class ProviderFaults:
     token_body: bytes | None = None
     token_delay_seconds: float = 0.0
     jwks_status: int | None = None
+    metadata_status: int | None = None
     claim_overrides: dict[str, Any] = field(default_factory=dict)
+    # Rewrites each issued ID token (forging tests: alg none, another key, truncation…).
+    id_token_rewrite: Callable[[str], str] | None = None
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -110,6 +113,8 @@ class NHSmailLikeProvider:
         self.faults = ProviderFaults()
         self._pairwise_salt = secrets.token_bytes(16)
         self._codes: dict[str, _CodeGrant] = {}
+        # Every code and token handed out, so tests can prove none of them reaches a log.
+        self.issued_secrets: list[str] = []
         self.signing_key = self._new_key()
         self.published_keys: list[RSAKey] = [self.signing_key]
         self.app = Starlette(routes=self._routes())
@@ -155,6 +160,8 @@ class NHSmailLikeProvider:
         return HTMLResponse(_page("NHSmail-like provider", f"<p>Issuer: {html.escape(self.issuer)}</p>"))
 
     async def discovery(self, request: Request) -> Response:
+        if self.faults.metadata_status is not None:
+            return Response("fault", status_code=self.faults.metadata_status)
         if not self._right_tenant(request):
             return JSONResponse({"error": "invalid_tenant"}, status_code=400)
         return JSONResponse(
@@ -228,6 +235,7 @@ class NHSmailLikeProvider:
         if user is None or not hmac.compare_digest(user.password.encode(), params.get("passwd", "").encode()):
             return HTMLResponse(_login_page(params, error=WRONG_CREDENTIALS))
         code = secrets.token_urlsafe(32)
+        self.issued_secrets.append(code)
         self._codes[code] = _CodeGrant(
             client_id=client.client_id,
             redirect_uri=redirect_uri,
@@ -306,12 +314,14 @@ class NHSmailLikeProvider:
             )
         if faults.token_body is not None:
             return Response(faults.token_body, media_type="application/json", headers=headers)
+        access_token = secrets.token_urlsafe(32)
+        self.issued_secrets.append(access_token)
         return JSONResponse(
             {
                 "token_type": "Bearer",
                 "scope": grant.scope,
                 "expires_in": ID_TOKEN_LIFETIME_SECONDS,
-                "access_token": secrets.token_urlsafe(32),
+                "access_token": access_token,
                 "id_token": self.id_token_for(grant.user, client.client_id, grant.nonce),
             },
             headers=headers,
@@ -343,7 +353,10 @@ class NHSmailLikeProvider:
         claims.update(self.faults.claim_overrides)
         claims.update(overrides)
         header = {"alg": "RS256", "kid": self.signing_key.kid, "typ": "JWT"}
-        return jwt.encode(header, claims, self.signing_key, algorithms=["RS256"])
+        token = jwt.encode(header, claims, self.signing_key, algorithms=["RS256"])
+        self.issued_secrets.append(token)
+        rewrite = self.faults.id_token_rewrite
+        return rewrite(token) if rewrite is not None else token
 
     def key_set(self) -> KeySet:
         return KeySet(list(self.published_keys))

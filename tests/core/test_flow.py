@@ -458,9 +458,34 @@ def test_every_page_is_no_store_and_framing_is_denied(browser: Browser) -> None:
 def test_public_path_globs_and_regexes(
     make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
 ) -> None:
-    browser = Browser(make_flow(public_paths=("/static/*", "re:/health(z|check)")), provider)
+    browser = Browser(make_flow(public_paths=("/static/*", "re:/status(z|check)")), provider)
     assert isinstance(browser.request("GET", "/static/site.css"), PassThrough)
-    assert isinstance(browser.request("GET", "/healthz"), PassThrough)
-    assert isinstance(browser.request("GET", "/healthcheck"), PassThrough)
-    assert isinstance(browser.request("GET", "/healthzz"), Respond)
+    assert isinstance(browser.request("GET", "/statusz"), PassThrough)
+    assert isinstance(browser.request("GET", "/statuscheck"), PassThrough)
+    assert isinstance(browser.request("GET", "/statuszz"), Respond)
     assert isinstance(browser.request("GET", "/staticx/a"), Respond)
+
+
+def test_healthz_answers_without_touching_the_provider(browser: Browser, provider: ScriptedProvider) -> None:
+    reply = browser.request("GET", "/healthz")
+    assert isinstance(reply, Respond) and reply.status == 200
+    assert provider.calls == []
+
+
+def test_readyz_is_503_until_provider_metadata_loads(
+    browser: Browser, provider: ScriptedProvider, clock: Clock
+) -> None:
+    provider.metadata = lambda: HttpFailure("ConnectError")
+    down = browser.request("GET", "/readyz")
+    assert isinstance(down, Respond) and down.status == 503
+    assert json.loads(down.body)["status"] == "not ready"
+    provider.metadata = None
+    clock.offset += 6
+    up = browser.request("GET", "/readyz")
+    assert isinstance(up, Respond) and up.status == 200
+
+
+def test_probes_can_be_disabled(make_flow: Callable[..., SignInFlow], provider: ScriptedProvider) -> None:
+    browser = Browser(make_flow(health_path="", ready_path=""), provider)
+    assert isinstance(browser.request("GET", "/healthz", {"accept": "application/json"}), Respond)
+    assert browser.request("GET", "/healthz", {"accept": "application/json"}).status == 401  # type: ignore[union-attr]
