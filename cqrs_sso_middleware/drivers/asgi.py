@@ -9,12 +9,11 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
 from starlette.authentication import AuthCredentials
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.actions import (
@@ -50,8 +49,31 @@ WEBSOCKET_UNAUTHENTICATED = 4401
 
 
 def _is_identity_header(name: bytes) -> bool:
+    # Every identity header starts with x or r; others skip the normalisation (hot path).
+    if name[:1] not in (b"x", b"r", b"X", b"R"):
+        return False
     # "X_Forwarded_User" is the same header to many WSGI/CGI back-ends: drop both spellings.
     return name.lower().replace(b"_", b"-") in _IDENTITY_HEADER_NAMES
+
+
+class ScopeHeaderLookup:
+    """Header reads from an ASGI scope's raw list, whose names the ASGI spec makes
+    lower-case bytes. Starlette's ``Headers`` does more than a hot path needs."""
+
+    __slots__ = ("raw",)
+    _keys: ClassVar[dict[str, bytes]] = {}
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self.raw = raw
+
+    def get(self, key: str, /) -> str | None:
+        wanted = self._keys.get(key)
+        if wanted is None:
+            wanted = self._keys[key] = key.lower().encode("latin-1")
+        for name, value in self.raw:
+            if name == wanted:
+                return value.decode("latin-1")
+        return None
 
 
 class ASGISSOMiddleware:
@@ -97,7 +119,7 @@ class ASGISSOMiddleware:
             return
         scope = dict(scope)
         scope["headers"] = [(k, v) for k, v in scope["headers"] if not _is_identity_header(k)]
-        headers = Headers(scope=scope)
+        headers = ScopeHeaderLookup(scope["headers"])
         begin_request(headers.get("x-request-id"))
         try:
             decision = self.flow.handle(self._request(scope, headers))
@@ -131,7 +153,7 @@ class ASGISSOMiddleware:
     # -- request in, outcome out ----------------------------------------------------------
 
     @staticmethod
-    def _request(scope: Scope, headers: Headers) -> IncomingRequest:
+    def _request(scope: Scope, headers: ScopeHeaderLookup) -> IncomingRequest:
         return IncomingRequest(
             method=scope.get("method", "GET").upper(),
             path=scope["path"] or "/",
@@ -215,7 +237,7 @@ class ASGISSOMiddleware:
                 return None
             if not message.get("more_body", False):
                 break
-        return parse_form(body, Headers(scope=scope).get("content-type"))
+        return parse_form(body, ScopeHeaderLookup(scope["headers"]).get("content-type"))
 
     async def _look_up(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
         lookup = self.settings.lookup
