@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit venv clean
+.PHONY: demo test lint typecheck unit venv clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# A long fuzzing run with a fresh seed (make test runs 10,000 requests per driver, fixed seed).
+FUZZ_REQUESTS ?= 200000
+fuzz: $(VENV)/.installed-test
+	FUZZ_REQUESTS=$(FUZZ_REQUESTS) FUZZ_SEED=$$(date +%s) $(BIN)/python -m pytest -q -s tests/security/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

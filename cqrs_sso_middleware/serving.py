@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -53,11 +53,21 @@ class BackgroundASGIServer:
         self.sock.close()
 
 
+class PathOnlyRequestHandler(WSGIRequestHandler):
+    """werkzeug's request log without query strings: the callback's carries a code."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s %s" %s %s', self.command, path, self.request_version, code, size)
+
+
 class BackgroundWSGIServer:
     """werkzeug's threaded WSGI server serving ``app`` in a daemon thread."""
 
     def __init__(self, app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        self.server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=PathOnlyRequestHandler
+        )
         self.url = f"http://{host}:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, 
 from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider, ProviderFaults
 from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
 
-from .helpers import APP_ORIGIN, AppClient, ASGIClient, Journey, WSGIClient
+from .helpers import APP_ORIGIN, ISSUED_COOKIE_VALUES, AppClient, ASGIClient, Journey, WSGIClient
 
 TENANT_ID = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
 CLIENT_ID = "cqrs-test-client"
@@ -27,6 +29,54 @@ GP_USER = "gp.user@nhs.net"
 NEW_USER = "new.user@nhs.net"
 NO_EMAIL_USER = "member.user@nhs.net"  # a member user without an `email` claim
 ACCOUNTS = {GP_USER: "CQRS-0001", NO_EMAIL_USER: "CQRS-0002"}
+
+
+class SuiteLog(logging.Handler):
+    """Every log record of the whole run, formatted, for the no-secrets-in-logs check."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record must not break the run
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {record.exc_info[1]!r}"
+        self.lines.append((record.name, text))
+
+
+SUITE_LOG = SuiteLog()
+# Values that must never appear in a log line: filled in as the suite hands them out.
+SENSITIVE: set[str] = {CLIENT_SECRET}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_ever_reaches_a_log() -> Iterator[None]:
+    """Greps every log line of the whole run for every token, code, cookie value, secret
+    and password the run handed out. Client libraries' own request lines (httpx, httpcore:
+    the *test's* browser logs the callback URL it follows) are left out."""
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(SUITE_LOG)
+    root.setLevel(logging.INFO)
+    yield
+    root.removeHandler(SUITE_LOG)
+    root.setLevel(previous_level)
+    password = re.compile(rf"(?<![\w-]){re.escape(PASSWORD)}(?![\w-])")
+    SENSITIVE.update(ISSUED_COOKIE_VALUES)
+    checked = [
+        (name, text) for name, text in SUITE_LOG.lines if not name.startswith(("httpx", "httpcore"))
+    ]  # httpx2 too
+    leaks = [
+        (name, text[:200])
+        for name, text in checked
+        if password.search(text) or any(secret in text for secret in SENSITIVE if len(secret) >= 8)
+    ]
+    assert not leaks, f"secrets in {len(leaks)} log lines, e.g. {leaks[:3]}"
+    assert any(name == "cqrs_sso.audit" for name, _ in checked), "the suite produced no audit lines"
 
 
 class FakeClock:
@@ -62,6 +112,7 @@ def provider_server() -> Iterator[NHSmailLikeProvider]:
     server = BackgroundASGIServer(instance.app, sock).start()
     yield instance
     server.stop()
+    SENSITIVE.update(instance.issued_secrets)
 
 
 @pytest.fixture
@@ -79,11 +130,13 @@ def clock() -> FakeClock:
 @pytest.fixture
 def make_settings(provider: NHSmailLikeProvider) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
+        key = secrets.token_urlsafe(32)
+        SENSITIVE.add(key)
         values: dict[str, Any] = {
+            "secret_keys": (key,),
             "issuer": provider.issuer,
             "client_id": CLIENT_ID,
             "client_secret": CLIENT_SECRET,
-            "secret_keys": (secrets.token_urlsafe(32),),
             "base_url": APP_ORIGIN,
             "account_lookup": lookup_accounts,
             "public_paths": ("/static/*", "/healthz"),

@@ -17,12 +17,23 @@ HTML = {"Accept": "text/html,application/xhtml+xml"}
 APP_ORIGIN = "http://localhost"
 
 
+# Every cookie value the middleware hands out; tests/conftest.py checks none is ever logged.
+ISSUED_COOKIE_VALUES: set[str] = set()
+
+
 @dataclass
 class Reply:
     status: int
     headers: list[tuple[str, str]]
     text: str
     body: bytes = b""
+
+    def __post_init__(self) -> None:
+        for name, value in self.headers:
+            if name.lower() == "set-cookie":
+                cookie_value = value.split(";", 1)[0].partition("=")[2]
+                if len(cookie_value) >= 16:
+                    ISSUED_COOKIE_VALUES.add(cookie_value)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
