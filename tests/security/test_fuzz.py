@@ -235,6 +235,13 @@ def _request(
     return method, path, query, headers, body, carries_session
 
 
+def _check_our_answer(status: int, headers: dict[str, str], body: bytes) -> None:
+    """Pages the middleware answers itself: never cached, never reflecting markup."""
+    assert headers.get("cache-control") in ("no-store", "public, max-age=3600"), headers
+    assert b"<script>" not in body
+    assert b"Traceback" not in body
+
+
 def _is_public(path: str) -> bool:
     return path.startswith("/static/")
 
@@ -298,10 +305,12 @@ def test_fuzz_wsgi_driver(caplog: pytest.LogCaptureFixture) -> None:
         for name, value in headers:
             key = name.upper().replace("-", "_")
             environ[key if key in ("CONTENT_TYPE",) else "HTTP_" + key] = value
-        captured: list[str] = []
+        captured: list[tuple[str, list[tuple[str, str]]]] = []
         seen.clear()
-        b"".join(middleware(environ, lambda status, h, exc=None: captured.append(status)))
-        status = int(captured[0].split()[0])
+        body = b"".join(middleware(environ, lambda status, h, exc=None: captured.append((status, h))))
+        status = int(captured[0][0].split()[0])
+        if not seen:
+            _check_our_answer(status, {k.lower(): v for k, v in captured[0][1]}, body)
         statuses[status] = statuses.get(status, 0) + 1
         assert status < 500, (method, path, query, headers)
         _seen_by_app(seen, path, carries_session)
@@ -352,6 +361,9 @@ def test_fuzz_asgi_driver(caplog: pytest.LogCaptureFixture) -> None:
             seen.clear()
             await middleware(scope, receive, send)
             status = sent[0]["status"]
+            if not seen:
+                headers = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+                _check_our_answer(status, headers, b"".join(m.get("body", b"") for m in sent[1:]))
             statuses[status] = statuses.get(status, 0) + 1
             assert status < 500, (method, path, query, headers)
             _seen_by_app(seen, path, carries_session)
