@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit venv clean fuzz
+.PHONY: demo test lint typecheck unit venv clean fuzz node-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,18 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
+# The independent OpenID provider (oidc-provider) and axe-core for the interop and browser
+# tests. Installed only where Node.js is present; without it those tests skip (or fail
+# under CI=true, where .ci/run installs what is missing).
+NODE_DIR := tests/interop/provider
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+		[ -d $(NODE_DIR)/node_modules/oidc-provider ] || (cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error); \
+	else echo "npm not found: interop and browser tests will skip"; fi
+
 # pytest exits 5 when it collects no test; make treats every non-zero status as a failure,
 # so an empty run can never pass silently.
-unit: $(VENV)/.installed-test
+unit: $(VENV)/.installed-test node-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit

@@ -49,6 +49,8 @@ class Settings:
     tenant: str = ""
     client_secret: str = field(default="", repr=False)
     private_key_file: str = ""
+    # Loaded from private_key_file at start-up, so a bad file fails then, not at sign-in.
+    private_key_pem: str = field(default="", repr=False)
     token_auth_method: TokenAuthMethod | None = None
     path_prefix: str = "/oauth2"
     default_return_path: str = "/"
@@ -124,9 +126,27 @@ class Settings:
         if method not in get_args(TokenAuthMethod):
             problems.append(f"token_auth_method: must be one of {', '.join(get_args(TokenAuthMethod))}")
         elif method == "private_key_jwt":
-            problems.append("token_auth_method: private_key_jwt is not supported by this version yet")
+            self._load_private_key(problems)
         elif not self.client_secret:
             problems.append(f"client_secret: required for {method}")
+
+    def _load_private_key(self, problems: list[str]) -> None:
+        from .core.client_auth import ClientAssertionSigner
+
+        if not self.private_key_pem:
+            if not self.private_key_file:
+                problems.append("private_key_file: required for private_key_jwt")
+                return
+            try:
+                pem = Path(self.private_key_file).read_text(encoding="ascii")
+            except (OSError, UnicodeDecodeError) as error:
+                problems.append(f"private_key_file: cannot read {self.private_key_file!r}: {error}")
+                return
+            object.__setattr__(self, "private_key_pem", pem)
+        try:
+            ClientAssertionSigner.from_pem(self.private_key_pem)
+        except ConfigError as error:
+            problems.extend(error.problems)
 
     def _check_secrets(self, problems: list[str]) -> None:
         if not self.secret_keys:

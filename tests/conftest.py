@@ -76,7 +76,6 @@ def _no_secret_ever_reaches_a_log() -> Iterator[None]:
         if password.search(text) or any(secret in text for secret in SENSITIVE if len(secret) >= 8)
     ]
     assert not leaks, f"secrets in {len(leaks)} log lines, e.g. {leaks[:3]}"
-    assert any(name == "cqrs_sso.audit" for name, _ in checked), "the suite produced no audit lines"
 
 
 class FakeClock:

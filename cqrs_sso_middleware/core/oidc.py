@@ -2,7 +2,8 @@
 
 * discovery (OIDC Discovery §4) and the JWKS, cached in :class:`ProviderState`;
 * the authorization request (OIDC Core §3.1.2.1, RFC 7636 §4.3 PKCE S256);
-* the token request (RFC 6749 §4.1.3, client authentication RFC 6749 §2.3.1) and its
+* the token request (RFC 6749 §4.1.3; client authentication RFC 6749 §2.3.1, or
+  ``private_key_jwt`` per RFC 7523 in ``client_auth.py``) and its
   response (OIDC Core §3.1.3.3), then ID token validation (``tokens.py``).
 
 Each step is a generator that yields :class:`HttpCall` effects; the driver performs them.
@@ -23,6 +24,7 @@ from joserfc.jwk import KeySet
 from ..settings import Settings
 from .actions import EffectResult, HttpCall, HttpFailure, HttpReply
 from .attempts import LoginAttempt
+from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
 from .errors import ProviderError, TokenRejected, UnknownSigningKey
 from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
 from .tokens import SigningKeys, TokenExpectations, validate_id_token
@@ -61,6 +63,11 @@ class RelyingParty:
     def __init__(self, settings: Settings, state: ProviderState | None = None) -> None:
         self.settings = settings
         self.state = state or ProviderState()
+        self._assertions = (
+            ClientAssertionSigner.from_pem(settings.private_key_pem)
+            if settings.token_auth_method == "private_key_jwt"  # noqa: S105 - a method name
+            else None
+        )
 
     # -- discovery ----------------------------------------------------------------------
 
@@ -121,7 +128,7 @@ class RelyingParty:
 
     # -- token request and ID token ------------------------------------------------------
 
-    def _token_call(self, metadata: ProviderMetadata, code: str, verifier: str) -> HttpCall:
+    def _token_call(self, metadata: ProviderMetadata, code: str, verifier: str, now: float) -> HttpCall:
         settings = self.settings
         form = [
             ("grant_type", "authorization_code"),
@@ -130,7 +137,14 @@ class RelyingParty:
             ("code_verifier", verifier),
         ]
         headers = [("Accept", "application/json")]
-        if settings.token_auth_method == "client_secret_post":  # noqa: S105 - a method name
+        if self._assertions is not None:
+            assertion = self._assertions.assertion(settings.client_id, metadata.token_endpoint, now)
+            form += [
+                ("client_id", settings.client_id),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion),
+            ]
+        elif settings.token_auth_method == "client_secret_post":  # noqa: S105 - a method name
             form += [("client_id", settings.client_id), ("client_secret", settings.client_secret)]
         else:
             # RFC 6749 §2.3.1: both parts form-urlencoded before base64, a detail often missed.
@@ -149,7 +163,7 @@ class RelyingParty:
         ``TokenRejected`` when the provider answered but the answer must not be trusted.
         """
         metadata = yield from self.metadata(now)
-        result = yield self._token_call(metadata, code, attempt.code_verifier)
+        result = yield self._token_call(metadata, code, attempt.code_verifier, now)
         reply = _expect_reply(result, "token endpoint")
         id_token = _id_token_from(reply)
         if self.state.keys.should_fetch(now):

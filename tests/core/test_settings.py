@@ -63,7 +63,12 @@ def test_nhsmail_preset_builds_the_entra_v2_issuer() -> None:
         pytest.param({"account_lookup": "nonexistent.module:fn"}, "cannot import", id="bad-dotted-path"),
         pytest.param({"account_lookup": "csv:/does/not/exist.csv"}, "cannot load csv", id="missing-csv"),
         pytest.param({"account_lookup": "just-a-word"}, "is not 'package.module:function'", id="bad-spec"),
-        pytest.param({"token_auth_method": "private_key_jwt"}, "not supported by this version", id="pkjwt"),
+        pytest.param(
+            {"token_auth_method": "private_key_jwt"}, "private_key_file: required", id="pkjwt-no-key"
+        ),
+        pytest.param(
+            {"private_key_file": "/nope.pem"}, "private_key_file: cannot read", id="pkjwt-missing-key"
+        ),
         pytest.param({"scopes": ("email",)}, "scopes: must include 'openid'", id="no-openid"),
     ],
 )
