@@ -2,7 +2,7 @@
 
 Every response carries ``Cache-Control: no-store`` (pages hold personal data and one-time
 forms; RFC 9111 §5.2.2.5) and headers that stop it being framed or leaking the callback URL
-in a ``Referer``. Pages are rendered by an injected :class:`PageRenderer`, so the core stays
+in a ``Referer`` to another origin. Pages are rendered by an injected :class:`PageRenderer`, so the core stays
 free of template I/O and tests can see which page was chosen.
 """
 
@@ -19,7 +19,10 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Pragma", "no-cache"),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    # Not "no-referrer": with it, browsers send "Origin: null" on our own form POSTs (Fetch
+    # standard, "append a request Origin header"), which the CSRF origin check must refuse.
+    # "same-origin" still never sends a URL (such as the callback's) to another origin.
+    ("Referrer-Policy", "same-origin"),
 )
 
 

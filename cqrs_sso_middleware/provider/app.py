@@ -373,7 +373,7 @@ class NHSmailLikeProvider:
 # -- pages -------------------------------------------------------------------------------------
 
 _STYLE = (
-    "body{font-family:Arial,sans-serif;background:#f0f4f5;color:#212b32;margin:0}"
+    "*{box-sizing:border-box}body{font-family:Arial,sans-serif;background:#f0f4f5;color:#212b32;margin:0}"
     "header{background:#005eb8;color:#fff;padding:1rem;font-weight:700}"
     "main{max-width:28rem;margin:2rem auto;background:#fff;padding:1.5rem;border:1px solid #d8dde0}"
     "label{display:block;font-weight:700;margin-top:1rem}"

@@ -452,6 +452,8 @@ def test_every_page_is_no_store_and_framing_is_denied(browser: Browser) -> None:
         headers = dict(reply.headers)
         assert headers["Cache-Control"] == "no-store", target
         assert headers["X-Frame-Options"] == "DENY"
+        # no-referrer would make browsers send "Origin: null" on our form POSTs (CSRF refusal).
+        assert headers["Referrer-Policy"] == "same-origin"
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
 
 

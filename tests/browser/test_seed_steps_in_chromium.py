@@ -1,0 +1,214 @@
+"""The five seed steps in a real browser (Debian's Chromium, driven by Playwright), against
+the demo stack in both its ASGI and WSGI variants; axe-core on every page; screenshots of
+every page in ``test-artifacts/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from cqrs_sso_middleware.demo import DEMO_PASSWORD, GP_USER, NEW_USER, DemoStack, start_demo
+
+ROOT = Path(__file__).parents[2]
+CHROMIUM = "/usr/bin/chromium"
+AXE = ROOT / "tests" / "interop" / "provider" / "node_modules" / "axe-core" / "axe.min.js"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+WCAG_21_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+def require(condition: bool, reason: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: a missing component is a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require(Path(CHROMIUM).exists(), "Debian's chromium is not installed (apt-get install chromium)")
+    require(shutil.which("node") is not None and AXE.exists(), "axe-core is not installed (npm ci)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "the playwright Python package is not installed")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def demo(request: pytest.FixtureRequest) -> Iterator[DemoStack]:
+    variant: Literal["asgi", "wsgi"] = request.param
+    stack = start_demo(0, 0, variant)
+    yield stack
+    stack.stop()
+
+
+class Screens:
+    """Screenshots and accessibility checks of every page a test visits."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.count = 0
+        self.violations: dict[str, list[dict[str, Any]]] = {}
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def capture(self, page: Any, name: str) -> None:
+        self.count += 1
+        page.screenshot(path=str(self.folder / f"{self.count:02d}-{name}.png"), full_page=True)
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate(
+            "async (tags) => (await axe.run(document, {runOnly: {type: 'tag', values: tags}})).violations",
+            WCAG_21_A_AA,
+        )
+        if result:
+            self.violations[name] = [
+                {"id": v["id"], "nodes": len(v["nodes"]), "help": v["help"]} for v in result
+            ]
+
+    def assert_accessible(self) -> None:
+        assert not self.violations, json.dumps(self.violations, indent=1)
+
+
+@pytest.fixture
+def screens(request: pytest.FixtureRequest) -> Screens:
+    return Screens(ARTIFACTS / request.node.name.replace("[", "-").replace("]", ""))
+
+
+def test_five_seed_steps_with_the_mouse(browser: Any, demo: DemoStack, screens: Screens) -> None:
+    context = browser.new_context(bypass_csp=True)  # lets the test inject axe-core
+    page = context.new_page()
+    app = demo.app_server.url
+
+    page.goto(app + "/")  # step 1
+    page.get_by_role("heading", name="Welcome to the Calculating Quality Reporting Service (CQRS)").wait_for()
+    screens.capture(page, "step1-sign-in-page")
+
+    page.get_by_role("button", name="Sign In").click()  # step 2
+    page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
+    screens.capture(page, "step2-nhsmail-login")
+
+    page.get_by_label("Email Address").fill(GP_USER)  # step 4: wrong password, the provider refuses
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_text("Incorrect user ID or password.").wait_for()
+    screens.capture(page, "step4-wrong-password")
+
+    page.get_by_label("Password").fill(DEMO_PASSWORD)  # step 3
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Message centre").wait_for()
+    assert "Dr Gita Patel" in page.content()
+    screens.capture(page, "step3-message-centre")
+
+    page.get_by_role("link", name="Sign out").click()
+    page.get_by_role("heading", name="Sign out of CQRS").wait_for()
+    screens.capture(page, "sign-out-confirm")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="You have signed out of CQRS").wait_for()
+    screens.capture(page, "signed-out")
+
+    page.get_by_role("link", name="Sign in again").click()  # step 5
+    page.get_by_role("button", name="Sign In").click()
+    page.get_by_label("Email Address").fill(NEW_USER)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="You do not have a CQRS account").wait_for()
+    assert f"no CQRS account is associated with {NEW_USER}" in " ".join(page.inner_text("main").split())
+    screens.capture(page, "step5-no-cqrs-account")
+
+    page.goto(app + "/")  # step 4: the provider returns an error (user cancelled)
+    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("heading", name="Sign in to NHSmail failed").wait_for()
+    screens.capture(page, "step4-sign-in-failed")
+    context.close()
+    screens.assert_accessible()
+
+
+def test_keyboard_only_sign_in(browser: Any, demo: DemoStack, screens: Screens) -> None:
+    context = browser.new_context(bypass_csp=True)  # lets the test inject axe-core
+    page = context.new_page()
+    page.goto(demo.app_server.url + "/messages")
+
+    def tab_to(text: str) -> None:
+        for _ in range(25):
+            page.keyboard.press("Tab")
+            focused = page.evaluate("document.activeElement && document.activeElement.textContent.trim()")
+            if focused == text:
+                return
+        raise AssertionError(f"Tab never reached {text!r}")
+
+    tab_to("Sign In")
+    screens.capture(page, "keyboard-sign-in-focused")
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "login":
+            break
+    page.keyboard.type(GP_USER)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "passwd"
+    page.keyboard.type(DEMO_PASSWORD)
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Message centre").wait_for()
+    assert page.url.endswith("/messages")
+    screens.capture(page, "keyboard-message-centre")
+    context.close()
+    screens.assert_accessible()
+
+
+def test_second_tab_signs_in_while_the_first_is_mid_flow(browser: Any, demo: DemoStack) -> None:
+    context = browser.new_context(bypass_csp=True)  # lets the test inject axe-core
+    first, second = context.new_page(), context.new_page()
+    app = demo.app_server.url
+    first.goto(app + "/messages")
+    first.get_by_role("button", name="Sign In").click()
+    first.get_by_label("Email Address").wait_for()  # the first tab waits at NHSmail
+
+    second.goto(app + "/")
+    second.get_by_role("button", name="Sign In").click()
+    second.get_by_label("Email Address").fill(GP_USER)
+    second.get_by_label("Password").fill(DEMO_PASSWORD)
+    second.get_by_role("button", name="Sign in", exact=True).click()
+    second.get_by_role("heading", name="Message centre").wait_for()
+
+    first.get_by_label("Email Address").fill(GP_USER)
+    first.get_by_label("Password").fill(DEMO_PASSWORD)
+    first.get_by_role("button", name="Sign in", exact=True).click()
+    first.get_by_role("heading", name="Message centre").wait_for()
+    assert first.url.endswith("/messages")
+    context.close()
+
+
+def test_unavailable_page_when_the_provider_is_down(browser: Any, screens: Screens) -> None:
+    stack = start_demo(0, 0, "asgi")
+    try:
+        stack.provider_server.stop()
+        context = browser.new_context(bypass_csp=True)  # lets the test inject axe-core
+        page = context.new_page()
+        page.goto(stack.app_server.url + "/")
+        page.get_by_role("button", name="Sign In").click()
+        page.get_by_role("heading", name="Sign in is temporarily unavailable").wait_for()
+        screens.capture(page, "unavailable")
+        context.close()
+    finally:
+        stack.app_server.stop()
+    screens.assert_accessible()
