@@ -1,4 +1,4 @@
-"""``cqrs-sso``: the command line. ``demo``, ``provider`` and ``check-config``.
+"""``cqrs-sso``: the command line. ``demo``, ``proxy``, ``provider`` and ``check-config``.
 
 Configuration precedence is one rule: flags > environment (``CQRS_SSO_*``) > ``--config``
 TOML file > defaults.
@@ -38,6 +38,12 @@ def _provider(args: argparse.Namespace) -> int:
     return 0
 
 
+def _proxy(args: argparse.Namespace) -> int:
+    from .proxy.server import serve
+
+    return serve(args.config, args.upstream, args.listen, args.workers)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     from .settings import Settings
 
@@ -59,6 +65,8 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"provider error: cannot load metadata from {settings.issuer}: {error}", file=sys.stderr)
         return 1
     print(f"provider ok:   token endpoint {metadata.token_endpoint}")
+    if settings.upstream:
+        print(f"proxy:         {settings.listen} -> {settings.upstream}")
     return 0
 
 
@@ -73,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--variant", choices=["asgi", "wsgi"], default="asgi", help="which driver wraps the app"
     )
     demo.set_defaults(run=_demo)
+
+    proxy = commands.add_parser("proxy", help="sign-in reverse proxy (and forward-auth) for a legacy service")
+    proxy.add_argument("--config", help="TOML configuration file")
+    proxy.add_argument("--upstream", help="where authenticated requests go, e.g. http://127.0.0.1:9000")
+    proxy.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:8080)")
+    proxy.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    proxy.set_defaults(run=_proxy)
 
     provider = commands.add_parser("provider", help="run only the NHSmail-like provider (demo/tests)")
     provider.add_argument("--listen", default="127.0.0.1:8001", help="host:port (default 127.0.0.1:8001)")

@@ -75,6 +75,17 @@ class Settings:
     templates_dir: str = ""
     health_path: str = "/healthz"
     ready_path: str = "/readyz"
+    # Headers carrying the user to proxied apps (proxy) and to nginx (forward-auth 202).
+    user_header: str = "X-Forwarded-User"
+    email_header: str = "X-Forwarded-Email"
+    account_header: str = "X-CQRS-Account"
+    # Proxy mode (`cqrs-sso proxy`).
+    upstream: str = ""
+    listen: str = "127.0.0.1:8080"
+    trusted_proxies: tuple[str, ...] = ()
+    upstream_timeout_seconds: float = 30.0
+    metrics_path: str = "/metrics"
+    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -169,7 +180,8 @@ class Settings:
             problems.append(f"path_prefix: must be a plain path such as /oauth2, got {self.path_prefix!r}")
         if not self.default_return_path.startswith("/") or self.default_return_path.startswith("//"):
             problems.append("default_return_path: must be a path on this site, such as /")
-        for name in ("health_path", "ready_path"):
+        self._check_proxy(problems)
+        for name in ("health_path", "ready_path", "metrics_path"):
             value = getattr(self, name)
             if value and not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
                 problems.append(f"{name}: must be a plain path such as /healthz, or empty to disable")
@@ -181,6 +193,28 @@ class Settings:
             )
         if self.templates_dir and not Path(self.templates_dir).is_dir():
             problems.append(f"templates_dir: {self.templates_dir!r} is not a directory")
+
+    def _check_proxy(self, problems: list[str]) -> None:
+        import ipaddress
+
+        if self.upstream:
+            parts = urlsplit(self.upstream)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append(
+                    f"upstream: must be an http(s) URL like http://127.0.0.1:9000, got {self.upstream!r}"
+                )
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(f"listen: must be host:port, got {self.listen!r}")
+        for name in ("trusted_proxies", "metrics_allow"):
+            for network in getattr(self, name):
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError:
+                    problems.append(f"{name}: {network!r} is not an address or CIDR network")
+        for name in ("user_header", "email_header", "account_header"):
+            if not re.fullmatch(r"[A-Za-z0-9-]+", getattr(self, name)):
+                problems.append(f"{name}: must be a header name (letters, digits, hyphens)")
 
     def _check_numbers(self, problems: list[str]) -> None:
         if self.session_idle_seconds < 60:
@@ -261,6 +295,9 @@ _FIELD_TYPES = {
     "clock_leeway_seconds": int,
     "account_lookup_timeout_seconds": float,
     "http_timeout_seconds": float,
+    "trusted_proxies": tuple,
+    "metrics_allow": tuple,
+    "upstream_timeout_seconds": float,
 }
 # Environment names that differ from the TOML key (design §5).
 _ENV_ALIASES = {"HELP_PHONE": "help_phone", "HELP_EMAIL": "help_email"}

@@ -90,6 +90,8 @@ class SignInFlow:
         self.codec = SessionCookieCodec(settings.secret_keys)
         self.timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
         self.spent_states = SpentStates()
+        # Called with (event, fields) for every audit event; the proxy's metrics listen here.
+        self.observers: list[Callable[[str, Mapping[str, object]], None]] = []
         self.prefix = settings.path_prefix
         self._public = [_compile_public_path(p) for p in settings.public_paths]
         self._probes: dict[str, Callable[[IncomingRequest], Decision]] = {}
@@ -106,6 +108,11 @@ class SignInFlow:
             ("GET", "/sign_out"): self._sign_out_page,
             ("POST", "/sign_out"): self._sign_out,
             ("GET", "/userinfo"): self._userinfo,
+            # nginx's auth_request subrequest keeps the original method.
+            **{
+                (method, "/auth"): self._forward_auth
+                for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+            },
             ("GET", "/static/cqrs.css"): self._stylesheet,
         }
 
@@ -172,7 +179,7 @@ class SignInFlow:
         except LookupProblem:
             return self._unavailable(request)
         if account is None:
-            audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
+            self._audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
             return self._no_account(session.user.identity, [self._clear_session()])
         user = User(session.user.identity, account)
         session = replace(session, user=user, account_checked_at=int(now), renewed_at=int(now))
@@ -189,7 +196,7 @@ class SignInFlow:
             expired = self.timeouts.expired(session, now)
             if expired is None:
                 return session, []
-            audit("session_expired", reason=expired, session=session_ref(session.session_id))
+            self._audit("session_expired", reason=expired, session=session_ref(session.session_id))
         return None, [self._clear_session()]
 
     def _account_recheck_due(self, session: Session, now: float) -> bool:
@@ -216,13 +223,65 @@ class SignInFlow:
             path = f"{path}?{request.query_string}"
         return safe_return_path(path, reserved_prefix=self.prefix) or self.settings.default_return_path
 
+    # -- forward-auth: nginx auth_request, Traefik forwardAuth, Caddy forward_auth --------------
+
+    def _forward_auth(self, request: IncomingRequest) -> Decision:
+        """202 with the user in headers for a valid session, else 401; never a redirect.
+
+        The proxy in front turns the 401 into the sign-in page (nginx ``error_page 401``)
+        and copies the ``X-Auth-Request-*`` headers to the app. The original URI
+        (``X-Original-URI`` / ``X-Forwarded-Uri``) becomes the sign-in URL's return path.
+        """
+        now = self.clock()
+        session, set_cookies = self._current_session(request.headers.get("cookie"), now)
+        if session is None:
+            return_path = self._original_uri(request) or self.settings.default_return_path
+            sign_in = f"{self.prefix}/sign_in?rd={quote(return_path, safe='')}"
+            return json_response(
+                401, {"error": "unauthenticated", "sign_in_url": sign_in}, set_cookies=set_cookies
+            )
+        if self._account_recheck_due(session, now):
+            return self._forward_auth_after_recheck(request, session, now)
+        if self.timeouts.needs_renewal(session, now):
+            session = self.timeouts.renewed(session, now)
+            set_cookies.append(self._session_cookie(session, now))
+        return self._authorised(session.user, set_cookies)
+
+    def _forward_auth_after_recheck(self, request: IncomingRequest, session: Session, now: float) -> Flow:
+        outcome = yield from self._recheck_account(request, session, now)
+        if isinstance(outcome, PassThrough) and outcome.user is not None:
+            return self._authorised(outcome.user, list(outcome.set_cookies))
+        status = outcome.status if isinstance(outcome, Respond) else 401
+        return json_response(401 if status == 403 else status, {"error": "unauthenticated"})
+
+    def _authorised(self, user: User, set_cookies: list[str]) -> Respond:
+        settings = self.settings
+        headers = [
+            ("X-Auth-Request-User", user.email),
+            ("X-Auth-Request-Email", user.email),
+            ("X-Auth-Request-Preferred-Username", user.identity.name),
+            (settings.account_header, user.account.account_id),
+        ]
+        return json_response(202, {"status": "authenticated"}, headers, set_cookies)
+
+    def _original_uri(self, request: IncomingRequest) -> str | None:
+        for header in ("x-original-uri", "x-forwarded-uri"):
+            candidate = safe_return_path(request.headers.get(header), reserved_prefix=self.prefix)
+            if candidate:
+                return candidate
+        return None
+
     # -- step 1: the sign-in page -------------------------------------------------------------
 
     def _sign_in_page(self, request: IncomingRequest) -> Outcome:
         query = parse_qs(request.query_string)
         candidate = query.get("rd", [""])[0]
+        # Behind nginx, `error_page 401 = /oauth2/sign_in` keeps the original URI in
+        # X-Original-URI (safer than ?rd=$request_uri, which nginx does not escape).
         return_path = (
-            safe_return_path(candidate, reserved_prefix=self.prefix) or self.settings.default_return_path
+            safe_return_path(candidate, reserved_prefix=self.prefix)
+            or self._original_uri(request)
+            or self.settings.default_return_path
         )
         cookies = parse_cookie_header(request.headers.get("cookie"))
         session, set_cookies = self._current_session(request.headers.get("cookie"), self.clock())
@@ -243,7 +302,7 @@ class SignInFlow:
         form = yield ReadForm()
         cookies = parse_cookie_header(request.headers.get("cookie"))
         if not self._csrf_ok(request, cookies, form):
-            audit("csrf_rejected", endpoint="start")
+            self._audit("csrf_rejected", endpoint="start")
             return self._form_expired()
         assert isinstance(form, Mapping)
         return_path = (
@@ -258,14 +317,14 @@ class SignInFlow:
         try:
             metadata = yield from self.rp.metadata(now)
         except ProviderError as error:
-            audit("provider_unavailable", step="metadata", reason=str(error))
+            self._audit("provider_unavailable", step="metadata", reason=str(error))
             return self._page(503, "unavailable.html", set_cookies=set_cookies)
         attempt = LoginAttempt.start(return_path, now)
         name, value = self.attempts.cookie_name(attempt.state), self.attempts.encode(attempt)
         for stale in self.attempts.to_drop_before_adding(cookies, len(name) + len(value) + 3, now):
             set_cookies.append(self.cookie_policy.delete_cookie(stale))
         set_cookies.append(self.cookie_policy.set_cookie(name, value, max_age=attempt.expires_at - int(now)))
-        audit("sign_in_started")
+        self._audit("sign_in_started")
         return redirect(self.rp.authorization_url(metadata, attempt), set_cookies)
 
     # -- steps 3, 4 and 5: the callback -------------------------------------------------------
@@ -275,7 +334,7 @@ class SignInFlow:
         params = parse_qs(request.query_string, keep_blank_values=True, max_num_fields=20)
         # RFC 6749 §3.1: parameters must not be repeated; a repeated one is an attack.
         if any(len(params.get(name, ())) > 1 for name in _CALLBACK_PARAMS):
-            audit("sign_in_failed", reason="repeated_parameter")
+            self._audit("sign_in_failed", reason="repeated_parameter")
             return self._attempt_invalid([])
         state = params.get("state", [""])[0]
         cookies = parse_cookie_header(request.headers.get("cookie"))
@@ -295,19 +354,19 @@ class SignInFlow:
                 if attempt.expired(now)
                 else "state_reused"
             )
-            audit("sign_in_failed", reason=reason)
+            self._audit("sign_in_failed", reason=reason)
             return self._attempt_invalid(set_cookies)
         code = params.get("code", [""])[0]
         if not code:
-            audit("sign_in_failed", reason="missing_code")
+            self._audit("sign_in_failed", reason="missing_code")
             return self._attempt_invalid(set_cookies)
         try:
             claims = yield from self.rp.redeem_code(code, attempt, now)
         except ProviderError as error:
-            audit("provider_unavailable", step="token", reason=str(error))
+            self._audit("provider_unavailable", step="token", reason=str(error))
             return self._page(503, "unavailable.html", set_cookies=set_cookies)
         except TokenRejected as error:
-            audit("token_rejected", reason=error.reason)
+            self._audit("token_rejected", reason=error.reason)
             return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
         return (yield from self._admit(identity_from_claims(claims), attempt, set_cookies))
 
@@ -317,28 +376,30 @@ class SignInFlow:
         error = params["error"][0]
         error = error if _ERROR_CODE.match(error) else "invalid_error_code"
         description = params.get("error_description", [""])[0]
-        audit("sign_in_failed", reason="provider_error", error=error, description=description[:160])
+        self._audit("sign_in_failed", reason="provider_error", error=error, description=description[:160])
         if error in _PROVIDER_OUTAGE_ERRORS:
             return self._page(503, "unavailable.html", set_cookies=set_cookies)
         return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
 
     def _admit(self, identity: Identity, attempt: LoginAttempt, set_cookies: list[str]) -> Flow:
         if not identity.email:
-            audit("sign_in_failed", reason="no_email_claim", oid=identity.object_id)
+            self._audit("sign_in_failed", reason="no_email_claim", oid=identity.object_id)
             return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
         if not email_domain_allowed(identity.email, self.settings.allowed_email_domains):
-            audit("sign_in_no_account", reason="domain_not_allowed", email=identity.email)
+            self._audit("sign_in_no_account", reason="domain_not_allowed", email=identity.email)
             return self._no_account(identity, set_cookies)
         try:
             account = yield from self._look_up(identity)
         except LookupProblem:
             return self._page(503, "unavailable.html", set_cookies=set_cookies)
         if account is None:
-            audit("sign_in_no_account", reason="lookup_none", email=identity.email, oid=identity.object_id)
+            self._audit(
+                "sign_in_no_account", reason="lookup_none", email=identity.email, oid=identity.object_id
+            )
             return self._no_account(identity, set_cookies)
         session = Session.start(User(identity, account), self.clock())
         set_cookies.append(self._session_cookie(session, self.clock()))
-        audit(
+        self._audit(
             "sign_in_succeeded",
             email=identity.email,
             oid=identity.object_id,
@@ -349,12 +410,12 @@ class SignInFlow:
     def _look_up(self, identity: Identity) -> Generator[LookUpAccount, EffectResult, Account | None]:
         result = yield LookUpAccount(identity)
         if isinstance(result, LookupFailed):
-            audit("lookup_failed", reason=result.reason, email=identity.email)
+            self._audit("lookup_failed", reason=result.reason, email=identity.email)
             raise LookupProblem(result.reason)
         value = result.value if isinstance(result, LookupReturned) else result
         if value is None or isinstance(value, Account):
             return value
-        audit("lookup_failed", reason=f"returned {type(value).__name__}, expected Account or None")
+        self._audit("lookup_failed", reason=f"returned {type(value).__name__}, expected Account or None")
         raise LookupProblem("bad return type")
 
     # -- sign-out, userinfo, assets -----------------------------------------------------------
@@ -372,11 +433,11 @@ class SignInFlow:
         form = yield ReadForm()
         cookies = parse_cookie_header(request.headers.get("cookie"))
         if not self._csrf_ok(request, cookies, form):
-            audit("csrf_rejected", endpoint="sign_out")
+            self._audit("csrf_rejected", endpoint="sign_out")
             return self._form_expired()
         session, _ = self._current_session(request.headers.get("cookie"), self.clock())
         if session is not None:
-            audit("signed_out", email=session.user.email, session=session_ref(session.session_id))
+            self._audit("signed_out", email=session.user.email, session=session_ref(session.session_id))
         return self._page(200, "signed_out.html", set_cookies=[self._clear_session()])
 
     def _userinfo(self, request: IncomingRequest) -> Outcome:
@@ -417,6 +478,12 @@ class SignInFlow:
         return json_response(200, {"status": "ready", "provider": "ok", "session_store": "ok"})
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _audit(self, event: str, **fields: object) -> None:
+        """Log the security event, then tell this flow's observers (metrics)."""
+        audit(event, **fields)
+        for observe in self.observers:
+            observe(event, fields)
 
     def _csrf_cookie(self, cookies: Mapping[str, list[str]]) -> tuple[str, list[str]]:
         existing = cookies.get(self.csrf_cookie, [""])[0]

@@ -109,6 +109,8 @@ class ASGISSOMiddleware:
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
         )
+        # Called with (seconds, succeeded) after every account lookup; metrics listen here.
+        self.lookup_observers: list[Callable[[float, bool], None]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -240,6 +242,13 @@ class ASGISSOMiddleware:
         return parse_form(body, ScopeHeaderLookup(scope["headers"]).get("content-type"))
 
     async def _look_up(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
+        started = time.perf_counter()
+        outcome = await self._call_lookup(effect)
+        for observe in self.lookup_observers:
+            observe(time.perf_counter() - started, isinstance(outcome, LookupReturned))
+        return outcome
+
+    async def _call_lookup(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
         lookup = self.settings.lookup
         timeout = self.settings.account_lookup_timeout_seconds
         try:

@@ -1,0 +1,307 @@
+"""``cqrs-sso proxy``: NHSmail sign-in in front of a service that cannot be changed.
+
+``create_proxy_app(settings)`` builds, from the outside in:
+
+1. ``AccessLog`` — one JSON line per request, with a request id (an incoming
+   ``X-Request-ID`` when well-formed, else a new one, also sent upstream and back);
+2. ``/metrics`` (Prometheus text) for the addresses in ``metrics_allow`` only;
+3. ``ASGISSOMiddleware`` — the sign-in itself: every request needs a session, except
+   ``/oauth2/*`` (including the forward-auth endpoint), the probes and ``public_paths``;
+4. ``ReverseProxy`` — forwards to ``upstream``, streaming bodies both ways over pooled
+   keep-alive connections; without ``upstream`` it answers 404 (forward-auth-only service).
+
+The proxy trusts ``X-Forwarded-*`` only from ``trusted_proxies`` (default: nobody).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..core.identity import IDENTITY_HEADERS, User
+from ..drivers.asgi import ASGISSOMiddleware
+from ..pages import JinjaPages
+from ..settings import Settings
+from .headers import TrustedProxies, downstream_headers, identity_headers, upstream_headers
+from .metrics import ProxyMetrics
+
+log = logging.getLogger("cqrs_sso.proxy")
+access_log = logging.getLogger("cqrs_sso.access")
+_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class UpstreamBroken(Exception):
+    """The upstream failed after the response had started: the connection must be cut."""
+
+
+class ReverseProxy:
+    """Forwards each request to ``settings.upstream``; meant to sit behind the middleware."""
+
+    def __init__(
+        self, settings: Settings, middleware: ASGISSOMiddleware, metrics: ProxyMetrics | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pages = JinjaPages(settings.templates_dir)
+        parts = urlsplit(settings.upstream)
+        self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
+        self.upstream_base = settings.upstream.rstrip("/")
+        self.upstream_host = parts.netloc.encode("latin-1")
+        self.public_origin = settings.base_url
+        self.trusted = TrustedProxies.parse(settings.trusted_proxies)
+        flow = middleware.flow
+        self.own_cookie_names = frozenset({flow.session_cookie, flow.csrf_cookie})
+        self.own_cookie_prefixes = (flow.attempts.prefix,)
+        self.identity_names = frozenset(
+            {h.encode() for h in IDENTITY_HEADERS}
+            | {
+                n.lower().encode()
+                for n in (settings.user_header, settings.email_header, settings.account_header)
+            }
+        )
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=5.0),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30),
+            follow_redirects=False,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            from .websockets import relay_websocket
+
+            await relay_websocket(self, scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def upstream_request_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        client = scope.get("client")
+        address = client[0] if client else None
+        user: User | None = scope.get("cqrs_sso.user")
+        s = self.settings
+        return upstream_headers(
+            scope["headers"],
+            client=address,
+            scheme=scope.get("scheme", "http"),
+            trusted=self.trusted.trusts(address),
+            upstream_host=self.upstream_host,
+            own_cookie_names=self.own_cookie_names,
+            own_cookie_prefixes=self.own_cookie_prefixes,
+            identity_names=self.identity_names,
+            identity=identity_headers(user, s.user_header, s.email_header, s.account_header),
+        )
+
+    def upstream_url(self, scope: Scope, scheme: str = "") -> str:
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        url = self.upstream_base + raw_path.decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        if scheme:
+            url = scheme + url[url.index(":") :]
+        return url
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.settings.upstream:
+            await self._page(send, 404, "error.html", title="Page not found")
+            return
+        started = time.perf_counter()
+        request = self.client.build_request(
+            scope["method"],
+            self.upstream_url(scope),
+            headers=self.upstream_request_headers(scope),
+            content=_request_body(receive) if _has_body(scope) else None,
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.TimeoutException:
+            log.warning("upstream timed out: %s %s", scope["method"], scope["path"])
+            self._observe(started, 504)
+            await self._page(send, 504, "upstream.html", title="The service took too long to answer")
+            return
+        except httpx.HTTPError as error:
+            log.warning(
+                "upstream unavailable (%s): %s %s", type(error).__name__, scope["method"], scope["path"]
+            )
+            self._observe(started, 502)
+            await self._page(send, 502, "upstream.html", title="The service is not available")
+            return
+        try:
+            headers = downstream_headers(response.headers.raw, self.upstream_origin, self.public_origin)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [(k.lower(), v) for k, v in headers],
+                }
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.HTTPError as error:
+            # Headers are gone already: the only honest signal left is cutting the connection,
+            # so the client sees a truncated response rather than a falsely complete one.
+            log.warning("upstream failed mid-response (%s): %s", type(error).__name__, scope["path"])
+            self._observe(started, 502)
+            raise UpstreamBroken(type(error).__name__) from None
+        finally:
+            await response.aclose()
+        self._observe(started, response.status_code)
+
+    def _observe(self, started: float, status: int) -> None:
+        if self.metrics is not None:
+            self.metrics.upstream(time.perf_counter() - started, status)
+
+    async def _page(self, send: Send, status: int, template: str, title: str) -> None:
+        s = self.settings
+        html = self.pages.render(
+            template,
+            {
+                "status": status,
+                "title": title,
+                "prefix": s.path_prefix,
+                "css_url": f"{s.path_prefix}/static/cqrs.css",
+                "sign_in_url": f"{s.path_prefix}/sign_in",
+                "help_email": s.help_email,
+                "help_phone": s.help_phone,
+            },
+        ).encode()
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"content-length", str(len(html)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": html})
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
+    """The client's body, chunk by chunk as it arrives: never held whole in memory."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError("client went away")
+        body = message.get("body", b"")
+        if body:
+            yield body
+        if not message.get("more_body", False):
+            return
+
+
+class AccessLog:
+    """One JSON line per request on ``cqrs_sso.access``: no query strings, no cookies."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else secrets.token_hex(8).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k != b"x-request-id"]
+        scope = {**scope, "headers": [*headers, (b"x-request-id", request_id)]}
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-request-id", request_id)]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            client = scope.get("client")
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": request_id.decode(),
+                        "method": scope["method"],
+                        "path": scope["path"][:512],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client": client[0] if client else None,
+                    },
+                    ensure_ascii=True,
+                )
+            )
+
+
+class MetricsEndpoint:
+    """Serves ``settings.metrics_path`` to the ``metrics_allow`` networks; 404 to others."""
+
+    def __init__(self, app: ASGIApp, metrics: ProxyMetrics, settings: Settings) -> None:
+        self.app, self.metrics, self.path = app, metrics, settings.metrics_path
+        self.allowed = TrustedProxies.parse(settings.metrics_allow)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.path or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        if not self.allowed.trusts(client[0] if client else None):
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body, content_type = self.metrics.exposition()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def create_proxy_app(settings: Settings) -> ASGIApp:
+    """The whole proxy: access log → metrics → sign-in middleware → reverse proxy."""
+    metrics = ProxyMetrics()
+    holder: dict[str, ReverseProxy] = {}
+
+    async def late(scope: Scope, receive: Receive, send: Send) -> None:
+        await holder["proxy"](scope, receive, send)
+
+    middleware = ASGISSOMiddleware(late, settings)
+    holder["proxy"] = ReverseProxy(settings, middleware, metrics)
+    metrics.watch(middleware)
+    return AccessLog(MetricsEndpoint(middleware, metrics, settings))
+
+
+def describe(settings: Settings) -> Mapping[str, Any]:
+    """What `cqrs-sso proxy` / `check-config` will run, for the start-up log."""
+    return {
+        "listen": settings.listen,
+        "upstream": settings.upstream or "(none: forward-auth only)",
+        "issuer": settings.issuer,
+        "redirect_uri": settings.redirect_uri,
+        "trusted_proxies": list(settings.trusted_proxies) or "none",
+        "metrics": settings.metrics_path or "off",
+    }

@@ -1,0 +1,179 @@
+"""Header hygiene for the reverse proxy: pure functions over raw ASGI header lists.
+
+What goes upstream: the client's headers without hop-by-hop headers (RFC 9110 §7.6.1),
+without our own cookies, without any identity header the client sent (the middleware
+already removed those), plus ``X-Forwarded-For/-Proto/-Host`` and the signed-in user's
+identity headers. What comes back: the upstream's headers without hop-by-hop headers, with
+a ``Location`` that points at the upstream's own origin rewritten to the public origin.
+
+``X-Forwarded-*`` sent by the client are believed only when the client's address is in
+``trusted_proxies`` (like werkzeug's ``ProxyFix``: it is a security issue to trust values
+that came from the client rather than a proxy). Default: trust none.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..core.identity import User
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+# RFC 9110 §7.6.1, plus Proxy-Connection and Keep-Alive that old clients still send.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return tokens
+
+
+def without_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> RawHeaders:
+    """Drop hop-by-hop headers, including any the Connection header names (§7.6.1)."""
+    named = _connection_tokens(headers)
+    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in named]
+
+
+@dataclass(frozen=True)
+class TrustedProxies:
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+    @classmethod
+    def parse(cls, specs: Iterable[str]) -> TrustedProxies:
+        return cls(tuple(ipaddress.ip_network(spec, strict=False) for spec in specs))
+
+    def trusts(self, address: str | None) -> bool:
+        if not address or not self.networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+
+def _first(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def forwarded_headers(
+    incoming: Sequence[tuple[bytes, bytes]], client: str | None, scheme: str, host: bytes, trusted: bool
+) -> RawHeaders:
+    """``X-Forwarded-For/-Proto/-Host`` for the upstream.
+
+    From a trusted proxy the incoming chain is kept and the peer appended; from anyone else
+    the incoming values are discarded and ours stand alone.
+    """
+    chain = _first(incoming, b"x-forwarded-for") if trusted else None
+    peer = (client or "unknown").encode("latin-1")
+    proto = (_first(incoming, b"x-forwarded-proto") if trusted else None) or scheme.encode("latin-1")
+    forwarded_host = (_first(incoming, b"x-forwarded-host") if trusted else None) or host
+    return [
+        (b"x-forwarded-for", chain + b", " + peer if chain else peer),
+        (b"x-forwarded-proto", proto),
+        (b"x-forwarded-host", forwarded_host),
+    ]
+
+
+def without_cookies(headers: RawHeaders, names: frozenset[str], prefixes: tuple[str, ...]) -> RawHeaders:
+    """Remove our own cookies (session, CSRF, login attempts) from the Cookie header(s)."""
+    result: RawHeaders = []
+    for name, value in headers:
+        if name.lower() != b"cookie":
+            result.append((name, value))
+            continue
+        kept = []
+        for pair in value.decode("latin-1").split(";"):
+            cookie_name = pair.split("=", 1)[0].strip()
+            if cookie_name and cookie_name not in names and not cookie_name.startswith(prefixes):
+                kept.append(pair.strip())
+        if kept:
+            result.append((b"cookie", "; ".join(kept).encode("latin-1")))
+    return result
+
+
+def identity_headers(
+    user: User | None, user_header: str, email_header: str, account_header: str
+) -> RawHeaders:
+    if user is None:
+        return []
+    return [
+        (user_header.lower().encode(), user.email.encode("utf-8")),
+        (email_header.lower().encode(), user.email.encode("utf-8")),
+        (account_header.lower().encode(), user.account.account_id.encode("utf-8")),
+    ]
+
+
+def rewrite_location(value: bytes, upstream_origin: str, public_origin: str) -> bytes:
+    """An upstream redirect to its own origin becomes a redirect to the public origin."""
+    text = value.decode("latin-1")
+    parts = urlsplit(text)
+    if (
+        parts.scheme
+        and parts.netloc
+        and f"{parts.scheme}://{parts.netloc}".lower() == upstream_origin.lower()
+    ):
+        return (public_origin + text[len(upstream_origin) :]).encode("latin-1")
+    return value
+
+
+def downstream_headers(
+    headers: Sequence[tuple[bytes, bytes]], upstream_origin: str, public_origin: str
+) -> RawHeaders:
+    result = []
+    for name, value in without_hop_by_hop(headers):
+        if name.lower() == b"location":
+            value = rewrite_location(value, upstream_origin, public_origin)
+        result.append((name, value))
+    return result
+
+
+def upstream_headers(
+    incoming: Sequence[tuple[bytes, bytes]],
+    *,
+    client: str | None,
+    scheme: str,
+    trusted: bool,
+    upstream_host: bytes,
+    own_cookie_names: frozenset[str],
+    own_cookie_prefixes: tuple[str, ...],
+    identity_names: frozenset[bytes],
+    identity: RawHeaders,
+) -> RawHeaders:
+    host = _first(incoming, b"host") or b""
+    # Configured identity header names may be custom: a client copy of them never passes.
+    ours = identity_names
+    kept = [
+        (k, v)
+        for k, v in without_hop_by_hop(incoming)
+        if k.lower() not in _FORWARDED and k.lower() != b"host" and k.lower().replace(b"_", b"-") not in ours
+    ]
+    kept = without_cookies(kept, own_cookie_names, own_cookie_prefixes)
+    return [
+        (b"host", upstream_host),
+        *kept,
+        *forwarded_headers(incoming, client, scheme, host, trusted),
+        *identity,
+    ]

@@ -1,0 +1,60 @@
+"""Serving the proxy with uvicorn (uvloop and httptools when installed).
+
+Flags are written to the ``CQRS_SSO_*`` environment before uvicorn starts, so that with
+``--workers N`` every worker process builds the same settings: flags > environment >
+``--config`` file > defaults, one rule everywhere. uvicorn's own ``X-Forwarded-*`` handling
+is switched off: the proxy decides whom to trust (``trusted_proxies``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from starlette.types import ASGIApp
+
+from ..core.errors import ConfigError
+from ..settings import Settings
+from .app import create_proxy_app, describe
+
+CONFIG_FILE_VARIABLE = "CQRS_SSO_CONFIG_FILE"
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def app_from_environment() -> ASGIApp:
+    """uvicorn's factory: each worker builds its app from the environment."""
+    settings = Settings.load(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
+    return create_proxy_app(settings)
+
+
+def serve(config_file: str | None, upstream: str | None, listen: str | None, workers: int) -> int:
+    if config_file:
+        os.environ[CONFIG_FILE_VARIABLE] = os.path.abspath(config_file)
+    if upstream:
+        os.environ["CQRS_SSO_UPSTREAM"] = upstream
+    if listen:
+        os.environ["CQRS_SSO_LISTEN"] = listen
+    try:
+        settings = Settings.load(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 1
+    logging.getLogger("cqrs_sso").info("cqrs-sso proxy starting: %s", json.dumps(describe(settings)))
+    import uvicorn
+
+    host, _, port = settings.listen.rpartition(":")
+    uvicorn.run(
+        "cqrs_sso_middleware.proxy.server:app_from_environment",
+        factory=True,
+        host=host.strip("[]"),
+        port=int(port),
+        workers=workers,
+        proxy_headers=False,
+        access_log=False,  # the proxy writes its own JSON access log, without query strings
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        log_level="info",
+    )
+    return 0
