@@ -144,6 +144,8 @@ def downstream_headers(
 ) -> RawHeaders:
     result = []
     for name, value in without_hop_by_hop(headers):
+        if name.lower() == b"date":
+            continue  # the serving uvicorn adds a fresh Date; two would be ambiguous
         if name.lower() == b"location":
             value = rewrite_location(value, upstream_origin, public_origin)
         result.append((name, value))

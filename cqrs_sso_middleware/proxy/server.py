@@ -23,8 +23,29 @@ CONFIG_FILE_VARIABLE = "CQRS_SSO_CONFIG_FILE"
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
+def configure_logging() -> None:
+    """JSON lines for the access and audit logs; plain lines for the rest. httpx's own
+    per-request lines are quieted: they would repeat upstream URLs with query strings."""
+    json_lines = logging.StreamHandler(sys.stderr)
+    json_lines.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("cqrs_sso.access", "cqrs_sso.audit"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [json_lines]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    plain = logging.getLogger("cqrs_sso")
+    if not plain.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        plain.addHandler(handler)
+        plain.setLevel(logging.INFO)
+        plain.propagate = False
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def app_from_environment() -> ASGIApp:
-    """uvicorn's factory: each worker builds its app from the environment."""
+    """uvicorn's factory: each worker builds its app (and its logging) from the environment."""
+    configure_logging()
     settings = Settings.load(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
     return create_proxy_app(settings)
 
@@ -42,6 +63,7 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         for problem in error.problems:
             print(f"config error: {problem}", file=sys.stderr)
         return 1
+    configure_logging()
     logging.getLogger("cqrs_sso").info("cqrs-sso proxy starting: %s", json.dumps(describe(settings)))
     import uvicorn
 
@@ -53,6 +75,7 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         port=int(port),
         workers=workers,
         proxy_headers=False,
+        server_header=False,  # the upstream's Server header passes; no second one
         access_log=False,  # the proxy writes its own JSON access log, without query strings
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_level="info",

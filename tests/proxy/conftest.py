@@ -1,0 +1,207 @@
+"""The proxy as a real `cqrs-sso proxy` process in front of a real legacy app server."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cqrs_sso_middleware.provider import DemoClient, NHSmailLikeProvider
+from cqrs_sso_middleware.serving import bind_socket
+
+from ..conftest import CLIENT_SECRET, SENSITIVE
+from ..helpers import HTML, form_fields
+
+
+def free_port() -> int:
+    sock = bind_socket()
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+@dataclass
+class ProxyProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def peak_rss_kib(self) -> int:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        return int(match.group(1)) if match else 0
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 35) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@dataclass
+class LegacyServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="module")
+def legacy() -> Iterator[LegacyServer]:
+    """tests/proxy/legacy_app.py served by gunicorn, as a legacy WSGI service would be."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-k",
+            "gthread",
+            "--threads",
+            "8",
+            "-w",
+            "2",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "5",
+            "tests.proxy.legacy_app:legacy_app",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(url + "/ping", timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("gunicorn did not start") from None
+            time.sleep(0.1)
+    yield LegacyServer(url, process)
+    process.terminate()
+    process.wait(timeout=15)
+
+
+@pytest.fixture
+def start_proxy(
+    provider: NHSmailLikeProvider, legacy: LegacyServer, tmp_path: Path
+) -> Iterator[Callable[..., ProxyProcess]]:
+    started: list[ProxyProcess] = []
+
+    def start(*args: str, **env: str) -> ProxyProcess:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        client_id = f"proxy-{port}"
+        provider.clients[client_id] = DemoClient(client_id, CLIENT_SECRET, (f"{url}/oauth2/callback",))
+        accounts = tmp_path / "accounts.csv"
+        accounts.write_text("email,account_id\ngp.user@nhs.net,CQRS-0001\n")
+        key = secrets.token_urlsafe(32)
+        SENSITIVE.add(key)
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "CQRS_SSO_ISSUER": provider.issuer,
+            "CQRS_SSO_CLIENT_ID": client_id,
+            "CQRS_SSO_CLIENT_SECRET": CLIENT_SECRET,
+            "CQRS_SSO_SECRET_KEYS": key,
+            "CQRS_SSO_BASE_URL": url,
+            "CQRS_SSO_ACCOUNT_LOOKUP": f"csv:{accounts}",
+            "CQRS_SSO_UPSTREAM": legacy.url,
+            **env,
+        }
+        log_path = tmp_path / f"proxy-{port}.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cqrs_sso_middleware.cli",
+                    "proxy",
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    *args,
+                ],
+                env=environment,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        proxy = ProxyProcess(url, process, log_path)
+        started.append(proxy)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError("proxy exited:\n" + "\n".join(proxy.log_lines()[-20:]))
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return proxy
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("proxy did not start:\n" + "\n".join(proxy.log_lines()[-20:]))
+
+    yield start
+    for proxy in started:
+        proxy.stop(signal.SIGKILL)
+
+
+@dataclass
+class Browser:
+    """An HTTP client walking the seed steps through a proxy (or nginx)."""
+
+    origin: str
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(follow_redirects=False, timeout=30))
+
+    def get(self, path: str, **kwargs: object) -> httpx.Response:
+        return self.client.get(self.origin + path, headers={**HTML, **kwargs.pop("headers", {})}, **kwargs)  # type: ignore[arg-type]
+
+    def sign_in(self, email: str, password: str = "cqrs-demo", path: str = "/messages") -> httpx.Response:
+        first = self.get(path)
+        page = (
+            self.client.get(self.origin + first.headers["location"], headers=HTML)
+            if first.status_code in (302, 303)
+            else first
+        )
+        assert "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text, page.text[:300]
+        start = self.client.post(self.origin + "/oauth2/start", data=form_fields(page.text), headers=HTML)
+        assert start.status_code == 303, start.text[:300]
+        login = self.client.get(start.headers["location"])
+        fields = {**form_fields(login.text), "login": email, "passwd": password, "action": "sign_in"}
+        answer = self.client.post(start.headers["location"].split("?")[0], data=fields)
+        assert answer.status_code == 302, answer.text[:300]
+        return self.client.get(answer.headers["location"], headers=HTML)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def make_browser() -> Iterator[Callable[[str], Browser]]:
+    made: list[Browser] = []
+
+    def build(origin: str) -> Browser:
+        browser = Browser(origin)
+        made.append(browser)
+        return browser
+
+    yield build
+    for browser in made:
+        browser.close()

@@ -1,0 +1,176 @@
+"""Header hygiene of the proxy as a table, without a socket."""
+
+from __future__ import annotations
+
+import pytest
+
+from cqrs_sso_middleware.core.identity import Account, Identity, User
+from cqrs_sso_middleware.proxy.headers import (
+    TrustedProxies,
+    downstream_headers,
+    identity_headers,
+    rewrite_location,
+    upstream_headers,
+    without_hop_by_hop,
+)
+
+USER = User(Identity(email="gp.user@nhs.net", subject="s", issuer="i"), Account("CQRS-1"))
+IDENTITY_NAMES = frozenset(
+    {b"x-forwarded-user", b"x-forwarded-email", b"x-cqrs-account", b"x-custom-identity"}
+)
+
+
+def upstream(
+    incoming: list[tuple[bytes, bytes]], trusted: bool = False, user: User | None = USER
+) -> dict[bytes, bytes]:
+    headers = upstream_headers(
+        incoming,
+        client="192.0.2.10",
+        scheme="https",
+        trusted=trusted,
+        upstream_host=b"legacy.internal:9000",
+        own_cookie_names=frozenset({"__Host-cqrs_sso", "__Host-cqrs_sso_csrf"}),
+        own_cookie_prefixes=("__Host-cqrs_sso-attempt-",),
+        identity_names=IDENTITY_NAMES,
+        identity=identity_headers(user, "X-Forwarded-User", "X-Forwarded-Email", "X-CQRS-Account"),
+    )
+    names = [name for name, _ in headers]
+    assert len(names) == len(set(names)), f"duplicated header names: {names}"
+    return dict(headers)
+
+
+@pytest.mark.parametrize(
+    "incoming,absent",
+    [
+        pytest.param([(b"connection", b"keep-alive")], b"connection", id="connection"),
+        pytest.param([(b"keep-alive", b"timeout=5")], b"keep-alive", id="keep-alive"),
+        pytest.param([(b"te", b"trailers")], b"te", id="te"),
+        pytest.param([(b"transfer-encoding", b"chunked")], b"transfer-encoding", id="transfer-encoding"),
+        pytest.param([(b"upgrade", b"h2c")], b"upgrade", id="upgrade"),
+        pytest.param(
+            [(b"proxy-authorization", b"Basic x")], b"proxy-authorization", id="proxy-authorization"
+        ),
+        pytest.param([(b"proxy-connection", b"keep-alive")], b"proxy-connection", id="proxy-connection"),
+        pytest.param([(b"connection", b"X-Hop"), (b"x-hop", b"1")], b"x-hop", id="named-by-connection"),
+        pytest.param(
+            [(b"x-custom-identity", b"attacker")], b"x-custom-identity", id="custom-identity-header"
+        ),
+        pytest.param(
+            [(b"x_custom_identity", b"attacker")], b"x_custom_identity", id="underscore-identity-header"
+        ),
+    ],
+)
+def test_hop_by_hop_and_identity_headers_never_go_upstream(
+    incoming: list[tuple[bytes, bytes]], absent: bytes
+) -> None:
+    assert absent not in upstream([(b"host", b"cqrs.example.nhs.uk"), *incoming])
+
+
+def test_identity_headers_are_the_signed_in_users_only() -> None:
+    sent = upstream([(b"x-forwarded-user", b"attacker@nhs.net")])
+    assert sent[b"x-forwarded-user"] == b"gp.user@nhs.net"
+    assert sent[b"x-cqrs-account"] == b"CQRS-1"
+    anonymous = upstream([(b"x-forwarded-user", b"attacker@nhs.net")], user=None)
+    assert b"x-forwarded-user" not in anonymous
+
+
+@pytest.mark.parametrize(
+    "cookie,expected",
+    [
+        pytest.param(b"__Host-cqrs_sso=s; theme=dark", b"theme=dark", id="session-removed"),
+        pytest.param(
+            b"__Host-cqrs_sso_csrf=c; a=1; __Host-cqrs_sso-attempt-xyz=v", b"a=1", id="csrf-and-attempt"
+        ),
+        pytest.param(b"__Host-cqrs_sso=s", None, id="only-ours-drops-the-header"),
+        pytest.param(b"cqrs_sso_other=1", b"cqrs_sso_other=1", id="similar-name-kept"),
+    ],
+)
+def test_our_cookies_are_removed(cookie: bytes, expected: bytes | None) -> None:
+    assert upstream([(b"cookie", cookie)]).get(b"cookie") == expected
+
+
+@pytest.mark.parametrize(
+    "trusted,expected_for,expected_proto,expected_host",
+    [
+        pytest.param(False, b"192.0.2.10", b"https", b"cqrs.example.nhs.uk", id="untrusted-client"),
+        pytest.param(True, b"203.0.113.5, 192.0.2.10", b"http", b"public.example", id="trusted-proxy"),
+    ],
+)
+def test_forwarded_headers(
+    trusted: bool, expected_for: bytes, expected_proto: bytes, expected_host: bytes
+) -> None:
+    sent = upstream(
+        [
+            (b"host", b"cqrs.example.nhs.uk"),
+            (b"x-forwarded-for", b"203.0.113.5"),
+            (b"x-forwarded-proto", b"http"),
+            (b"x-forwarded-host", b"public.example"),
+        ],
+        trusted=trusted,
+    )
+    assert sent[b"x-forwarded-for"] == expected_for
+    assert sent[b"x-forwarded-proto"] == expected_proto
+    assert sent[b"x-forwarded-host"] == expected_host
+    assert sent[b"host"] == b"legacy.internal:9000"
+
+
+@pytest.mark.parametrize(
+    "address,trusted",
+    [
+        ("10.1.2.3", True),
+        ("10.255.0.1", True),
+        ("11.0.0.1", False),
+        ("::1", True),
+        ("not-an-ip", False),
+        (None, False),
+    ],
+)
+def test_trusted_proxies_by_cidr(address: str | None, trusted: bool) -> None:
+    assert TrustedProxies.parse(["10.0.0.0/8", "::1"]).trusts(address) is trusted
+
+
+def test_default_trusts_nobody() -> None:
+    assert not TrustedProxies.parse([]).trusts("127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "location,expected",
+    [
+        pytest.param(
+            b"http://legacy.internal:9000/a?b=1", b"https://cqrs.example.nhs.uk/a?b=1", id="own-origin"
+        ),
+        pytest.param(
+            b"HTTP://LEGACY.INTERNAL:9000/a", b"https://cqrs.example.nhs.uk/a", id="case-insensitive"
+        ),
+        pytest.param(b"/relative", b"/relative", id="relative-untouched"),
+        pytest.param(b"https://other.example/x", b"https://other.example/x", id="other-origin-untouched"),
+        pytest.param(
+            b"http://legacy.internal:90001/x", b"http://legacy.internal:90001/x", id="port-prefix-trick"
+        ),
+    ],
+)
+def test_location_rewrite(location: bytes, expected: bytes) -> None:
+    assert (
+        rewrite_location(location, "http://legacy.internal:9000", "https://cqrs.example.nhs.uk") == expected
+    )
+
+
+def test_downstream_drops_hop_by_hop_and_connection_named_headers() -> None:
+    headers = downstream_headers(
+        [
+            (b"Connection", b"X-Legacy-Hop"),
+            (b"X-Legacy-Hop", b"1"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Content-Type", b"text/html"),
+            (b"Date", b"x"),
+        ],
+        "http://legacy.internal:9000",
+        "https://cqrs.example.nhs.uk",
+    )
+    assert headers == [(b"Content-Type", b"text/html")]
+
+
+def test_without_hop_by_hop_keeps_end_to_end_headers() -> None:
+    kept = [(b"accept", b"*/*"), (b"authorization", b"Bearer x"), (b"cache-control", b"no-cache")]
+    assert without_hop_by_hop(kept) == kept
