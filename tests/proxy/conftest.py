@@ -109,11 +109,12 @@ def start_proxy(
 ) -> Iterator[Callable[..., ProxyProcess]]:
     started: list[ProxyProcess] = []
 
-    def start(*args: str, **env: str) -> ProxyProcess:
+    def start(*args: str, redirect_origin: str = "", **env: str) -> ProxyProcess:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         client_id = f"proxy-{port}"
-        provider.clients[client_id] = DemoClient(client_id, CLIENT_SECRET, (f"{url}/oauth2/callback",))
+        callback = f"{redirect_origin or url}/oauth2/callback"
+        provider.clients[client_id] = DemoClient(client_id, CLIENT_SECRET, (callback,))
         accounts = tmp_path / "accounts.csv"
         accounts.write_text("email,account_id\ngp.user@nhs.net,CQRS-0001\n")
         key = secrets.token_urlsafe(32)

@@ -1,0 +1,131 @@
+"""nginx with examples/nginx/cqrs-sso.conf (ports substituted) in front of the legacy app,
+with the sign-in service (`cqrs-sso proxy` without an upstream) answering auth_request."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import GP_USER, NEW_USER
+from .conftest import Browser, LegacyServer, ProxyProcess, free_port
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "nginx" / "cqrs-sso.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def require_nginx() -> None:
+    if Path(NGINX).exists():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("nginx is not installed (CI=true: a missing component is a failure)")
+    pytest.skip("nginx is not installed (apt-get install nginx)")
+
+
+def nginx_conf(directory: Path, port: int, sso: str, app: str) -> Path:
+    site = (
+        EXAMPLE.read_text()
+        .replace("@LISTEN@", f"127.0.0.1:{port}")
+        .replace("@SSO@", sso)
+        .replace("@APP@", app)
+    )
+    (directory / "cqrs-sso.conf").write_text(site)
+    temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir(exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    main = f"""{user}worker_processes 1;
+daemon off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {directory}/access.log;
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    include {directory}/cqrs-sso.conf;
+}}
+"""
+    path = directory / "nginx.conf"
+    path.write_text(main)
+    return path
+
+
+@pytest.fixture
+def nginx_stack(
+    start_proxy: Callable[..., ProxyProcess], legacy: LegacyServer, tmp_path: Path
+) -> Iterator[str]:
+    require_nginx()
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    sso = start_proxy(CQRS_SSO_UPSTREAM="", CQRS_SSO_BASE_URL=origin, redirect_origin=origin)
+    conf = nginx_conf(tmp_path, port, sso.url.removeprefix("http://"), legacy.url.removeprefix("http://"))
+    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            httpx.get(origin + "/oauth2/sign_in", timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"nginx did not start: {(tmp_path / 'error.log').read_text()}") from None
+            time.sleep(0.05)
+    yield origin
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_signs_in_through_nginx_auth_request(
+    nginx_stack: str, make_browser: Callable[[str], Browser]
+) -> None:
+    browser = make_browser(nginx_stack)
+    first = browser.get("/messages?tab=a&b=c")
+    assert first.status_code == 200  # error_page 401 serves the sign-in page in place
+    assert "Welcome to the Calculating Quality Reporting Service (CQRS)" in first.text
+    reply = browser.sign_in(GP_USER, path="/messages?tab=a&b=c")
+    assert reply.status_code == 303
+    assert reply.headers["location"] == "/messages?tab=a&b=c"  # the whole URI, "&" included
+    seen = browser.get(
+        "/messages?tab=a&b=c",
+        headers={"X-Forwarded-User": "attacker@nhs.net", "Remote-User": "attacker@nhs.net"},
+    ).json()
+    assert seen["path"] == "/messages"
+    assert seen["headers"]["x-forwarded-user"] == GP_USER
+    assert seen["headers"]["x-cqrs-account"] == "CQRS-0001"
+    assert "remote-user" not in seen["headers"]
+
+
+def test_no_cqrs_account_through_nginx(nginx_stack: str, make_browser: Callable[[str], Browser]) -> None:
+    reply = make_browser(nginx_stack).sign_in(NEW_USER)
+    assert reply.status_code == 403
+    assert "no CQRS account is associated" in reply.text
+
+
+def test_forward_auth_endpoint_is_not_reachable_from_outside(nginx_stack: str) -> None:
+    assert httpx.get(nginx_stack + "/oauth2/auth").status_code == 404
+
+
+def test_forward_auth_answers_202_or_401_never_a_redirect(
+    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser]
+) -> None:
+    service = start_proxy(CQRS_SSO_UPSTREAM="")
+    anonymous = httpx.get(service.url + "/oauth2/auth", headers={"X-Original-URI": "/reports?y=1"})
+    assert anonymous.status_code == 401
+    assert anonymous.json()["sign_in_url"] == "/oauth2/sign_in?rd=%2Freports%3Fy%3D1"
+    browser = make_browser(service.url)
+    browser.sign_in(GP_USER, path="/")
+    ok = browser.client.get(service.url + "/oauth2/auth")
+    assert ok.status_code == 202
+    assert ok.headers["x-auth-request-user"] == GP_USER
+    assert ok.headers["x-auth-request-email"] == GP_USER
+    assert ok.headers["x-cqrs-account"] == "CQRS-0001"
