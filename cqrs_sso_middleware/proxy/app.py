@@ -25,8 +25,10 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+from multidict import CIMultiDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from yarl import URL
 
 from ..core.identity import IDENTITY_HEADERS, User
 from ..drivers.asgi import ASGISSOMiddleware
@@ -69,11 +71,31 @@ class ReverseProxy:
                 for n in (settings.user_header, settings.email_header, settings.account_header)
             }
         )
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.upstream_timeout_seconds, connect=5.0),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30),
-            follow_redirects=False,
-        )
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The upstream connection pool, created in the serving event loop on first use.
+
+        aiohttp, not httpx, for this one job: measured on the project machine its client
+        costs about 0.3 ms of CPU per proxied request against 1.2 ms (benchmarks/proxy.py).
+        """
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=60),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=5.0, sock_read=self.settings.upstream_timeout_seconds
+                ),
+                auto_decompress=False,  # bodies pass through as the upstream encoded them
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies belong to the browser
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -91,7 +113,7 @@ class ReverseProxy:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.client.aclose()
+                await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -126,20 +148,23 @@ class ReverseProxy:
             await self._page(send, 404, "error.html", title="Page not found")
             return
         started = time.perf_counter()
-        request = self.client.build_request(
-            scope["method"],
-            self.upstream_url(scope),
-            headers=self.upstream_request_headers(scope),
-            content=_request_body(receive) if _has_body(scope) else None,
+        headers = CIMultiDict(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.upstream_request_headers(scope)
         )
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await self.session.request(
+                scope["method"],
+                URL(self.upstream_url(scope), encoded=True),  # the path exactly as the client sent it
+                headers=headers,
+                data=_request_body(receive) if _has_body(scope) else None,
+                allow_redirects=False,
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError):
             log.warning("upstream timed out: %s %s", scope["method"], scope["path"])
             self._observe(started, 504)
             await self._page(send, 504, "upstream.html", title="The service took too long to answer")
             return
-        except httpx.HTTPError as error:
+        except aiohttp.ClientError as error:
             log.warning(
                 "upstream unavailable (%s): %s %s", type(error).__name__, scope["method"], scope["path"]
             )
@@ -147,26 +172,28 @@ class ReverseProxy:
             await self._page(send, 502, "upstream.html", title="The service is not available")
             return
         try:
-            headers = downstream_headers(response.headers.raw, self.upstream_origin, self.public_origin)
+            response_headers = downstream_headers(
+                response.raw_headers, self.upstream_origin, self.public_origin
+            )
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": [(k.lower(), v) for k, v in headers],
+                    "status": response.status,
+                    "headers": [(k.lower(), v) for k, v in response_headers],
                 }
             )
-            async for chunk in response.aiter_raw():
+            async for chunk in response.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.HTTPError as error:
+        except (aiohttp.ClientError, TimeoutError) as error:
             # Headers are gone already: the only honest signal left is cutting the connection,
             # so the client sees a truncated response rather than a falsely complete one.
             log.warning("upstream failed mid-response (%s): %s", type(error).__name__, scope["path"])
             self._observe(started, 502)
             raise UpstreamBroken(type(error).__name__) from None
         finally:
-            await response.aclose()
-        self._observe(started, response.status_code)
+            response.release()
+        self._observe(started, response.status)
 
     def _observe(self, started: float, status: int) -> None:
         if self.metrics is not None:

@@ -105,6 +105,20 @@ def test_signs_in_through_nginx_auth_request(
     assert "remote-user" not in seen["headers"]
 
 
+def test_sign_out_through_nginx_ends_access(nginx_stack: str, make_browser: Callable[[str], Browser]) -> None:
+    browser = make_browser(nginx_stack)
+    browser.sign_in(GP_USER)
+    assert browser.get("/messages").json()["headers"]["x-forwarded-user"] == GP_USER
+    confirm = browser.get("/oauth2/sign_out")
+    from ..helpers import form_fields
+
+    browser.client.post(nginx_stack + "/oauth2/sign_out", data=form_fields(confirm.text))
+    page = browser.get("/messages")
+    assert (
+        "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text
+    )  # the cached 202 is not reused
+
+
 def test_no_cqrs_account_through_nginx(nginx_stack: str, make_browser: Callable[[str], Browser]) -> None:
     reply = make_browser(nginx_stack).sign_in(NEW_USER)
     assert reply.status_code == 403

@@ -1,0 +1,339 @@
+"""Throughput and latency of an authenticated GET of a small page, four ways, with wrk.
+
+    .venv/bin/python benchmarks/proxy.py [--seconds 10] [--connections 32] [--workers 2]
+
+(a) the legacy app direct (tests/proxy/legacy_app.py under gunicorn);
+(b) through `cqrs-sso proxy`;
+(c) through nginx + forward-auth (examples/nginx/cqrs-sso.conf with `cqrs-sso proxy`
+    as the auth service);
+(d) through Apache + mod_auth_openidc, when apache2 and libapache2-mod-auth-openidc are
+    installed — the script writes the Apache config, signs in and passes the session cookie.
+
+Every protected setup signs in for real against the built-in provider first, then wrk
+(Debian package) replays the session cookie. Everything binds to 127.0.0.1. Prints req/s,
+p50 and p99 for each and the ratios to (d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider  # noqa: E402
+from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket  # noqa: E402
+
+TENANT = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
+SECRET = secrets.token_urlsafe(24)
+PASSWORD = "bench-Pa55"
+EMAIL = "gp.user@nhs.net"
+PAGE = "/messages"
+
+
+def free_port() -> int:
+    sock = bind_socket()
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+def wait_for(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start(
+    stack: ExitStack, command: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> None:
+    out = log.open("wb") if log else subprocess.DEVNULL
+    process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+
+    def stop() -> None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    stack.callback(stop)
+
+
+def sign_in(start_url: str, provider: NHSmailLikeProvider) -> str:
+    """Sign in through whatever guards start_url; return the Cookie header to replay."""
+    with httpx.Client(follow_redirects=False, timeout=30, headers={"Accept": "text/html"}) as client:
+        reply = client.get(start_url)
+        for _ in range(10):
+            location = reply.headers.get("location", "")
+            if reply.status_code in (301, 302, 303) and not location.startswith(
+                provider.issuer.split("/v2.0")[0]
+            ):
+                reply = client.get(httpx.URL(str(reply.url)).join(location))
+                continue
+            break
+        if reply.status_code == 200 and "csrf_token" in reply.text:  # our sign-in page
+            fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', reply.text))
+            reply = client.post(httpx.URL(str(reply.url)).join("/oauth2/start"), data=fields)
+        authorize = reply.headers["location"]
+        page = client.get(authorize)
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page.text))
+        fields = {k: v.replace("&amp;", "&") for k, v in fields.items()}
+        fields.update(login=EMAIL, passwd=PASSWORD, action="sign_in")
+        reply = client.post(authorize.split("?")[0], data=fields)
+        for _ in range(10):  # callback, then back to the page
+            if reply.status_code not in (301, 302, 303):
+                break
+            reply = client.get(httpx.URL(str(reply.url)).join(reply.headers["location"]))
+        if reply.status_code != 200:
+            raise RuntimeError(
+                f"sign-in through {start_url} ended with {reply.status_code}: {reply.text[:200]}"
+            )
+        return "; ".join(f"{c.name}={c.value}" for c in client.cookies.jar)
+
+
+def wrk(url: str, cookie: str, seconds: int, connections: int) -> tuple[float, float, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if cookie:
+        command[1:1] = ["-H", f"Cookie: {cookie}"]
+    subprocess.run([*command[:-1], "-d2s", url], capture_output=True, check=True)  # noqa: S603 - warm-up
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non2xx:
+        raise RuntimeError(f"{url}: {non2xx.group(1)} non-2xx responses:\n{output}")
+
+    def percentile(p: str) -> float:
+        value, unit = re.search(rf"{p}%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return rps, percentile("50"), percentile("99")
+
+
+def proxy_env(
+    provider: NHSmailLikeProvider, base_url: str, client_id: str, accounts: Path, **extra: str
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CQRS_SSO_ISSUER": provider.issuer,
+        "CQRS_SSO_CLIENT_ID": client_id,
+        "CQRS_SSO_CLIENT_SECRET": SECRET,
+        "CQRS_SSO_SECRET_KEYS": secrets.token_urlsafe(32),
+        "CQRS_SSO_BASE_URL": base_url,
+        "CQRS_SSO_ACCOUNT_LOOKUP": f"csv:{accounts}",
+        **extra,
+    }
+
+
+def apache_available() -> bool:
+    return (
+        shutil.which("apache2") is not None and Path("/usr/lib/apache2/modules/mod_auth_openidc.so").exists()
+    )
+
+
+def apache_config(directory: Path, port: int, provider: NHSmailLikeProvider, app: str, workers: int) -> Path:
+    modules = "/usr/lib/apache2/modules"
+    conf = f"""
+ServerRoot "{directory}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+PidFile {directory}/apache.pid
+ErrorLog {directory}/error.log
+LogLevel warn
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule authn_core_module {modules}/mod_authn_core.so
+LoadModule authz_user_module {modules}/mod_authz_user.so
+LoadModule proxy_module {modules}/mod_proxy.so
+LoadModule proxy_http_module {modules}/mod_proxy_http.so
+LoadModule headers_module {modules}/mod_headers.so
+LoadModule auth_openidc_module {modules}/mod_auth_openidc.so
+User www-data
+Group www-data
+StartServers {workers}
+ServerLimit {workers}
+ThreadsPerChild 32
+MinSpareThreads 16
+MaxSpareThreads {workers * 32}
+MaxRequestWorkers {workers * 32}
+KeepAlive On
+MaxKeepAliveRequests 0
+OIDCProviderMetadataURL {provider.issuer}/.well-known/openid-configuration
+OIDCClientID apache-bench
+OIDCClientSecret {SECRET}
+OIDCRedirectURI http://127.0.0.1:{port}/oidc-callback
+OIDCCryptoPassphrase {secrets.token_urlsafe(24)}
+OIDCScope "openid email profile"
+OIDCPKCEMethod S256
+OIDCRemoteUserClaim email
+OIDCSessionInactivityTimeout 3600
+<Location />
+    AuthType openid-connect
+    Require valid-user
+    ProxyPass http://{app}/ keepalive=On
+    ProxyPassReverse http://{app}/
+</Location>
+"""
+    path = directory / "httpd.conf"
+    path.write_text(conf)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="authenticated GET throughput, four ways")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    python = sys.executable
+    results: dict[str, tuple[float, float, float]] = {}
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as temp:
+        tmp = Path(temp)
+        accounts = tmp / "accounts.csv"
+        accounts.write_text(f"email,account_id\n{EMAIL},CQRS-0001\n")
+        sock = bind_socket()
+        provider = NHSmailLikeProvider(
+            f"http://127.0.0.1:{sock.getsockname()[1]}",
+            TENANT,
+            [DemoUser(EMAIL, PASSWORD, "Dr Gita Patel")],
+            [],
+        )
+        server = BackgroundASGIServer(provider.app, sock).start()
+        stack.callback(server.stop)
+
+        app_port = free_port()
+        start(
+            stack,
+            [
+                python,
+                "-m",
+                "gunicorn",
+                "-b",
+                f"127.0.0.1:{app_port}",
+                "-w",
+                str(args.workers),
+                "-k",
+                "gthread",
+                "--threads",
+                "16",
+                "--chdir",
+                str(ROOT),
+                "tests.proxy.legacy_app:legacy_app",
+            ],
+        )
+        app = f"127.0.0.1:{app_port}"
+        wait_for(f"http://{app}/")
+        results["(a) legacy app direct"] = wrk(f"http://{app}{PAGE}", "", args.seconds, args.connections)
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        provider.clients["proxy-bench"] = DemoClient("proxy-bench", SECRET, (f"{url}/oauth2/callback",))
+        env = proxy_env(provider, url, "proxy-bench", accounts, CQRS_SSO_UPSTREAM=f"http://{app}")
+        start(
+            stack,
+            [
+                python,
+                "-m",
+                "cqrs_sso_middleware.cli",
+                "proxy",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.workers),
+            ],
+            env,
+            tmp / "proxy.log",
+        )
+        wait_for(url + "/healthz")
+        results["(b) cqrs-sso proxy"] = wrk(
+            url + PAGE, sign_in(url + PAGE, provider), args.seconds, args.connections
+        )
+
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if Path(nginx).exists():
+            from tests.proxy.test_nginx_forward_auth import nginx_conf
+
+            sso_port, nginx_port = free_port(), free_port()
+            origin = f"http://127.0.0.1:{nginx_port}"
+            provider.clients["nginx-bench"] = DemoClient(
+                "nginx-bench", SECRET, (f"{origin}/oauth2/callback",)
+            )
+            env = proxy_env(provider, origin, "nginx-bench", accounts)
+            start(
+                stack,
+                [
+                    python,
+                    "-m",
+                    "cqrs_sso_middleware.cli",
+                    "proxy",
+                    "--listen",
+                    f"127.0.0.1:{sso_port}",
+                    "--workers",
+                    str(args.workers),
+                ],
+                env,
+                tmp / "sso.log",
+            )
+            wait_for(f"http://127.0.0.1:{sso_port}/healthz")
+            (tmp / "nginx").mkdir()
+            conf = nginx_conf(tmp / "nginx", nginx_port, f"127.0.0.1:{sso_port}", app)
+            text = conf.read_text().replace("worker_processes 1;", f"worker_processes {args.workers};")
+            conf.write_text(text.replace("access_log ", "access_log off; #"))
+            start(stack, [nginx, "-p", str(tmp / "nginx"), "-c", str(conf)])
+            wait_for(origin + "/oauth2/sign_in")
+            cookie = sign_in(origin + PAGE, provider)
+            results["(c) nginx + forward-auth"] = wrk(origin + PAGE, cookie, args.seconds, args.connections)
+
+        if apache_available():
+            apache_port = free_port()
+            provider.clients["apache-bench"] = DemoClient(
+                "apache-bench", SECRET, (f"http://127.0.0.1:{apache_port}/oidc-callback",)
+            )
+            (tmp / "apache").mkdir()
+            os.chmod(tmp, 0o755)  # noqa: S103 - apache workers (www-data) read the config dir
+            conf = apache_config(tmp / "apache", apache_port, provider, app, args.workers)
+            start(stack, ["apache2", "-f", str(conf), "-DFOREGROUND"])
+            wait_for(f"http://127.0.0.1:{apache_port}/")
+            cookie = sign_in(f"http://127.0.0.1:{apache_port}{PAGE}", provider)
+            results["(d) Apache + mod_auth_openidc"] = wrk(
+                f"http://127.0.0.1:{apache_port}{PAGE}", cookie, args.seconds, args.connections
+            )
+
+    report(results, args)
+
+
+def report(results: dict[str, tuple[float, float, float]], args: argparse.Namespace) -> None:
+    reference = results.get("(d) Apache + mod_auth_openidc")
+    print(
+        f"wrk -t2 -c{args.connections} -d{args.seconds}s, authenticated GET {PAGE}, "
+        f"{args.workers} workers each, {os.cpu_count()} CPUs"
+    )
+    print(f"{'setup':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s vs (d)':>13} {'p99 vs (d)':>11}")
+    for name, (rps, p50, p99) in results.items():
+        ratio = f"{rps / reference[0]:.2f}x" if reference else "n/a"
+        p99_ratio = f"{p99 / reference[2]:.2f}x" if reference else "n/a"
+        print(f"{name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {ratio:>13} {p99_ratio:>11}")
+    if reference is None:
+        print("(d) skipped: apt-get install apache2 libapache2-mod-auth-openidc to compare")
+
+
+if __name__ == "__main__":
+    main()
