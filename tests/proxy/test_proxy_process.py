@@ -255,3 +255,56 @@ def test_bad_configuration_fails_at_start_with_one_line_per_problem(provider: NH
     assert any("secret_keys:" in line for line in lines)
     assert any("account_lookup:" in line for line in lines)
     assert "Traceback" not in result.stderr
+
+
+# -- websockets -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def websocket_upstream() -> Iterator[str]:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        user = websocket.headers.get("x-forwarded-user")
+        async for text in websocket.iter_text():
+            await websocket.send_text(f"{user}: {text}")
+
+    server = BackgroundASGIServer(Starlette(routes=[WebSocketRoute("/ws", echo)]), bind_socket()).start()
+    yield server.url
+    server.stop()
+
+
+def test_websocket_passes_through_after_the_session_check(
+    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser], websocket_upstream: str
+) -> None:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    proxy = start_proxy(CQRS_SSO_UPSTREAM=websocket_upstream)
+    browser = make_browser(proxy.url)
+    browser.sign_in(GP_USER, path="/")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.client.cookies.jar)
+    ws_url = proxy.url.replace("http://", "ws://") + "/ws"
+
+    async def talk() -> str:
+        async with connect(
+            ws_url, additional_headers={"Cookie": cookie, "X-Forwarded-User": "attacker"}
+        ) as socket:
+            await socket.send("hello")
+            return str(await socket.recv())
+
+    assert asyncio.run(talk()) == f"{GP_USER}: hello"
+
+    async def anonymous() -> None:
+        async with connect(ws_url):
+            pass
+
+    with pytest.raises(InvalidStatus):  # closed before accept: the handshake is refused
+        asyncio.run(anonymous())
