@@ -5,7 +5,6 @@ every page in ``test-artifacts/``."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,8 @@ from typing import Any, Literal
 import pytest
 
 from cqrs_sso_middleware.demo import DEMO_PASSWORD, GP_USER, NEW_USER, DemoStack, start_demo
+
+from ..helpers import require
 
 ROOT = Path(__file__).parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -29,14 +30,6 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 WCAG_21_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-
-
-def require(condition: bool, reason: str) -> None:
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: a missing component is a failure)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

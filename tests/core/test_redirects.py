@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 
 from cqrs_sso_middleware.core.redirects import MAX_RETURN_PATH_LENGTH, safe_return_path
+
+from ..helpers import lands_on_our_origin
 
 ORIGIN = "https://cqrs.example.nhs.uk"
 OWN_COPY = Path(__file__).parent.parent / "data" / "openredirects.txt"
@@ -17,17 +18,6 @@ SHARED_COPY = Path(__file__).parents[3] / "shared" / "testdata" / "openredirects
 def payloads() -> list[str]:
     source = SHARED_COPY if SHARED_COPY.exists() else OWN_COPY
     return [line.rstrip("\n") for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def lands_on_our_origin(path: str) -> bool:
-    """Resolve like a lenient browser would, at every decoding depth."""
-    value = path
-    for _ in range(5):
-        browser_view = value.replace("\\", "/").replace("\t", "").replace("\r", "").replace("\n", "")
-        if urlsplit(urljoin(ORIGIN + "/", browser_view)).netloc != "cqrs.example.nhs.uk":
-            return False
-        value = unquote(value)
-    return True
 
 
 @pytest.mark.parametrize(

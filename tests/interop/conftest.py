@@ -7,7 +7,6 @@ where a missing component is a failure.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from cqrs_sso_middleware import Settings
 from cqrs_sso_middleware.serving import bind_socket
 
 from ..conftest import ACCOUNTS, SENSITIVE, lookup_accounts
-from ..helpers import APP_ORIGIN, AppClient, Journey
+from ..helpers import APP_ORIGIN, AppClient, Journey, require
 
 PROVIDER_DIR = Path(__file__).parent / "provider"
 TENANT = "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"
@@ -34,14 +33,6 @@ PASSWORD = "interop-Pa55"
 GP_USER, NEW_USER, MEMBER_USER = "gp.user@nhs.net", "new.user@nhs.net", "member.user@nhs.net"
 ACCOUNTS.setdefault(MEMBER_USER, "CQRS-0002")
 SENSITIVE.add(PASSWORD)
-
-
-def require(condition: bool, reason: str) -> None:
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: a missing component is a failure)")
-    pytest.skip(reason)
 
 
 def new_key() -> RSAKey:

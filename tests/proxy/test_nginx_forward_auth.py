@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from ..conftest import GP_USER, NEW_USER
+from ..helpers import require
 from .conftest import Browser, LegacyServer, ProxyProcess, free_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "nginx" / "cqrs-sso.conf"
@@ -21,11 +22,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def require_nginx() -> None:
-    if Path(NGINX).exists():
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("nginx is not installed (CI=true: a missing component is a failure)")
-    pytest.skip("nginx is not installed (apt-get install nginx)")
+    require(Path(NGINX).exists(), "nginx is not installed (apt-get install nginx)")
 
 
 def nginx_conf(directory: Path, port: int, sso: str, app: str) -> Path:
