@@ -148,6 +148,8 @@ class ReverseProxy:
             await self._page(send, 404, "error.html", title="Page not found")
             return
         started = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.session_check("cqrs_sso.user" in scope)
         headers = CIMultiDict(
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in self.upstream_request_headers(scope)
         )

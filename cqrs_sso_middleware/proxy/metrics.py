@@ -40,6 +40,9 @@ class ProxyMetrics:
         self.sessions = Counter(
             "cqrs_sso_session_events", "Session ends and re-checks by kind", ["kind"], registry=self.registry
         )
+        self.session_checks = Counter(
+            "cqrs_sso_session_checks", "Proxied requests by session state", ["result"], registry=self.registry
+        )
         self.lookup_seconds = Histogram(
             "cqrs_sso_lookup_seconds", "Account lookup latency", ["result"], registry=self.registry
         )
@@ -62,6 +65,9 @@ class ProxyMetrics:
             self.sign_ins.labels(_SIGN_IN_OUTCOMES[event]).inc()
         elif event in _SESSION_EVENTS:
             self.sessions.labels(_SESSION_EVENTS[event]).inc()
+
+    def session_check(self, authenticated: bool) -> None:
+        self.session_checks.labels("authenticated" if authenticated else "public").inc()
 
     def lookup(self, seconds: float, ok: bool) -> None:
         self.lookup_seconds.labels("ok" if ok else "error").observe(seconds)

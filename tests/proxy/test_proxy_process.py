@@ -136,6 +136,7 @@ def test_health_readiness_and_metrics(proxy: ProxyProcess, signed_in: Browser) -
     assert 'cqrs_sso_sign_ins_total{outcome="succeeded"} 1.0' in metrics
     assert 'cqrs_sso_upstream_responses_total{status="2xx"}' in metrics
     assert "cqrs_sso_lookup_seconds_count" in metrics
+    assert 'cqrs_sso_session_checks_total{result="authenticated"}' in metrics
 
 
 def test_metrics_are_refused_to_addresses_not_allowed(start_proxy: Callable[..., ProxyProcess]) -> None:
