@@ -9,7 +9,14 @@ Specs accepted by the ``account_lookup`` setting:
 * ``package.module:function`` — your own callable (plain or ``async def``);
 * ``csv:PATH`` — a CSV file with a header row holding at least ``email``; an optional
   ``account_id`` column (the email otherwise) and any other columns become attributes;
-* ``json:PATH`` — a JSON list of objects with the same fields.
+* ``json:PATH`` — a JSON list of objects with the same fields;
+* ``sql:URL`` — any SQLAlchemy database URL, with the query in ``account_query``: a
+  ``SELECT`` with the bind ``:email`` (``:oid``, ``:tid`` and ``:sub`` may be used too)
+  returning at most one row; ``account_id`` (or the email) and any other columns become the
+  account (needs the ``sql`` extra: SQLAlchemy, and psycopg for PostgreSQL);
+* ``http:URL`` / ``https:URL`` — a JSON endpoint; ``{email}`` in the URL is replaced by the
+  URL-encoded address. 200 with a JSON object is an account, 404 is "no account", anything
+  else is a failure (503 for the user).
 
 Matching is on the lower-cased email. Because Entra ID lets an address move to another
 person, a file row may carry an ``oid`` column: when it is filled, only that Entra object
@@ -94,6 +101,67 @@ class FileAccountLookup:
         return data
 
 
+class SQLAccountLookup:
+    """Accounts from a database query (SQLAlchemy Core, pooled connections)."""
+
+    def __init__(self, url: str, query: str) -> None:
+        from sqlalchemy import create_engine, text
+
+        self._query = text(query)
+        self._engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+
+    def __call__(self, identity: Identity) -> Account | None:
+        binds = {
+            "email": identity.email,
+            "oid": identity.object_id,
+            "tid": identity.tenant_id,
+            "sub": identity.subject,
+        }
+        with self._engine.connect() as connection:
+            rows = connection.execute(self._query, binds).mappings().fetchmany(2)
+        if not rows:
+            return None
+        if len(rows) > 1:
+            # Two accounts for one address is a data problem, not a choice to make here.
+            raise LookupError("account_query returned more than one row")
+        row = {str(k): "" if v is None else str(v) for k, v in rows[0].items()}
+        account_id = row.pop("account_id", "") or identity.email
+        row.pop("email", None)
+        return Account(account_id, identity.email, row)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+class HTTPAccountLookup:
+    """Accounts from a JSON endpoint; ``{email}`` in the URL is the URL-encoded address."""
+
+    def __init__(self, url_template: str, timeout: float) -> None:
+        import httpx
+
+        self._template = url_template
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+
+    def __call__(self, identity: Identity) -> Account | None:
+        from urllib.parse import quote
+
+        url = self._template.replace("{email}", quote(identity.email, safe=""))
+        reply = self._client.get(url, headers={"Accept": "application/json"})
+        if reply.status_code == 404:
+            return None
+        reply.raise_for_status()
+        if reply.status_code != 200:
+            raise LookupError(f"account endpoint answered HTTP {reply.status_code}")
+        data = reply.json()
+        if not isinstance(data, dict):
+            raise LookupError("account endpoint did not answer a JSON object")
+        attributes = {str(k): str(v) for k, v in data.items() if k not in {"account_id", "email"}}
+        return Account(str(data.get("account_id") or identity.email), identity.email, attributes)
+
+    def close(self) -> None:
+        self._client.close()
+
+
 def _import_callable(spec: str) -> Callable[..., Any]:
     module_name, _, attribute = spec.partition(":")
     module = importlib.import_module(module_name)
@@ -105,6 +173,22 @@ def _import_callable(spec: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
+def _sql_lookup(url: str, settings: Settings) -> SQLAccountLookup:
+    query = settings.account_query
+    if not query:
+        raise ConfigError(["account_query: required with an sql: lookup (set CQRS_SSO_ACCOUNT_QUERY)"])
+    if ":email" not in query:
+        raise ConfigError(["account_query: must use the bind :email"])
+    try:
+        return SQLAccountLookup(url, query)
+    except ImportError as error:
+        raise ConfigError(
+            [f"account_lookup: sql: needs the 'sql' extra (SQLAlchemy and a driver): {error}"]
+        ) from error
+    except Exception as error:  # SQLAlchemy's ArgumentError, NoSuchModuleError, …
+        raise ConfigError([f"account_lookup: not a usable database URL ({type(error).__name__})"]) from error
+
+
 def resolve_account_lookup(spec: str, settings: Settings) -> AccountLookup:
     """Turn an ``account_lookup`` string into a callable, or raise ConfigError."""
     kind, _, rest = spec.partition(":")
@@ -113,11 +197,19 @@ def resolve_account_lookup(spec: str, settings: Settings) -> AccountLookup:
             return FileAccountLookup(rest, kind)
         except (OSError, ValueError) as error:
             raise ConfigError([f"account_lookup: cannot load {kind} file {rest!r}: {error}"]) from error
-    if kind in ("sql", "http", "https"):
-        raise ConfigError([f"account_lookup: '{kind}:' lookups are not supported by this version yet"])
+    if kind == "sql" and rest:
+        return _sql_lookup(rest, settings)
+    if kind in ("http", "https") and rest.startswith(("//", "http://", "https://")):
+        url = rest if rest.startswith(("http://", "https://")) else spec  # "http:URL" or a bare URL
+        if "{email}" not in url:
+            raise ConfigError(["account_lookup: an http(s) lookup URL needs the placeholder {email}"])
+        return HTTPAccountLookup(url, settings.account_lookup_timeout_seconds)
     if ":" not in spec or not rest:
         raise ConfigError(
-            [f"account_lookup: {spec!r} is not 'package.module:function', 'csv:PATH' or 'json:PATH'"]
+            [
+                f"account_lookup: {spec!r} is not 'package.module:function', 'csv:PATH', 'json:PATH', "
+                "'sql:URL' or 'http(s)://…{email}…'"
+            ]
         )
     try:
         return _import_callable(spec)

@@ -141,6 +141,9 @@ class ASGISSOMiddleware:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        close_lookup = getattr(self.settings.lookup, "close", None)
+        if callable(close_lookup):
+            await anyio.to_thread.run_sync(close_lookup)  # a built-in sql:/http: lookup's pool
 
     def _closing_on_shutdown(self, send: Send) -> Send:
         """Lifespan passes through untouched; once the app has shut down, close our pool."""

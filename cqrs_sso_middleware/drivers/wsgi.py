@@ -130,6 +130,9 @@ class SSOMiddleware:
     def close(self) -> None:
         self.http.close()
         self._lookups.shutdown(wait=False, cancel_futures=True)
+        close_lookup = getattr(self.settings.lookup, "close", None)
+        if callable(close_lookup):
+            close_lookup()  # a built-in sql:/http: lookup's connection pool
 
     # -- request in, outcome out ----------------------------------------------------------
 

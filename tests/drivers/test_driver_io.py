@@ -178,3 +178,20 @@ def test_wsgi_remote_user_from_the_client_never_survives(make_settings: Callable
     assert "REMOTE_USER" not in seen
     assert "HTTP_X_FORWARDED_USER" not in seen
     assert "HTTP_REMOTE_USER" not in seen
+
+
+def test_sql_lookup_end_to_end(make_journey: Callable[..., Journey], tmp_path: Any) -> None:
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'cqrs.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE users (email TEXT, account_id TEXT, practice TEXT)"))
+        connection.execute(text("INSERT INTO users VALUES ('gp.user@nhs.net', 'SQL-1', 'Y00001')"))
+    engine.dispose()
+    journey = make_journey(
+        account_lookup=f"sql:{url}",
+        account_query="SELECT account_id, practice FROM users WHERE email = :email",
+    )
+    assert journey.sign_in(GP_USER).status == 303
+    assert journey.open("/").json()["account_id"] == "SQL-1"
