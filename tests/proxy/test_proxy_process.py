@@ -167,6 +167,7 @@ def test_one_gib_download_and_upload_stream_with_flat_memory(proxy: ProxyProcess
     )
     assert upload.json() == {"received": GIB, "sha256": digest.hexdigest()}
     growth_mib = (proxy.peak_rss_kib() - baseline) / 1024
+    print(f"proxy peak RSS: {baseline / 1024:.0f} MiB before, +{growth_mib:.1f} MiB after 1 GiB each way")
     assert growth_mib < 64, f"proxy peak memory grew by {growth_mib:.0f} MiB while streaming 2 GiB"
 
 
