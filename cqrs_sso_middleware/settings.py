@@ -42,7 +42,7 @@ class Settings:
     """Everything the middleware needs, validated. Build it once at start-up."""
 
     client_id: str
-    secret_keys: tuple[str, ...]
+    secret_keys: tuple[str, ...] = field(repr=False)
     base_url: str
     account_lookup: AccountLookup | str
     issuer: str = ""

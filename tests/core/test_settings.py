@@ -236,3 +236,10 @@ def test_csv_lookup_rereads_a_changed_file(tmp_path: Path) -> None:
     path.write_text("email\nnew@nhs.net\n")
     os.utime(path, (1, 2_000_000_000))
     assert lookup_file(identity("new@nhs.net")) is not None
+
+
+def test_repr_never_shows_secrets(tmp_path: Path) -> None:
+    text = repr(Settings(**valid(client_secret="client-secret-value")))
+    assert KEY not in text
+    assert "client-secret-value" not in text
+    assert "client_id='client'" in text
