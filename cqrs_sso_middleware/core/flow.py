@@ -180,6 +180,8 @@ class SignInFlow:
             return self._unavailable(request)
         if account is None:
             self._audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
+            if self._is_api_request(request):
+                return json_response(403, {"error": "no_account"}, set_cookies=[self._clear_session()])
             return self._no_account(session.user.identity, [self._clear_session()])
         user = User(session.user.identity, account)
         session = replace(session, user=user, account_checked_at=int(now), renewed_at=int(now))
@@ -287,6 +289,13 @@ class SignInFlow:
         session, set_cookies = self._current_session(request.headers.get("cookie"), self.clock())
         if session is not None:
             return redirect(return_path)
+        if self._is_api_request(request):
+            # Behind nginx, `error_page 401 = /oauth2/sign_in` sends API and XHR calls here
+            # too; they get the same 401 JSON as in embedded mode, not a page.
+            sign_in = f"{self.prefix}/sign_in?rd={quote(return_path, safe='')}"
+            return json_response(
+                401, {"error": "unauthenticated", "sign_in_url": sign_in}, set_cookies=set_cookies
+            )
         csrf_value, csrf_cookies = self._csrf_cookie(cookies)
         return self._page(
             200,

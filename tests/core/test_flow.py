@@ -386,6 +386,23 @@ def test_account_is_rechecked_and_a_removed_account_ends_the_session(
     assert not has_session(browser)
 
 
+def test_recheck_answers_api_calls_with_json(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+) -> None:
+    browser = Browser(make_flow(account_recheck_seconds=600), provider)
+    browser.sign_in()
+    clock.offset += 601
+    provider.lookup = lambda identity: LookupFailed("raised OSError")
+    down = browser.request("GET", "/api", {"accept": "application/json"})
+    assert isinstance(down, Respond) and down.status == 503
+    assert json.loads(down.body) == {"error": "temporarily_unavailable"}
+    provider.lookup = lambda identity: LookupReturned(None)
+    gone = browser.request("GET", "/api", {"accept": "application/json"})
+    assert isinstance(gone, Respond) and gone.status == 403
+    assert json.loads(gone.body) == {"error": "no_account"}
+    assert not has_session(browser)
+
+
 def test_failed_recheck_fails_closed(
     make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
 ) -> None:

@@ -122,6 +122,23 @@ def test_no_cqrs_account_through_nginx(nginx_stack: str, make_browser: Callable[
     assert "no CQRS account is associated" in reply.text
 
 
+@pytest.mark.parametrize(
+    "method,headers",
+    [
+        pytest.param("GET", {"Accept": "application/json"}, id="accept-json"),
+        pytest.param("GET", {"X-Requested-With": "XMLHttpRequest"}, id="xhr"),
+        pytest.param("POST", {"Sec-Fetch-Mode": "cors", "Accept": "*/*"}, id="fetch-post"),
+    ],
+)
+def test_api_calls_through_nginx_get_401_json(nginx_stack: str, method: str, headers: dict[str, str]) -> None:
+    reply = httpx.request(method, nginx_stack + "/api/data?x=1&y=2", headers=headers)
+    assert reply.status_code == 401
+    assert reply.json() == {
+        "error": "unauthenticated",
+        "sign_in_url": "/oauth2/sign_in?rd=%2Fapi%2Fdata%3Fx%3D1%26y%3D2",
+    }
+
+
 def test_forward_auth_endpoint_is_not_reachable_from_outside(nginx_stack: str) -> None:
     assert httpx.get(nginx_stack + "/oauth2/auth").status_code == 404
 
