@@ -62,6 +62,7 @@ class Settings:
     session_max_seconds: int = 43200
     account_recheck_seconds: int = 900
     account_lookup_timeout_seconds: float = 5.0
+    account_cache_seconds: int = 0
     account_query: str = ""
     http_timeout_seconds: float = 10.0
     clock_leeway_seconds: int = 180
@@ -221,6 +222,8 @@ class Settings:
             problems.append("session_idle_seconds: must be at least 60")
         if self.session_max_seconds < self.session_idle_seconds:
             problems.append("session_max_seconds: must be at least session_idle_seconds")
+        if self.account_cache_seconds < 0:
+            problems.append("account_cache_seconds: must be 0 (no caching) or more")
         if self.account_recheck_seconds < 0:
             problems.append("account_recheck_seconds: must be 0 (never) or more")
         if not 0 < self.account_lookup_timeout_seconds <= 60:
@@ -292,6 +295,7 @@ _FIELD_TYPES = {
     "session_idle_seconds": int,
     "session_max_seconds": int,
     "account_recheck_seconds": int,
+    "account_cache_seconds": int,
     "clock_leeway_seconds": int,
     "account_lookup_timeout_seconds": float,
     "http_timeout_seconds": float,

@@ -40,7 +40,7 @@ from .audit import audit, session_ref
 from .cookies import CookiePolicy, cookie_values, parse_cookie_header
 from .csrf import FIELD_NAME, cross_origin, csrf_token, csrf_token_valid, new_csrf_cookie_value
 from .errors import ProviderError, TokenRejected
-from .identity import Account, Identity, User, email_domain_allowed, identity_from_claims
+from .identity import Account, AccountCache, Identity, User, email_domain_allowed, identity_from_claims
 from .oidc import ProviderState, RelyingParty
 from .redirects import safe_return_path
 from .responses import (
@@ -90,6 +90,7 @@ class SignInFlow:
         self.codec = SessionCookieCodec(settings.secret_keys)
         self.timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
         self.spent_states = SpentStates()
+        self.account_cache = AccountCache(settings.account_cache_seconds)
         # Called with (event, fields) for every audit event; the proxy's metrics listen here.
         self.observers: list[Callable[[str, Mapping[str, object]], None]] = []
         self.prefix = settings.path_prefix
@@ -417,12 +418,16 @@ class SignInFlow:
         return redirect(attempt.return_path, set_cookies)
 
     def _look_up(self, identity: Identity) -> Generator[LookUpAccount, EffectResult, Account | None]:
+        cached, answer = self.account_cache.get(identity, self.clock())
+        if cached:
+            return answer
         result = yield LookUpAccount(identity)
         if isinstance(result, LookupFailed):
             self._audit("lookup_failed", reason=result.reason, email=identity.email)
             raise LookupProblem(result.reason)
         value = result.value if isinstance(result, LookupReturned) else result
         if value is None or isinstance(value, Account):
+            self.account_cache.put(identity, value, self.clock())
             return value
         self._audit("lookup_failed", reason=f"returned {type(value).__name__}, expected Account or None")
         raise LookupProblem("bad return type")

@@ -131,3 +131,33 @@ def email_domain_allowed(email: str, allowed_domains: tuple[str, ...]) -> bool:
         return True
     local, at, domain = email.rpartition("@")
     return bool(local) and bool(at) and domain in allowed_domains
+
+
+class AccountCache:
+    """Answers of ``account_lookup`` kept for ``ttl_seconds`` (design §3), per process.
+
+    Only real answers are kept — an account, or "no account". A lookup that raised or timed
+    out is never cached. Keyed by email *and* Entra object id, so a re-assigned address is
+    asked about afresh. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, ttl_seconds: float, capacity: int = 10_000) -> None:
+        self.ttl = ttl_seconds
+        self.capacity = capacity
+        self._entries: dict[tuple[str, str], tuple[float, Account | None]] = {}
+
+    def get(self, identity: Identity, now: float) -> tuple[bool, Account | None]:
+        """``(True, answer)`` when a fresh answer is cached, else ``(False, None)``."""
+        if self.ttl <= 0:
+            return False, None
+        entry = self._entries.get((identity.email, identity.object_id))
+        if entry is None or now >= entry[0]:
+            return False, None
+        return True, entry[1]
+
+    def put(self, identity: Identity, answer: Account | None, now: float) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.capacity:
+            del self._entries[next(iter(self._entries))]
+        self._entries[(identity.email, identity.object_id)] = (now + self.ttl, answer)

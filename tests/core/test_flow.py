@@ -508,3 +508,57 @@ def test_probes_can_be_disabled(make_flow: Callable[..., SignInFlow], provider: 
     browser = Browser(make_flow(health_path="", ready_path=""), provider)
     assert isinstance(browser.request("GET", "/healthz", {"accept": "application/json"}), Respond)
     assert browser.request("GET", "/healthz", {"accept": "application/json"}).status == 401  # type: ignore[union-attr]
+
+
+def counting(answers: list[Any]) -> tuple[list[Identity], Callable[[Identity], Any]]:
+    seen: list[Identity] = []
+
+    def answer(identity: Identity) -> Any:
+        seen.append(identity)
+        return answers[min(len(seen), len(answers)) - 1]
+
+    return seen, answer
+
+
+def test_lookups_are_not_cached_by_default(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+) -> None:
+    seen, provider.lookup = counting([LookupReturned(Account("A-1"))])
+    flow = make_flow()
+    Browser(flow, provider).sign_in()
+    Browser(flow, provider).sign_in()
+    assert len(seen) == 2
+
+
+def test_cached_answers_are_reused_until_the_ttl(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+) -> None:
+    seen, provider.lookup = counting([LookupReturned(None)])
+    flow = make_flow(account_cache_seconds=60)
+    assert Browser(flow, provider).sign_in().status == 403
+    assert Browser(flow, provider).sign_in().status == 403  # "no account" is an answer too
+    assert len(seen) == 1
+    clock.offset += 61
+    Browser(flow, provider).sign_in()
+    assert len(seen) == 2
+
+
+def test_failed_lookups_are_never_cached(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+) -> None:
+    seen, provider.lookup = counting([LookupFailed("timed out after 5s"), LookupReturned(Account("A-1"))])
+    flow = make_flow(account_cache_seconds=60)
+    assert Browser(flow, provider).sign_in().status == 503
+    assert Browser(flow, provider).sign_in().status == 303
+    assert len(seen) == 2
+
+
+def test_cache_is_keyed_by_email_and_entra_object_id(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+) -> None:
+    seen, provider.lookup = counting([LookupReturned(Account("A-1"))])
+    flow = make_flow(account_cache_seconds=60)
+    Browser(flow, provider).sign_in()
+    provider.claims = {"oid": "someone-else-now-owns-the-address"}
+    Browser(flow, provider).sign_in()
+    assert len(seen) == 2
