@@ -20,7 +20,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
-from werkzeug.wrappers import Request as WSGIRequest
 from werkzeug.wrappers import Response as WSGIResponse
 
 from .core.identity import Account, Identity, User
@@ -84,8 +83,7 @@ def message_centre_asgi() -> Starlette:
 
 
 def message_centre_wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    request = WSGIRequest(environ)
-    body = _message_centre(request.environ.get("cqrs_sso.user"))
+    body = _message_centre(environ.get("cqrs_sso.user"))
     return WSGIResponse(body, content_type="text/html; charset=utf-8")(environ, start_response)
 
 

@@ -303,8 +303,6 @@ _FIELD_TYPES = {
     "metrics_allow": tuple,
     "upstream_timeout_seconds": float,
 }
-# Environment names that differ from the TOML key (design §5).
-_ENV_ALIASES = {"HELP_PHONE": "help_phone", "HELP_EMAIL": "help_email"}
 
 
 def _coerce(name: str, raw: object, problems: list[str]) -> object:
@@ -348,7 +346,7 @@ def _read_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, 
             except OSError as error:
                 problems.append(f"{key}: cannot read {raw!r}: {error.strerror}")
                 continue
-        field_name = _ENV_ALIASES.get(name, name.lower())
+        field_name = name.lower()
         if field_name in names:
             values[field_name] = _coerce(field_name, raw, problems)
     return values

@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, SSOMiddleware
+from cqrs_sso_middleware.demo import DemoStack, start_demo
 from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider, ProviderFaults
 from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
 
@@ -195,6 +196,14 @@ def echo_asgi() -> Starlette:
             WebSocketRoute("/ws", _socket),
         ]
     )
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def demo(request: pytest.FixtureRequest) -> Iterator[DemoStack]:
+    """The demo stack (provider + demo app) on free loopback ports, in both variants."""
+    stack = start_demo(0, 0, request.param)
+    yield stack
+    stack.stop()
 
 
 @pytest.fixture(params=["wsgi", "asgi"])

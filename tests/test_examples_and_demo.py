@@ -7,14 +7,13 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
 
-from cqrs_sso_middleware.demo import DEMO_PASSWORD, GP_USER, NEW_USER, DemoStack, start_demo
+from cqrs_sso_middleware.demo import DEMO_PASSWORD, GP_USER, NEW_USER, DemoStack
 from cqrs_sso_middleware.provider import WRONG_CREDENTIALS, NHSmailLikeProvider
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
@@ -78,14 +77,6 @@ def test_readme_examples_are_at_most_twenty_lines() -> None:
 # -- the demo over real sockets ----------------------------------------------------------------
 
 
-@pytest.fixture(params=["asgi", "wsgi"])
-def demo(request: pytest.FixtureRequest) -> Iterator[DemoStack]:
-    variant: Literal["asgi", "wsgi"] = request.param
-    stack = start_demo(0, 0, variant)
-    yield stack
-    stack.stop()
-
-
 def click_through(stack: DemoStack, email: str, password: str = DEMO_PASSWORD) -> tuple[httpx.Client, Any]:
     browser = httpx.Client(follow_redirects=True, timeout=10, headers=HTML)
     sign_in = browser.get(stack.app_server.url + "/")
@@ -118,6 +109,16 @@ def test_demo_step5_new_user_has_no_cqrs_account(demo: DemoStack) -> None:
     assert NEW_USER in page.text
 
 
+def check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cqrs_sso_middleware.cli", "check-config", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+
+
 def test_cli_check_config_validates_and_fetches_metadata(
     provider: NHSmailLikeProvider, tmp_path: Path
 ) -> None:
@@ -127,24 +128,12 @@ def test_cli_check_config_validates_and_fetches_metadata(
         f'secret_keys = ["{secrets.token_urlsafe(32)}"]\nbase_url = "http://localhost"\n'
         f'account_lookup = "csv:{ROOT / "examples" / "accounts.csv"}"\n'
     )
-    ok = subprocess.run(
-        [sys.executable, "-m", "cqrs_sso_middleware.cli", "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    ok = check_config(config)
     assert ok.returncode == 0, ok.stderr
     assert "redirect URI:  http://localhost/oauth2/callback" in ok.stdout
     assert "provider ok" in ok.stdout
     config.write_text('client_id = ""\n')
-    bad = subprocess.run(
-        [sys.executable, "-m", "cqrs_sso_middleware.cli", "check-config", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    bad = check_config(config)
     assert bad.returncode == 1
     assert "config error:" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -8,7 +8,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
 
@@ -44,14 +44,6 @@ def browser() -> Iterator[Any]:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield instance
         instance.close()
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def demo(request: pytest.FixtureRequest) -> Iterator[DemoStack]:
-    variant: Literal["asgi", "wsgi"] = request.param
-    stack = start_demo(0, 0, variant)
-    yield stack
-    stack.stop()
 
 
 class Screens:
