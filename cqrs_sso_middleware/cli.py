@@ -58,6 +58,15 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"redirect URI:  {settings.redirect_uri}  (register this with NHSmail)")
     print(f"token auth:    {settings.token_auth_method}")
     print(f"session store: {settings.session_store}")
+    from .core.paths import too_broad
+
+    for pattern in settings.public_paths:
+        if too_broad(pattern):
+            print(
+                f"warning: public_paths pattern {pattern!r} opens the site root or every page "
+                "without sign-in; '*' stays within one segment, '**' crosses them",
+                file=sys.stderr,
+            )
     try:
         reply = httpx.get(discovery_url(settings.issuer), timeout=settings.http_timeout_seconds)
         metadata = parse_provider_metadata(reply.content, settings.issuer)

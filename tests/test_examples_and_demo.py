@@ -137,3 +137,19 @@ def test_cli_check_config_validates_and_fetches_metadata(
     assert bad.returncode == 1
     assert "config error:" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_cli_check_config_warns_about_public_paths_that_open_everything(
+    provider: NHSmailLikeProvider, tmp_path: Path
+) -> None:
+    config = tmp_path / "cqrs-sso.toml"
+    config.write_text(
+        f'issuer = "{provider.issuer}"\nclient_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"\n'
+        f'secret_keys = ["{secrets.token_urlsafe(32)}"]\nbase_url = "http://localhost"\n'
+        f'account_lookup = "csv:{ROOT / "examples" / "accounts.csv"}"\n'
+        'public_paths = ["/static/**", "/*"]\n'
+    )
+    result = check_config(config)
+    assert result.returncode == 0, result.stderr
+    assert "warning: public_paths pattern '/*'" in result.stderr
+    assert "'/static/**'" not in result.stderr

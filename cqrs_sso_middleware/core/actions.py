@@ -25,7 +25,13 @@ class HeaderLookup(Protocol):
 
 @dataclass(slots=True)
 class IncomingRequest:
-    """The parts of an HTTP request the core reads. ``path`` is percent-decoded.
+    """The parts of an HTTP request the core reads.
+
+    ``path`` is the path as the client sent it, still percent-encoded (ASGI ``raw_path``,
+    WSGI ``RAW_URI``; a driver without the raw form encodes the decoded one). The core
+    normalises it (``core.paths``) before any rule looks at it. ``root_path`` is where the
+    app is mounted (WSGI ``SCRIPT_NAME``, ASGI ``root_path``): a path normalised out of it
+    is refused.
 
     Treat as immutable. Not ``frozen``: a frozen dataclass's ``__init__`` sets each field
     through ``object.__setattr__``, which costs about a microsecond on every request.
@@ -36,6 +42,7 @@ class IncomingRequest:
     query_string: str
     headers: HeaderLookup
     is_websocket: bool = False
+    root_path: str = ""
 
 
 # ---- effects: yielded by the core, performed by the driver ------------------------------
@@ -105,11 +112,16 @@ EffectResult = HttpReply | HttpFailure | Mapping[str, str] | None | LookupReturn
 class PassThrough:
     """Call the wrapped app; inject ``user`` when set; append ``set_cookies`` to its response.
 
+    ``path``, when set, is the normalised path (percent-encoded) that every rule was
+    decided on and that differs from what the client sent: the driver must hand the app
+    this path, never the client's, so the app serves what was checked.
+
     Treat as immutable; not ``frozen`` for the same hot-path reason as ``IncomingRequest``.
     """
 
     user: User | None
     set_cookies: tuple[str, ...] = ()
+    path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ first asked for; (4) provider ``error`` → "Sign in to NHSmail failed" (401);
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -42,6 +41,7 @@ from .csrf import FIELD_NAME, cross_origin, csrf_token, csrf_token_valid, new_cs
 from .errors import ProviderError, TokenRejected
 from .identity import Account, AccountCache, Identity, User, email_domain_allowed, identity_from_claims
 from .oidc import ProviderState, RelyingParty
+from .paths import PathRefused, compile_path_pattern, normalise_path, normalise_target
 from .redirects import safe_return_path
 from .responses import (
     PageRenderer,
@@ -53,20 +53,18 @@ from .responses import (
 )
 from .sessions import Session, SessionCookieCodec, SessionTimeouts
 
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _PROVIDER_OUTAGE_ERRORS = {"server_error", "temporarily_unavailable"}
 _CALLBACK_PARAMS = ("state", "code", "error")
 
 
+def _under_root(path: str, root_path: str) -> bool:
+    root = root_path.rstrip("/")
+    return not root or path == root or path.startswith(root + "/")
+
+
 class LookupProblem(Exception):
     """The account lookup failed (raised, timed out, returned garbage)."""
-
-
-def _compile_public_path(pattern: str) -> Callable[[str], bool]:
-    if pattern.startswith("re:"):
-        return re.compile(pattern[3:]).fullmatch  # type: ignore[return-value]
-    return re.compile(fnmatch.translate(pattern)).match  # type: ignore[return-value]
 
 
 class SignInFlow:
@@ -94,7 +92,7 @@ class SignInFlow:
         # Called with (event, fields) for every audit event; the proxy's metrics listen here.
         self.observers: list[Callable[[str, Mapping[str, object]], None]] = []
         self.prefix = settings.path_prefix
-        self._public = [_compile_public_path(p) for p in settings.public_paths]
+        self._public = [compile_path_pattern(p) for p in settings.public_paths]
         self._probes: dict[str, Callable[[IncomingRequest], Decision]] = {}
         if settings.health_path:
             self._probes[settings.health_path] = self._healthz
@@ -120,16 +118,43 @@ class SignInFlow:
     # -- dispatch ---------------------------------------------------------------------------
 
     def handle(self, request: IncomingRequest) -> Decision:
-        """The outcome for ``request``, or a ``Flow`` of effects that ends in one."""
+        """The outcome for ``request``, or a ``Flow`` of effects that ends in one.
+
+        Every rule below sees the normalised path (``core.paths``); an ambiguous path is
+        refused before any rule runs.
+        """
+        path = normalise_path(request.path)
+        if isinstance(path, PathRefused) or not _under_root(path, request.root_path):
+            reason = path.reason if isinstance(path, PathRefused) else "outside_mount"
+            self._audit("path_refused", reason=reason)
+            return self._bad_path(request)
+        if path is request.path or path == request.path:
+            return self._route(request)
+        request = replace(request, path=path)
+        decision = self._route(request)
+        if isinstance(decision, PassThrough):
+            return replace(decision, path=path)
+        if isinstance(decision, Respond):
+            return decision
+        return self._handing_on_path(decision, path)
+
+    def _route(self, request: IncomingRequest) -> Decision:
         path = request.path
         if path == self.prefix or path.startswith(self.prefix + "/"):
             return self._endpoint(request)
         if path in self._probes and request.method in ("GET", "HEAD"):
             return self._probes[path](request)
-        for matches in self._public:
-            if matches(path):
-                return PassThrough(None)
+        if self._is_public(path):
+            return PassThrough(None)
         return self._protected(request)
+
+    def _is_public(self, path: str) -> bool:
+        return any(matches(path) for matches in self._public)
+
+    @staticmethod
+    def _handing_on_path(flow: Flow, path: str) -> Flow:
+        outcome = yield from flow
+        return replace(outcome, path=path) if isinstance(outcome, PassThrough) else outcome
 
     def _endpoint(self, request: IncomingRequest) -> Decision:
         if request.is_websocket:
@@ -221,7 +246,7 @@ class SignInFlow:
         return "application/json" in accept and "text/html" not in accept
 
     def _return_path_of(self, request: IncomingRequest) -> str:
-        path = quote(request.path, safe=_PATH_SAFE)
+        path = request.path  # normalised, still percent-encoded
         if request.query_string:
             path = f"{path}?{request.query_string}"
         return safe_return_path(path, reserved_prefix=self.prefix) or self.settings.default_return_path
@@ -235,6 +260,15 @@ class SignInFlow:
         and copies the ``X-Auth-Request-*`` headers to the app. The original URI
         (``X-Original-URI`` / ``X-Forwarded-Uri``) becomes the sign-in URL's return path.
         """
+        original = self._original_target(request)
+        if isinstance(original, PathRefused):
+            self._audit("path_refused", reason=original.reason, endpoint="auth")
+            return json_response(400, {"error": "invalid_path"})
+        if original is not None and self._is_public(original.split("?", 1)[0].split("#", 1)[0]):
+            # An answer about a path, not a session: a proxy that caches auth answers by
+            # cookie (the nginx example) must never reuse it for another path.
+            # X-Accel-Expires is honoured by nginx even where Cache-Control is ignored.
+            return json_response(202, {"status": "public"}, [("X-Accel-Expires", "0")])
         now = self.clock()
         session, set_cookies = self._current_session(request.headers.get("cookie"), now)
         if session is None:
@@ -266,6 +300,15 @@ class SignInFlow:
             (settings.account_header, user.account.account_id),
         ]
         return json_response(202, {"status": "authenticated"}, headers, set_cookies)
+
+    @staticmethod
+    def _original_target(request: IncomingRequest) -> str | PathRefused | None:
+        """The URI the proxy in front was asked for, normalised like any request path."""
+        for header in ("x-original-uri", "x-forwarded-uri"):
+            value = request.headers.get(header)
+            if value:
+                return normalise_target(value)
+        return None
 
     def _original_uri(self, request: IncomingRequest) -> str | None:
         for header in ("x-original-uri", "x-forwarded-uri"):
@@ -548,6 +591,11 @@ class SignInFlow:
 
     def _form_expired(self) -> Respond:
         return self._page(403, "error.html", title="This form has expired", retry=True)
+
+    def _bad_path(self, request: IncomingRequest) -> Respond:
+        if request.is_websocket or self._is_api_request(request):
+            return json_response(400, {"error": "invalid_path"})
+        return self._page(400, "error.html", title="This address is not valid")
 
     def _unavailable(self, request: IncomingRequest) -> Respond:
         if self._is_api_request(request):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from .paths import PathRefused, normalise_target
+
 MAX_RETURN_PATH_LENGTH = 2048
 _MAX_DECODE_ROUNDS = 4
 # RFC 3986 §3.3 path and §3.4 query characters, plus "%" for escapes and "#" for a
@@ -29,10 +31,11 @@ def _looks_like_another_origin(path: str) -> bool:
 
 
 def safe_return_path(candidate: str | None, *, reserved_prefix: str = "") -> str | None:
-    """Return ``candidate`` when it is a safe same-origin path, else ``None``.
+    """``candidate`` with its path normalised when it is a safe same-origin path, else ``None``.
 
     ``reserved_prefix`` (the middleware's own endpoints, e.g. ``/oauth2``) is refused too,
-    so a return path can never start another sign-in or a sign-out.
+    so a return path can never start another sign-in or a sign-out. The path is normalised
+    by ``core.paths`` (one reading of a path everywhere); an ambiguous one is refused.
     """
     if not candidate or len(candidate) > MAX_RETURN_PATH_LENGTH:
         return None
@@ -53,9 +56,12 @@ def safe_return_path(candidate: str | None, *, reserved_prefix: str = "") -> str
         return None  # still decoding after several rounds: nested encoding is a trick
     if _looks_like_another_origin(value):
         return None
-    if reserved_prefix and _is_under(value, reserved_prefix):
+    normal = normalise_target(candidate)
+    if isinstance(normal, PathRefused):
         return None
-    return candidate
+    if reserved_prefix and (_is_under(value, reserved_prefix) or _is_under(normal, reserved_prefix)):
+        return None
+    return normal
 
 
 def _is_under(path: str, prefix: str) -> bool:

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
+from urllib.parse import quote, unquote
 
 import anyio
 import httpx
@@ -45,6 +46,7 @@ from ..settings import Settings
 log = logging.getLogger("cqrs_sso")
 _IDENTITY_HEADER_NAMES = frozenset(h.replace("_", "-").encode("latin-1") for h in IDENTITY_HEADERS)
 USER_AGENT = "cqrs-sso-middleware"
+_PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
 WEBSOCKET_UNAUTHENTICATED = 4401
 
 
@@ -159,15 +161,23 @@ class ASGISSOMiddleware:
 
     @staticmethod
     def _request(scope: Scope, headers: ScopeHeaderLookup) -> IncomingRequest:
+        raw_path = scope.get("raw_path")
+        # ASGI servers decode `path`, losing "/" versus "%2F"; `raw_path` keeps the original.
+        path = raw_path.decode("latin-1") if raw_path else quote(scope["path"] or "/", safe=_PCHAR)
         return IncomingRequest(
             method=scope.get("method", "GET").upper(),
-            path=scope["path"] or "/",
+            path=path,
             query_string=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
             is_websocket=scope["type"] == "websocket",
+            root_path=scope.get("root_path", ""),
         )
 
     async def _pass_through(self, outcome: PassThrough, scope: Scope, receive: Receive, send: Send) -> None:
+        if outcome.path is not None:
+            # The app (and the proxy's upstream) get the path the rules were decided on.
+            scope["path"] = unquote(outcome.path)
+            scope["raw_path"] = outcome.path.encode("ascii")
         if outcome.user is not None:
             scope["user"] = outcome.user
             scope["auth"] = AuthCredentials(["authenticated"])

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import httpx
 
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger("cqrs_sso")
+_PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
 _CGI_HEADERS = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
 _IDENTITY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in IDENTITY_HEADERS)
 USER_AGENT = "cqrs-sso-middleware"
@@ -138,20 +140,25 @@ class SSOMiddleware:
 
     @staticmethod
     def _request(environ: WSGIEnvironment) -> IncomingRequest:
-        # PEP 3333 gives paths as latin-1-decoded bytes; the core wants the real text.
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        if not path.isascii():
-            path = path.encode("latin-1", "replace").decode("utf-8", "replace")
         return IncomingRequest(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
-            path=path or "/",
+            path=raw_request_path(environ),
             query_string=environ.get("QUERY_STRING", ""),
             headers=EnvironHeaderLookup(environ),
+            root_path=environ.get("SCRIPT_NAME", ""),
         )
 
     def _pass_through(
         self, outcome: PassThrough, environ: WSGIEnvironment, start_response: StartResponse
     ) -> Iterable[bytes]:
+        if outcome.path is not None:
+            # The app must serve the path the rules were decided on, not the client's.
+            decoded = unquote_to_bytes(outcome.path).decode("latin-1")  # PEP 3333 "bytes as str"
+            environ["PATH_INFO"] = decoded[len(environ.get("SCRIPT_NAME", "")) :]
+            query = environ.get("QUERY_STRING")
+            for key in ("RAW_URI", "REQUEST_URI"):
+                if key in environ:
+                    environ[key] = outcome.path + (f"?{query}" if query else "")
         if outcome.user is not None:
             environ["cqrs_sso.user"] = outcome.user
             environ["REMOTE_USER"] = outcome.user.email
@@ -219,6 +226,24 @@ class SSOMiddleware:
             return LookupFailed(f"timed out after {timeout:g}s")
         except Exception as error:
             return LookupFailed(f"raised {type(error).__name__}")
+
+
+def raw_request_path(environ: WSGIEnvironment) -> str:
+    """The request path as the client sent it, still percent-encoded.
+
+    PEP 3333 servers decode ``PATH_INFO``, which loses the difference between ``/`` and
+    ``%2F``; gunicorn (``RAW_URI``), werkzeug and uWSGI (``REQUEST_URI``) keep the original.
+    That original is used only when it decodes to ``SCRIPT_NAME + PATH_INFO``: a WSGI
+    layer outside this one may have rewritten the path, and the rules must judge what the
+    app will be given.
+    """
+    decoded_path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(uri, str) and uri.startswith("/"):
+        raw = uri.split("?", 1)[0]
+        if raw == decoded_path or unquote_to_bytes(raw).decode("latin-1") == decoded_path:
+            return raw
+    return quote_from_bytes(decoded_path.encode("latin-1", "replace"), safe=_PCHAR) or "/"
 
 
 def _call_lookup(lookup: Callable[[Identity], Any], identity: Identity) -> object:

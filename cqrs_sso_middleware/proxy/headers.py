@@ -37,6 +37,21 @@ HOP_BY_HOP = frozenset(
     }
 )
 _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+# Headers that some upstream, CDN or framework takes as "the client's address". From anyone
+# but a trusted proxy they are the client's own claim, so they are dropped: an upstream
+# that rate-limits or audits by them would otherwise be spoofed with one header.
+CLIENT_ADDRESS_HEADERS = frozenset(
+    {
+        b"x-real-ip",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"cf-connecting-ip",
+        b"x-cluster-client-ip",
+        b"fastly-client-ip",
+        b"x-originating-ip",
+        b"client-ip",
+    }
+)
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -81,19 +96,22 @@ def _first(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
 def forwarded_headers(
     incoming: Sequence[tuple[bytes, bytes]], client: str | None, scheme: str, host: bytes, trusted: bool
 ) -> RawHeaders:
-    """``X-Forwarded-For/-Proto/-Host`` for the upstream.
+    """``X-Forwarded-For/-Proto/-Host`` and ``X-Real-IP`` for the upstream.
 
-    From a trusted proxy the incoming chain is kept and the peer appended; from anyone else
-    the incoming values are discarded and ours stand alone.
+    From a trusted proxy the incoming chain is kept and the peer appended, and its
+    ``X-Real-IP`` kept; from anyone else the incoming values are discarded and ours stand
+    alone (``X-Real-IP`` is then the address this proxy saw).
     """
     chain = _first(incoming, b"x-forwarded-for") if trusted else None
     peer = (client or "unknown").encode("latin-1")
     proto = (_first(incoming, b"x-forwarded-proto") if trusted else None) or scheme.encode("latin-1")
     forwarded_host = (_first(incoming, b"x-forwarded-host") if trusted else None) or host
+    real_ip = (_first(incoming, b"x-real-ip") if trusted else None) or peer
     return [
         (b"x-forwarded-for", chain + b", " + peer if chain else peer),
         (b"x-forwarded-proto", proto),
         (b"x-forwarded-host", forwarded_host),
+        (b"x-real-ip", real_ip),
     ]
 
 
@@ -170,8 +188,13 @@ def upstream_headers(
     kept = [
         (k, v)
         for k, v in without_hop_by_hop(incoming)
-        if k.lower() not in _FORWARDED and k.lower() != b"host" and k.lower().replace(b"_", b"-") not in ours
+        if k.lower() not in _FORWARDED
+        and k.lower() != b"host"
+        and k.lower().replace(b"_", b"-") not in ours
+        and (trusted or k.lower().replace(b"_", b"-") not in CLIENT_ADDRESS_HEADERS)
     ]
+    if trusted:  # the trusted proxy's X-Real-IP is re-emitted by forwarded_headers
+        kept = [(k, v) for k, v in kept if k.lower() != b"x-real-ip"]
     kept = without_cookies(kept, own_cookie_names, own_cookie_prefixes)
     return [
         (b"host", upstream_host),

@@ -75,6 +75,36 @@ def test_identity_headers_are_the_signed_in_users_only() -> None:
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        b"x-real-ip",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"cf-connecting-ip",
+        b"x-cluster-client-ip",
+        b"fastly-client-ip",
+        b"x-originating-ip",
+        b"client-ip",
+        b"x_real_ip",
+        b"True_Client_IP",
+    ],
+)
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted-client", "trusted-proxy"])
+def test_client_address_headers_pass_only_from_trusted_proxies(name: bytes, trusted: bool) -> None:
+    sent = upstream([(b"host", b"cqrs.example.nhs.uk"), (name, b"6.6.6.6")], trusted=trusted)
+    spoofed = [k for k, v in sent.items() if v == b"6.6.6.6"]
+    if trusted:
+        assert spoofed, "a trusted proxy's client-address header is kept"
+    else:
+        assert spoofed == [], f"client-sent {name!r} reached the upstream"
+        assert sent[b"x-real-ip"] == b"192.0.2.10"  # the address the proxy saw
+
+
+def test_x_real_ip_is_the_peer_when_nobody_sent_one() -> None:
+    assert upstream([(b"host", b"h")], trusted=True)[b"x-real-ip"] == b"192.0.2.10"
+
+
+@pytest.mark.parametrize(
     "cookie,expected",
     [
         pytest.param(b"__Host-cqrs_sso=s; theme=dark", b"theme=dark", id="session-removed"),

@@ -1,0 +1,172 @@
+"""The path table through `cqrs-sso proxy` (a real process) and through nginx forward-auth,
+each in front of an upstream that records the raw request target it received."""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cqrs_sso_middleware.core.paths import PathRefused, normalise_path
+
+from ..path_cases import PUBLIC_PATTERN, VARIANTS, served_from_public
+from .conftest import ProxyProcess, free_port
+from .test_nginx_forward_auth import NGINX, nginx_conf, require_nginx
+
+pytestmark = pytest.mark.integration
+
+
+class RecordingUpstream(socketserver.ThreadingTCPServer):
+    """An HTTP/1.1 server that answers 200 with the request target exactly as received."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+        self.targets: list[bytes] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _RecordingHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server = self.server
+        assert isinstance(server, RecordingUpstream)
+        request_line = self.rfile.readline(65537)
+        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+            pass
+        target = request_line.split(b" ")[1] if request_line.count(b" ") >= 2 else b""
+        server.targets.append(target)
+        body = json.dumps({"target": target.decode("latin-1")}).encode()
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+
+
+@pytest.fixture
+def recorder() -> Iterator[RecordingUpstream]:
+    server = RecordingUpstream()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def raw_get(origin: str, target: str) -> tuple[int, dict[str, str], bytes]:
+    """GET with the request target sent byte for byte (HTTP clients normalise it)."""
+    host, port = origin.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"GET " + target.encode("latin-1") + b" HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
+            + b"\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+        )  # fmt: skip
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def classify(raw: str, status: int, headers: dict[str, str], body: bytes) -> str:
+    if status == 400:
+        return "refused"
+    if status in (302, 303) and "/oauth2/sign_in" in headers.get("location", ""):
+        return "sign_in"
+    if status == 200 and b"Welcome to the Calculating Quality Reporting Service" in body:
+        return "sign_in"  # nginx: error_page 401 serves the sign-in page in place
+    if status == 500 and b"nginx" in body:
+        return "refused"  # nginx: the auth subrequest answered 400 for an ambiguous path
+    assert status == 200, (raw, status, body[:200])
+    return "public"
+
+
+def test_every_path_variant_through_the_proxy(
+    start_proxy: Callable[..., ProxyProcess], recorder: RecordingUpstream
+) -> None:
+    proxy = start_proxy(CQRS_SSO_UPSTREAM=recorder.url, CQRS_SSO_PUBLIC_PATHS=PUBLIC_PATTERN)
+    outcomes: dict[str, str] = {}
+    for case_id, raw in VARIANTS:
+        before = len(recorder.targets)
+        status, headers, body = raw_get(proxy.url, raw)
+        outcome = outcomes[case_id] = classify(raw, status, headers, body)
+        received = recorder.targets[before:]
+        if outcome != "public":
+            assert received == [], f"{case_id}: reached the upstream without a session: {received}"
+            continue
+        # The upstream got exactly the normalised path that was checked, byte for byte.
+        checked = normalise_path(raw)
+        assert not isinstance(checked, PathRefused)
+        assert received == [checked.encode("ascii")], (case_id, received, checked)
+        assert served_from_public(checked), (case_id, checked)
+    assert set(outcomes.values()) == {"refused", "sign_in", "public"}, outcomes
+    refused_by_core = {case_id for case_id, raw in VARIANTS if isinstance(normalise_path(raw), PathRefused)}
+    assert {k for k, v in outcomes.items() if v == "refused"} >= refused_by_core - {"raw-backslash"}
+
+
+def test_query_string_reaches_the_upstream_untouched(
+    start_proxy: Callable[..., ProxyProcess], recorder: RecordingUpstream
+) -> None:
+    proxy = start_proxy(CQRS_SSO_UPSTREAM=recorder.url, CQRS_SSO_PUBLIC_PATHS=PUBLIC_PATTERN)
+    status, _, _ = raw_get(proxy.url, "/public/x/../a.css?q=/../%2f&b=%41")
+    assert status == 200
+    assert recorder.targets[-1] == b"/public/a.css?q=/../%2f&b=%41"
+
+
+@pytest.fixture
+def nginx_in_front_of_recorder(
+    start_proxy: Callable[..., ProxyProcess], recorder: RecordingUpstream, tmp_path: Path
+) -> Iterator[str]:
+    require_nginx()
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    sso = start_proxy(
+        CQRS_SSO_UPSTREAM="",
+        CQRS_SSO_BASE_URL=origin,
+        CQRS_SSO_PUBLIC_PATHS=PUBLIC_PATTERN,
+        redirect_origin=origin,
+    )
+    conf = nginx_conf(tmp_path, port, sso.url.removeprefix("http://"), recorder.url.removeprefix("http://"))
+    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            httpx.get(origin + "/oauth2/sign_in", timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("nginx did not start") from None
+            time.sleep(0.05)
+    yield origin
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_every_path_variant_through_nginx_forward_auth(
+    nginx_in_front_of_recorder: str, recorder: RecordingUpstream
+) -> None:
+    outcomes: dict[str, str] = {}
+    for case_id, raw in VARIANTS:
+        before = len(recorder.targets)
+        status, headers, body = raw_get(nginx_in_front_of_recorder, raw)
+        outcome = outcomes[case_id] = classify(raw, status, headers, body)
+        received = recorder.targets[before:]
+        if outcome != "public":
+            assert received == [], f"{case_id}: reached the upstream without a session: {received}"
+            continue
+        # nginx passes $request_uri on, and X-Original-URI ($request_uri) is what was checked.
+        assert received == [raw.encode("latin-1")], (case_id, received)
+        assert served_from_public(raw), (case_id, raw)
+    assert "public" in outcomes.values() and "sign_in" in outcomes.values(), outcomes
