@@ -228,3 +228,22 @@ class Journey:
         answer = self.provider_login(self.start(path), email, password)
         assert answer.status_code in (302, 303), answer.text[:300]
         return self.callback(answer.headers["location"])
+
+
+def record_provider_requests(client: AppClient) -> list[str]:
+    """URLs of every request the middleware behind ``client`` sends to the provider."""
+    seen: list[str] = []
+    http = client.middleware.http  # type: ignore[attr-defined]
+    if client.driver == "wsgi":
+        http.event_hooks["request"].append(lambda request: seen.append(str(request.url)))
+    else:
+
+        async def record(request: httpx.Request) -> None:
+            seen.append(str(request.url))
+
+        http.event_hooks["request"].append(record)
+    return seen
+
+
+def jwks_fetches(seen: list[str]) -> int:
+    return sum(1 for url in seen if "keys" in url.rsplit("/", 1)[-1] or url.endswith("/jwks"))

@@ -95,6 +95,8 @@ class RelyingParty:
         return metadata
 
     def _fetch_keys(self, metadata: ProviderMetadata, now: float) -> Step:
+        """Fetch and install the JWKS; on failure the last good keys stay and ProviderError
+        is raised for the caller to decide whether the old keys are good enough."""
         try:
             result = yield HttpCall("GET", metadata.jwks_uri, "jwks")
             reply = _expect_reply(result, "JWKS")
@@ -102,9 +104,8 @@ class RelyingParty:
                 raise ProviderError(f"JWKS: HTTP {reply.status}")
             self.state.keys.accept(reply.body, now)
         except ProviderError:
-            if self.state.keys.keys is None:
-                raise
-            # A failed refresh keeps the last good keys (design §3).
+            self.state.keys.fetch_failed(now)
+            raise
 
     # -- authorization request -----------------------------------------------------------
 
@@ -167,7 +168,12 @@ class RelyingParty:
         reply = _expect_reply(result, "token endpoint")
         id_token = _id_token_from(reply)
         if self.state.keys.should_fetch(now):
-            yield from self._fetch_keys(metadata, now)
+            try:
+                yield from self._fetch_keys(metadata, now)
+            except ProviderError:
+                if self.state.keys.keys is None:
+                    raise
+                # A failed routine refresh keeps the last good keys (design §3).
         keys = self.state.keys.keys
         if keys is None:
             raise ProviderError("JWKS unavailable")
@@ -183,6 +189,8 @@ class RelyingParty:
         except UnknownSigningKey:
             if not self.state.keys.should_fetch(now, unknown_kid=True):
                 raise
+        # The provider may have rolled its keys. If it cannot be asked now, this is an
+        # outage (503, try again), not a forged token.
         yield from self._fetch_keys(metadata, now)
         refreshed: KeySet | None = self.state.keys.keys
         assert refreshed is not None

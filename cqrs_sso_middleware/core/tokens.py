@@ -4,8 +4,12 @@ Signature checking is joserfc's; everything around it — which algorithms, whic
 claims — is decided here, explicitly, because that is where ID token bugs live.
 
 JWKS refresh (design §3, Entra key roll-over): keys are cached; a token naming an unknown
-``kid`` triggers at most one refresh per ``UNKNOWN_KID_REFRESH_SECONDS``; after that the
-token is rejected. A failed refresh keeps the last good keys.
+``kid`` triggers a refresh unless another *unknown-kid* refresh happened in the last
+``UNKNOWN_KID_REFRESH_SECONDS``; after that the token is rejected. Routine fetches (the
+first one, and the daily one) do not count against that budget, so a roll-over right
+after a fetch still works (OpenID RP certification ``rp-key-rotation-op-sign-key``), while
+a flood of random ``kid``s costs the provider at most one request per window. A failed
+refresh keeps the last good keys and may be retried after ``FAILED_REFRESH_RETRY_SECONDS``.
 """
 
 from __future__ import annotations
@@ -24,26 +28,43 @@ from .errors import ProviderError, TokenRejected, UnknownSigningKey
 from .metadata import SUPPORTED_SIGNING_ALGORITHMS
 
 UNKNOWN_KID_REFRESH_SECONDS = 300
+FAILED_REFRESH_RETRY_SECONDS = 10
 JWKS_MAX_AGE_SECONDS = 24 * 3600
 MAX_ID_TOKEN_BYTES = 16 * 1024
 
 
 @dataclass(slots=True)
 class SigningKeys:
-    """The provider's public keys, as last fetched, and when we last tried to fetch them."""
+    """The provider's public keys, as last fetched, and the two refresh budgets."""
 
     keys: KeySet | None = None
     fetched_at: float = 0.0
-    last_attempt_at: float = field(default=float("-inf"))
+    # Earliest moments the next routine / unknown-kid refresh may be made.
+    routine_due_at: float = field(default=float("-inf"))
+    unknown_kid_due_at: float = field(default=float("-inf"))
 
     def should_fetch(self, now: float, unknown_kid: bool = False) -> bool:
-        """Whether to (re)fetch the JWKS now; a ``True`` answer reserves the attempt."""
-        if self.keys is not None and not unknown_kid and now - self.fetched_at < JWKS_MAX_AGE_SECONDS:
+        """Whether to (re)fetch the JWKS now; a ``True`` answer reserves the attempt.
+
+        Routine: no keys yet, or keys older than a day. Unknown ``kid``: at most one per
+        ``UNKNOWN_KID_REFRESH_SECONDS``, whatever routine fetches happened meanwhile.
+        """
+        if unknown_kid:
+            if self.keys is not None and now < self.unknown_kid_due_at:
+                return False  # rate limit: a flood of bad kids cannot hammer the provider
+            self.unknown_kid_due_at = now + UNKNOWN_KID_REFRESH_SECONDS
+            return True
+        if self.keys is not None and now - self.fetched_at < JWKS_MAX_AGE_SECONDS:
             return False
-        if self.keys is not None and now - self.last_attempt_at < UNKNOWN_KID_REFRESH_SECONDS:
-            return False  # rate limit: a flood of bad kids cannot hammer the provider
-        self.last_attempt_at = now
+        if self.keys is not None and now < self.routine_due_at:
+            return False  # a stale-key refresh failed a moment ago: keep the last good keys
+        self.routine_due_at = now + FAILED_REFRESH_RETRY_SECONDS
         return True
+
+    def fetch_failed(self, now: float) -> None:
+        """A reserved refresh failed: allow the next try soon, not a whole window later, so
+        sign-in recovers once the provider is back (a flood still costs ≤ 1 request / 10 s)."""
+        self.unknown_kid_due_at = min(self.unknown_kid_due_at, now + FAILED_REFRESH_RETRY_SECONDS)
 
     def accept(self, body: bytes, now: float) -> None:
         """Install a fetched JWKS document; raises ProviderError and keeps the old keys."""
@@ -91,11 +112,16 @@ def _verify_signature(id_token: str, keys: KeySet, allowed: Collection[str]) -> 
     if alg not in allowed:
         raise TokenRejected("algorithm_not_allowed", f"alg={alg!r}")
     kid = header.get("kid")
-    candidates = [k for k in keys if k.kid == kid] if kid is not None else list(keys)
-    if not candidates:
-        raise UnknownSigningKey(kid if isinstance(kid, str) else None)
-    if kid is None and len(candidates) != 1:
-        raise TokenRejected("missing_kid", "several keys published and the token names none")
+    if kid is not None:
+        candidates = [k for k in keys if k.kid == kid]
+        if not candidates:
+            raise UnknownSigningKey(kid if isinstance(kid, str) else None)
+    else:
+        # OIDC Core §10.1: without a kid the key must be unambiguous. Only keys that can
+        # verify this alg count (RP certification rp-id_token-kid-absent-*-jwks).
+        candidates = [k for k in keys if _fits(k, str(alg))]
+        if len(candidates) != 1:
+            raise TokenRejected("missing_kid", f"{len(candidates)} keys fit {alg} and the token names none")
     try:
         compact = jws.extract_compact(id_token.encode("ascii"))
         valid = jws.validate_compact(compact, candidates[0], algorithms=[str(alg)])
@@ -110,6 +136,15 @@ def _verify_signature(id_token: str, keys: KeySet, allowed: Collection[str]) -> 
     if not isinstance(claims, dict):
         raise TokenRejected("malformed", "payload is not a JSON object")
     return claims
+
+
+_KEY_TYPE_OF_ALG = {"RS": "RSA", "PS": "RSA", "ES": "EC"}
+
+
+def _fits(key: Any, alg: str) -> bool:
+    """Whether ``key`` can verify ``alg``: right key type, and its own ``alg`` if it names one."""
+    key_alg = key.get("alg") if hasattr(key, "get") else None
+    return key.key_type == _KEY_TYPE_OF_ALG.get(alg[:2]) and key_alg in (None, alg)
 
 
 def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:

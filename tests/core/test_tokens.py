@@ -15,6 +15,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from cqrs_sso_middleware.core.errors import ProviderError, TokenRejected, UnknownSigningKey
 from cqrs_sso_middleware.core.tokens import (
+    FAILED_REFRESH_RETRY_SECONDS,
     UNKNOWN_KID_REFRESH_SECONDS,
     SigningKeys,
     TokenExpectations,
@@ -170,17 +171,35 @@ def test_keys_are_fetched_once_then_cached() -> None:
     assert not cache.should_fetch(NOW + 3600)
 
 
-def test_unknown_kid_refreshes_at_most_once_per_five_minutes() -> None:
+def test_routine_fetch_does_not_use_up_the_unknown_kid_refresh() -> None:
     cache = SigningKeys()
     assert cache.should_fetch(NOW)
     cache.accept(jwks_body(RSA), NOW)
-    # Keys fetched a moment ago are as fresh as they get: no refresh for 5 minutes.
-    assert not cache.should_fetch(NOW + 1, unknown_kid=True)
-    later = NOW + UNKNOWN_KID_REFRESH_SECONDS
-    assert cache.should_fetch(later, unknown_kid=True)
-    assert not cache.should_fetch(later + 1, unknown_kid=True)
-    assert not cache.should_fetch(later + UNKNOWN_KID_REFRESH_SECONDS - 1, unknown_kid=True)
-    assert cache.should_fetch(later + UNKNOWN_KID_REFRESH_SECONDS, unknown_kid=True)
+    # A roll-over right after the first fetch: the unknown kid may refresh at once.
+    assert cache.should_fetch(NOW + 1, unknown_kid=True)
+
+
+def test_unknown_kid_refreshes_at_most_once_per_five_minutes() -> None:
+    cache = SigningKeys()
+    cache.should_fetch(NOW)
+    cache.accept(jwks_body(RSA), NOW)
+    assert cache.should_fetch(NOW + 1, unknown_kid=True)
+    cache.accept(jwks_body(RSA), NOW + 1)
+    assert not cache.should_fetch(NOW + 2, unknown_kid=True)
+    assert not cache.should_fetch(NOW + UNKNOWN_KID_REFRESH_SECONDS, unknown_kid=True)
+    assert cache.should_fetch(NOW + 1 + UNKNOWN_KID_REFRESH_SECONDS, unknown_kid=True)
+    # A daily routine refresh in between neither needs nor resets the unknown-kid budget.
+    assert not cache.should_fetch(NOW + 2 + UNKNOWN_KID_REFRESH_SECONDS, unknown_kid=True)
+
+
+def test_failed_unknown_kid_refresh_may_be_retried_soon() -> None:
+    cache = SigningKeys()
+    cache.should_fetch(NOW)
+    cache.accept(jwks_body(RSA), NOW)
+    assert cache.should_fetch(NOW + 1, unknown_kid=True)
+    cache.fetch_failed(NOW + 1)
+    assert not cache.should_fetch(NOW + 1 + FAILED_REFRESH_RETRY_SECONDS - 1, unknown_kid=True)
+    assert cache.should_fetch(NOW + 1 + FAILED_REFRESH_RETRY_SECONDS, unknown_kid=True)
 
 
 def test_failed_refresh_keeps_the_last_good_keys() -> None:
