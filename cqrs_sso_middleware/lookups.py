@@ -38,7 +38,7 @@ from .core.errors import ConfigError
 from .core.identity import Account, Identity
 
 if TYPE_CHECKING:
-    from .settings import AccountLookup, Settings
+    from .core.identity import AccountLookup
 
 log = logging.getLogger("cqrs_sso.lookup")
 
@@ -173,8 +173,7 @@ def _import_callable(spec: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-def _sql_lookup(url: str, settings: Settings) -> SQLAccountLookup:
-    query = settings.account_query
+def _sql_lookup(url: str, query: str) -> SQLAccountLookup:
     if not query:
         raise ConfigError(["account_query: required with an sql: lookup (set CQRS_SSO_ACCOUNT_QUERY)"])
     if ":email" not in query:
@@ -189,8 +188,12 @@ def _sql_lookup(url: str, settings: Settings) -> SQLAccountLookup:
         raise ConfigError([f"account_lookup: not a usable database URL ({type(error).__name__})"]) from error
 
 
-def resolve_account_lookup(spec: str, settings: Settings) -> AccountLookup:
-    """Turn an ``account_lookup`` string into a callable, or raise ConfigError."""
+def resolve_account_lookup(spec: str, *, account_query: str = "", timeout_seconds: float = 5.0) -> AccountLookup:
+    """Turn an ``account_lookup`` string into a callable, or raise ConfigError.
+
+    ``account_query`` is the SQL of an ``sql:`` lookup; ``timeout_seconds`` bounds an
+    ``http(s):`` lookup's request.
+    """
     kind, _, rest = spec.partition(":")
     if kind in ("csv", "json") and rest:
         try:
@@ -198,12 +201,12 @@ def resolve_account_lookup(spec: str, settings: Settings) -> AccountLookup:
         except (OSError, ValueError) as error:
             raise ConfigError([f"account_lookup: cannot load {kind} file {rest!r}: {error}"]) from error
     if kind == "sql" and rest:
-        return _sql_lookup(rest, settings)
+        return _sql_lookup(rest, account_query)
     if kind in ("http", "https") and rest.startswith(("//", "http://", "https://")):
         url = rest if rest.startswith(("http://", "https://")) else spec  # "http:URL" or a bare URL
         if "{email}" not in url:
             raise ConfigError(["account_lookup: an http(s) lookup URL needs the placeholder {email}"])
-        return HTTPAccountLookup(url, settings.account_lookup_timeout_seconds)
+        return HTTPAccountLookup(url, timeout_seconds)
     if ":" not in spec or not rest:
         raise ConfigError(
             [

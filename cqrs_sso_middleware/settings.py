@@ -13,16 +13,17 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from .core.errors import ConfigError
-from .core.identity import Account, Identity
+from .core.identity import AccountLookup
+from .lookups import resolve_account_lookup
 
-AccountLookup = Callable[[Identity], "Account | Awaitable[Account | None] | None"]
+__all__ = ["AccountLookup", "ConfigError", "Settings"]
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
@@ -96,10 +97,13 @@ class Settings:
         self._check_urls_and_paths(problems)
         self._check_numbers(problems)
         if isinstance(self.account_lookup, str):
-            from .lookups import resolve_account_lookup
-
             try:
-                object.__setattr__(self, "account_lookup", resolve_account_lookup(self.account_lookup, self))
+                lookup = resolve_account_lookup(
+                    self.account_lookup,
+                    account_query=self.account_query,
+                    timeout_seconds=self.account_lookup_timeout_seconds,
+                )
+                object.__setattr__(self, "account_lookup", lookup)
             except ConfigError as error:
                 problems.extend(error.problems)
         elif not callable(self.account_lookup):

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ..settings import Settings
+from .config import CoreSettings
 from .actions import (
     Decision,
     EffectResult,
@@ -72,7 +72,7 @@ class SignInFlow:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: CoreSettings,
         pages: PageRenderer,
         clock: Callable[[], float] = time.time,
         provider_state: ProviderState | None = None,

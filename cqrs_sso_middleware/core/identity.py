@@ -8,7 +8,7 @@ identity) for lookups that bind an account to its first owner.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -161,3 +161,8 @@ class AccountCache:
         if len(self._entries) >= self.capacity:
             del self._entries[next(iter(self._entries))]
         self._entries[(identity.email, identity.object_id)] = (now + self.ttl, answer)
+
+
+AccountLookup = Callable[[Identity], "Account | Awaitable[Account | None] | None"]
+"""The deployer's account check (design §3): a plain or ``async`` callable; ``None`` means
+"no CQRS account" (seed step 5); an exception or a time-out is *not* "no account"."""

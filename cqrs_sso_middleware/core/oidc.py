@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 from joserfc.jwk import KeySet
 
-from ..settings import Settings
+from .config import CoreSettings
 from .actions import EffectResult, HttpCall, HttpFailure, HttpReply
 from .attempts import LoginAttempt
 from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
@@ -60,7 +60,7 @@ def _expect_reply(result: EffectResult, what: str) -> HttpReply:
 class RelyingParty:
     """The OpenID Connect client of one deployment (one issuer, one client id)."""
 
-    def __init__(self, settings: Settings, state: ProviderState | None = None) -> None:
+    def __init__(self, settings: CoreSettings, state: ProviderState | None = None) -> None:
         self.settings = settings
         self.state = state or ProviderState()
         self._assertions = (

@@ -36,6 +36,7 @@ from ..pages import JinjaPages
 from ..settings import Settings
 from .headers import TrustedProxies, downstream_headers, identity_headers, upstream_headers
 from .metrics import ProxyMetrics
+from .websockets import relay_websocket
 
 log = logging.getLogger("cqrs_sso.proxy")
 access_log = logging.getLogger("cqrs_sso.access")
@@ -103,9 +104,9 @@ class ReverseProxy:
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
         elif scope["type"] == "websocket":
-            from .websockets import relay_websocket
-
-            await relay_websocket(self, scope, receive, send)
+            scheme = "wss" if self.upstream_origin.startswith("https") else "ws"
+            url = self.upstream_url(scope, scheme)
+            await relay_websocket(url, self.upstream_request_headers(scope), scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

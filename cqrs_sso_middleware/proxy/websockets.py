@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-if TYPE_CHECKING:
-    from .app import ReverseProxy
+from .headers import RawHeaders
 
 log = logging.getLogger("cqrs_sso.proxy")
 _SKIP = {
@@ -26,16 +24,16 @@ _SKIP = {
 }
 
 
-async def relay_websocket(proxy: ReverseProxy, scope: Scope, receive: Receive, send: Send) -> None:
+async def relay_websocket(
+    upstream_url: str, upstream_headers: RawHeaders, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Relay one websocket to ``upstream_url`` (``ws://`` or ``wss://``) with the
+    already-cleaned ``upstream_headers`` (the handshake's own headers are left to the client
+    library)."""
     message = await receive()
     if message["type"] != "websocket.connect":
         return
-    headers = [
-        (k.decode("latin-1"), v.decode("latin-1"))
-        for k, v in proxy.upstream_request_headers(scope)
-        if k not in _SKIP
-    ]
-    scheme = "wss" if proxy.upstream_origin.startswith("https") else "ws"
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream_headers if k not in _SKIP]
     subprotocols = [
         p.strip()
         for p in dict(scope["headers"]).get(b"sec-websocket-protocol", b"").decode().split(",")
@@ -43,7 +41,7 @@ async def relay_websocket(proxy: ReverseProxy, scope: Scope, receive: Receive, s
     ]
     try:
         upstream = await connect(
-            proxy.upstream_url(scope, scheme),
+            upstream_url,
             additional_headers=headers,
             subprotocols=subprotocols or None,  # type: ignore[arg-type,unused-ignore]
             open_timeout=10,
