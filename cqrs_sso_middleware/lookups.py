@@ -188,7 +188,9 @@ def _sql_lookup(url: str, query: str) -> SQLAccountLookup:
         raise ConfigError([f"account_lookup: not a usable database URL ({type(error).__name__})"]) from error
 
 
-def resolve_account_lookup(spec: str, *, account_query: str = "", timeout_seconds: float = 5.0) -> AccountLookup:
+def resolve_account_lookup(
+    spec: str, *, account_query: str = "", timeout_seconds: float = 5.0
+) -> AccountLookup:
     """Turn an ``account_lookup`` string into a callable, or raise ConfigError.
 
     ``account_query`` is the SQL of an ``sql:`` lookup; ``timeout_seconds`` bounds an

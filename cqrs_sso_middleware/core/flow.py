@@ -20,7 +20,6 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from .config import CoreSettings
 from .actions import (
     Decision,
     EffectResult,
@@ -36,6 +35,7 @@ from .actions import (
 )
 from .attempts import AttemptCookies, LoginAttempt, SpentStates
 from .audit import audit, session_ref
+from .config import CoreSettings
 from .cookies import CookiePolicy, cookie_values, parse_cookie_header
 from .csrf import FIELD_NAME, cross_origin, csrf_token, csrf_token_valid, new_csrf_cookie_value
 from .errors import ProviderError, TokenRejected

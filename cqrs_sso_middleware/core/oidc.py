@@ -21,10 +21,10 @@ from urllib.parse import quote, urlencode
 
 from joserfc.jwk import KeySet
 
-from .config import CoreSettings
 from .actions import EffectResult, HttpCall, HttpFailure, HttpReply
 from .attempts import LoginAttempt
 from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
+from .config import CoreSettings
 from .errors import ProviderError, TokenRejected, UnknownSigningKey
 from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
 from .tokens import SigningKeys, TokenExpectations, validate_id_token
