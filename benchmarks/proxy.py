@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/proxy.py [--seconds 10] [--connections 32] [--workers 2]
 
 (a) the legacy app direct (tests/proxy/legacy_app.py under gunicorn);
-(b) through `cqrs-sso proxy`;
+(b) through `cqrs-sso proxy` (cookie store), and (b') the same with ``session_store`` on
+    Redis (``--redis-url``, default db 15, key prefix ``cqrs_sso_bench:``);
 (c) through nginx + forward-auth (examples/nginx/cqrs-sso.conf with `cqrs-sso proxy`
     as the auth service);
 (d) through Apache + mod_auth_openidc, when apache2 and libapache2-mod-auth-openidc are
@@ -197,11 +198,17 @@ OIDCSessionInactivityTimeout 3600
     return path
 
 
+def run_proxy(stack: ExitStack, port: int, workers: int, env: dict[str, str], log: Path) -> None:
+    command = [sys.executable, "-m", "cqrs_sso_middleware.cli", "proxy", "--listen", f"127.0.0.1:{port}"]
+    start(stack, [*command, "--workers", str(workers)], env, log)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="authenticated GET throughput, four ways")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     args = parser.parse_args()
     python = sys.executable
     results: dict[str, tuple[float, float, float]] = {}
@@ -243,29 +250,25 @@ def main() -> None:
         wait_for(f"http://{app}/")
         results["(a) legacy app direct"] = wrk(f"http://{app}{PAGE}", "", args.seconds, args.connections)
 
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        provider.clients["proxy-bench"] = DemoClient("proxy-bench", SECRET, (f"{url}/oauth2/callback",))
-        env = proxy_env(provider, url, "proxy-bench", accounts, CQRS_SSO_UPSTREAM=f"http://{app}")
-        start(
-            stack,
-            [
-                python,
-                "-m",
-                "cqrs_sso_middleware.cli",
-                "proxy",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--workers",
-                str(args.workers),
-            ],
-            env,
-            tmp / "proxy.log",
-        )
-        wait_for(url + "/healthz")
-        results["(b) cqrs-sso proxy"] = wrk(
-            url + PAGE, sign_in(url + PAGE, provider), args.seconds, args.connections
-        )
+        for name, client_id, store in (
+            ("(b) cqrs-sso proxy", "proxy-bench", "cookie"),
+            ("(b') cqrs-sso proxy, Redis store", "proxy-redis-bench", args.redis_url),
+        ):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            provider.clients[client_id] = DemoClient(client_id, SECRET, (f"{url}/oauth2/callback",))
+            env = proxy_env(
+                provider,
+                url,
+                client_id,
+                accounts,
+                CQRS_SSO_UPSTREAM=f"http://{app}",
+                CQRS_SSO_SESSION_STORE=store,
+                CQRS_SSO_SESSION_KEY_PREFIX="cqrs_sso_bench:",
+            )
+            run_proxy(stack, port, args.workers, env, tmp / f"{client_id}.log")
+            wait_for(url + "/healthz")
+            results[name] = wrk(url + PAGE, sign_in(url + PAGE, provider), args.seconds, args.connections)
 
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if Path(nginx).exists():
@@ -277,21 +280,7 @@ def main() -> None:
                 "nginx-bench", SECRET, (f"{origin}/oauth2/callback",)
             )
             env = proxy_env(provider, origin, "nginx-bench", accounts)
-            start(
-                stack,
-                [
-                    python,
-                    "-m",
-                    "cqrs_sso_middleware.cli",
-                    "proxy",
-                    "--listen",
-                    f"127.0.0.1:{sso_port}",
-                    "--workers",
-                    str(args.workers),
-                ],
-                env,
-                tmp / "sso.log",
-            )
+            run_proxy(stack, sso_port, args.workers, env, tmp / "sso.log")
             wait_for(f"http://127.0.0.1:{sso_port}/healthz")
             (tmp / "nginx").mkdir()
             conf = nginx_conf(tmp / "nginx", nginx_port, f"127.0.0.1:{sso_port}", app)

@@ -57,7 +57,7 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"client id:     {settings.client_id}")
     print(f"redirect URI:  {settings.redirect_uri}  (register this with NHSmail)")
     print(f"token auth:    {settings.token_auth_method}")
-    print(f"session store: {settings.session_store}")
+    print(f"session store: {settings.display_store}")
     from .core.paths import too_broad
 
     for pattern in settings.public_paths:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from .core.errors import ConfigError
 from .core.identity import AccountLookup
 from .lookups import resolve_account_lookup
+from .stores import display_url
 
 __all__ = ["AccountLookup", "ConfigError", "Settings"]
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -58,7 +59,12 @@ class Settings:
     allowed_email_domains: tuple[str, ...] = ()
     public_paths: tuple[str, ...] = ()
     auto_redirect: bool = False
-    session_store: Literal["cookie"] = "cookie"
+    # "cookie" (stateless, cannot be revoked), "memory" (one process) or a redis:// or
+    # rediss:// URL (any number of instances; revocation). See core/session_store.py.
+    session_store: str = field(default="cookie", repr=False)  # a URL may hold a password
+    redis_password: str = field(default="", repr=False)
+    session_store_timeout_seconds: float = 2.0
+    session_key_prefix: str = "cqrs_sso:"
     session_idle_seconds: int = 3600
     session_max_seconds: int = 43200
     account_recheck_seconds: int = 900
@@ -192,12 +198,37 @@ class Settings:
                 problems.append(f"{name}: must be a plain path such as /healthz, or empty to disable")
         if not re.fullmatch(r"[A-Za-z0-9_]+", self.cookie_name):
             problems.append("cookie_name: letters, digits and underscores only")
-        if self.session_store != "cookie":
-            problems.append(
-                f"session_store: {self.session_store!r} is not supported by this version; use 'cookie'"
-            )
+        self._check_session_store(problems)
         if self.templates_dir and not Path(self.templates_dir).is_dir():
             problems.append(f"templates_dir: {self.templates_dir!r} is not a directory")
+
+    def _check_session_store(self, problems: list[str]) -> None:
+        store = self.session_store
+        if store in ("cookie", "memory"):
+            return
+        parts = urlsplit(store)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            problems.append(
+                "session_store: must be 'cookie', 'memory' or a redis:// / rediss:// URL, "
+                f"got {self.display_store!r}"
+            )
+            return
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            problems.append(
+                "session_store: a Redis store needs the 'redis' extra: "
+                "pip install 'cqrs-sso-middleware[redis]'"
+            )
+        if not 0 < self.session_store_timeout_seconds <= 30:
+            problems.append("session_store_timeout_seconds: must be between 0 and 30")
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", self.session_key_prefix):
+            problems.append("session_key_prefix: letters, digits and _ . : - only, at most 64")
+
+    @property
+    def display_store(self) -> str:
+        """``session_store`` fit for logs and pages: a password in the URL is masked."""
+        return display_url(self.session_store)
 
     def _check_proxy(self, problems: list[str]) -> None:
         import ipaddress
@@ -306,6 +337,7 @@ _FIELD_TYPES = {
     "trusted_proxies": tuple,
     "metrics_allow": tuple,
     "upstream_timeout_seconds": float,
+    "session_store_timeout_seconds": float,
 }
 
 

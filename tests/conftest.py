@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import secrets
 import time
@@ -20,7 +21,7 @@ from cqrs_sso_middleware.demo import DemoStack, start_demo
 from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider, ProviderFaults
 from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
 
-from .helpers import APP_ORIGIN, ISSUED_COOKIE_VALUES, AppClient, ASGIClient, Journey, WSGIClient
+from .helpers import APP_ORIGIN, ISSUED_COOKIE_VALUES, AppClient, ASGIClient, Journey, WSGIClient, require
 
 TENANT_ID = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
 CLIENT_ID = "cqrs-test-client"
@@ -127,8 +128,48 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+REDIS_URL = os.environ.get("CQRS_SSO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_reachable(url: str = REDIS_URL) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
 @pytest.fixture
-def make_settings(provider: NHSmailLikeProvider) -> Callable[..., Settings]:
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own in the test Redis; every key under it is deleted after."""
+    import redis
+
+    require(redis_reachable(), f"Redis is not reachable at {REDIS_URL} (set CQRS_SSO_TEST_REDIS_URL)")
+    prefix = f"cqrs_sso_test:{secrets.token_hex(6)}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def session_store() -> str:
+    """Which session store the app under test uses; modules override it with params."""
+    return "cookie"
+
+
+@pytest.fixture
+def store_settings(session_store: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if session_store == "redis":
+        return {"session_store": REDIS_URL, "session_key_prefix": request.getfixturevalue("redis_prefix")}
+    return {"session_store": session_store}
+
+
+@pytest.fixture
+def make_settings(provider: NHSmailLikeProvider, store_settings: dict[str, Any]) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:
         key = secrets.token_urlsafe(32)
         SENSITIVE.add(key)
@@ -141,6 +182,7 @@ def make_settings(provider: NHSmailLikeProvider) -> Callable[..., Settings]:
             "account_lookup": lookup_accounts,
             "public_paths": ("/static/*", "/healthz"),
             "http_timeout_seconds": 3.0,
+            **store_settings,
             **overrides,
         }
         return Settings(**values)
@@ -217,13 +259,15 @@ def make_client(
 ) -> Iterator[Callable[..., AppClient]]:
     made: list[AppClient] = []
 
-    def build(**overrides: Any) -> AppClient:
-        settings = make_settings(**overrides)
+    def build(store: Any = None, settings: Settings | None = None, **overrides: Any) -> AppClient:
+        """A client of a new middleware; ``store`` shares a session store between two of
+        them, ``settings`` shares their configuration (two instances of one service)."""
+        settings = settings or make_settings(**overrides)
         client: AppClient
         if driver == "wsgi":
-            client = WSGIClient(SSOMiddleware(echo_wsgi, settings, clock=clock))
+            client = WSGIClient(SSOMiddleware(echo_wsgi, settings, clock=clock, store=store))
         else:
-            client = ASGIClient(ASGISSOMiddleware(echo_asgi(), settings, clock=clock))
+            client = ASGIClient(ASGISSOMiddleware(echo_asgi(), settings, clock=clock, store=store))
         made.append(client)
         return client
 

@@ -165,7 +165,9 @@ class ASGIClient:
         return [cookie.name for cookie in self.client.cookies.jar]
 
     def set_cookie(self, name: str, value: str) -> None:
-        self.client.cookies.set(name, value, domain="localhost")
+        # httpx files cookies of a dot-less host under "<host>.local" (RFC 2965 §3.3.1, via
+        # http.cookiejar); a cookie set for plain "localhost" would never be sent.
+        self.client.cookies.set(name, value, domain="localhost.local")
 
     def clear_cookies(self) -> None:
         self.client.cookies.clear()

@@ -101,8 +101,86 @@ class LookupFailed:
     reason: str
 
 
-Effect = HttpCall | ReadForm | LookUpAccount
-EffectResult = HttpReply | HttpFailure | Mapping[str, str] | None | LookupReturned | LookupFailed
+# ---- server-side store effects (session_store = memory or redis://) -----------------------
+# Keys are already hashed by the core (core/session_store.py): a store dump holds no cookie
+# value, no state and no token that could be replayed.
+
+
+@dataclass(frozen=True, slots=True)
+class StoreGet:
+    """Read ``key``. Result: ``StoreReply(bytes | None)``."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorePut:
+    """Write ``key`` with a time to live; add it to the ``index`` set (kept ``index_ttl_seconds``).
+
+    Result: ``StoreReply(True)``.
+    """
+
+    key: str
+    value: bytes
+    ttl_seconds: int
+    index: str = ""
+    index_ttl_seconds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreDelete:
+    """Delete ``keys`` and remove them from ``index``. Result: ``StoreReply(number deleted)``."""
+
+    keys: tuple[str, ...]
+    index: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreClaim:
+    """Set ``key`` only if absent (single use: states, token ids). Result: ``StoreReply(bool)``,
+    ``True`` for the first claim."""
+
+    key: str
+    ttl_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMembers:
+    """The keys in ``index``. Result: ``StoreReply(tuple[str, ...])``."""
+
+    index: str
+
+
+@dataclass(frozen=True, slots=True)
+class StorePing:
+    """Is the store reachable? Result: ``StoreReply(True)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreReply:
+    value: bytes | bool | int | tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFailed:
+    """Unreachable, timed out, or not speaking the protocol. ``reason`` is for the log."""
+
+    reason: str
+
+
+StoreEffect = StoreGet | StorePut | StoreDelete | StoreClaim | StoreMembers | StorePing
+Effect = HttpCall | ReadForm | LookUpAccount | StoreEffect
+EffectResult = (
+    HttpReply
+    | HttpFailure
+    | Mapping[str, str]
+    | None
+    | LookupReturned
+    | LookupFailed
+    | StoreReply
+    | StoreFailed
+)
+STORE_EFFECT_TYPES = (StoreGet, StorePut, StoreDelete, StoreClaim, StoreMembers, StorePing)
 
 
 # ---- outcomes: returned by the core --------------------------------------------------------

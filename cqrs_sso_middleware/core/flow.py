@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from .actions import (
+    OUTCOME_TYPES,
     Decision,
     EffectResult,
     Flow,
@@ -51,7 +52,8 @@ from .responses import (
     redirect,
     static_response,
 )
-from .sessions import Session, SessionCookieCodec, SessionTimeouts
+from .session_store import LoadedSession, SessionKeeper, StoreProblem
+from .sessions import Session, SessionTimeouts
 
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _PROVIDER_OUTAGE_ERRORS = {"server_error", "temporarily_unavailable"}
@@ -85,9 +87,12 @@ class SignInFlow:
         self.session_cookie = self.cookie_policy.name(settings.cookie_name)
         self.csrf_cookie = self.cookie_policy.name(f"{settings.cookie_name}_csrf")
         self.attempts = AttemptCookies(settings.secret_keys, self.cookie_policy.name(settings.cookie_name))
-        self.codec = SessionCookieCodec(settings.secret_keys)
         self.timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
-        self.spent_states = SpentStates()
+        self.sessions = SessionKeeper(
+            settings.session_store, settings.secret_keys, self.timeouts, settings.session_key_prefix
+        )
+        self.codec = self.sessions.codec
+        self.spent_states = SpentStates()  # the cookie store's per-process memory of states
         self.account_cache = AccountCache(settings.account_cache_seconds)
         # Called with (event, fields) for every audit event; the proxy's metrics listen here.
         self.observers: list[Callable[[str, Mapping[str, object]], None]] = []
@@ -173,15 +178,21 @@ class SignInFlow:
     # -- protected paths --------------------------------------------------------------------
 
     def _protected(self, request: IncomingRequest) -> Decision:
-        """The per-request hot path: no I/O at all for a valid session between re-checks."""
+        """The per-request hot path: with the cookie store, no I/O at all for a valid
+        session between re-checks; with a server-side store, one store read."""
         now = self.clock()
-        session, set_cookies = self._current_session(request.headers.get("cookie"), now)
+        return self._with_session(
+            request, now, lambda session, cookies: self._protected_with(request, session, cookies, now)
+        )
+
+    def _protected_with(
+        self, request: IncomingRequest, session: Session | None, set_cookies: list[str], now: float
+    ) -> Decision:
         if session is not None:
             if self._account_recheck_due(session, now):
                 return self._recheck_account(request, session, now)
             if self.timeouts.needs_renewal(session, now):
-                session = self.timeouts.renewed(session, now)
-                set_cookies.append(self._session_cookie(session, now))
+                return self._renewed(session, now, set_cookies, lambda s, c: PassThrough(s.user, tuple(c)))
             return PassThrough(session.user, tuple(set_cookies))
         if request.is_websocket:
             return Respond(401, ())
@@ -211,21 +222,103 @@ class SignInFlow:
             return self._no_account(session.user.identity, [self._clear_session()])
         user = User(session.user.identity, account)
         session = replace(session, user=user, account_checked_at=int(now), renewed_at=int(now))
-        return PassThrough(user, (self._session_cookie(session, now),))
+        set_cookies = yield from self._keep(session, now)
+        return PassThrough(user, tuple(set_cookies))
 
-    def _current_session(self, cookie_header: str | None, now: float) -> tuple[Session | None, list[str]]:
-        values = cookie_values(cookie_header, self.session_cookie)
+    # -- reading and writing sessions (core/session_store.py) ---------------------------------
+
+    def _with_session(
+        self,
+        request: IncomingRequest,
+        now: float,
+        then: Callable[[Session | None, list[str]], Decision],
+    ) -> Decision:
+        """Call ``then(session, set_cookies)`` with the request's session, if any.
+
+        The cookie store answers at once (no I/O); a server-side store is read through an
+        effect, and if it fails the request gets "temporarily unavailable", never a session.
+        """
+        values = cookie_values(request.headers.get("cookie"), self.session_cookie)
+        if not values:
+            return then(None, [])
+        if self.sessions.stateless:
+            loaded = self.sessions.from_cookie(values, now)
+            return then(loaded.session, self._after_load(loaded))
+        return self._loading(request, values, now, then)
+
+    def _loading(
+        self,
+        request: IncomingRequest,
+        values: list[str],
+        now: float,
+        then: Callable[[Session | None, list[str]], Decision],
+    ) -> Flow:
+        try:
+            loaded = yield from self.sessions.load(values, now)
+            decision = then(loaded.session, self._after_load(loaded))
+            if isinstance(decision, OUTCOME_TYPES):
+                return decision
+            return (yield from decision)
+        except StoreProblem as problem:
+            return self._store_unavailable(request, problem)
+
+    def _session_in_flow(
+        self, request: IncomingRequest, now: float
+    ) -> Generator[Any, Any, tuple[Session | None, list[str]]]:
+        """The session inside a flow that is already under way: ``(session, set_cookies)``."""
+        values = cookie_values(request.headers.get("cookie"), self.session_cookie)
         if not values:
             return None, []
-        for value in values:
-            session = self.codec.decode(value)
-            if session is None:
-                continue
-            expired = self.timeouts.expired(session, now)
-            if expired is None:
-                return session, []
-            self._audit("session_expired", reason=expired, session=session_ref(session.session_id))
-        return None, [self._clear_session()]
+        if self.sessions.stateless:
+            loaded = self.sessions.from_cookie(values, now)
+        else:
+            loaded = yield from self.sessions.load(values, now)
+        return loaded.session, self._after_load(loaded)
+
+    def _after_load(self, loaded: LoadedSession) -> list[str]:
+        """A cookie that named no live session is cleared, and a time-out is audited."""
+        if loaded.session is not None:
+            return []
+        if loaded.expired is not None:
+            self._audit("session_expired", reason=loaded.expired)
+        return [self._clear_session()]
+
+    def _renewed(
+        self,
+        session: Session,
+        now: float,
+        set_cookies: list[str],
+        then: Callable[[Session, list[str]], Outcome],
+    ) -> Decision:
+        """Sliding renewal: a new cookie (cookie store) or a new time to live (server store)."""
+        session = self.timeouts.renewed(session, now)
+        if self.sessions.stateless:
+            return then(session, [*set_cookies, self._session_cookie(session, now)])
+        return self._renewing(session, now, set_cookies, then)
+
+    def _renewing(
+        self,
+        session: Session,
+        now: float,
+        set_cookies: list[str],
+        then: Callable[[Session, list[str]], Outcome],
+    ) -> Flow:
+        yield from self.sessions.save(session, now)
+        return then(session, set_cookies)
+
+    def _keep(self, session: Session, now: float, new: bool = False) -> Generator[Any, Any, list[str]]:
+        """Write the session where it lives; return the Set-Cookie headers that needs."""
+        if self.sessions.stateless:
+            return [self._session_cookie(session, now)]
+        yield from self.sessions.save(session, now)
+        if not new:
+            return []
+        max_age = self.timeouts.cookie_max_age(session, now)
+        return [self.cookie_policy.set_cookie(self.session_cookie, session.session_id, max_age)]
+
+    def _store_unavailable(self, request: IncomingRequest, problem: StoreProblem) -> Respond:
+        self._audit("session_store_unavailable", reason=str(problem)[:200])
+        return self._unavailable(request)
 
     def _account_recheck_due(self, session: Session, now: float) -> bool:
         every = self.settings.account_recheck_seconds
@@ -270,7 +363,13 @@ class SignInFlow:
             # X-Accel-Expires is honoured by nginx even where Cache-Control is ignored.
             return json_response(202, {"status": "public"}, [("X-Accel-Expires", "0")])
         now = self.clock()
-        session, set_cookies = self._current_session(request.headers.get("cookie"), now)
+        return self._with_session(
+            request, now, lambda session, cookies: self._forward_auth_with(request, session, cookies, now)
+        )
+
+    def _forward_auth_with(
+        self, request: IncomingRequest, session: Session | None, set_cookies: list[str], now: float
+    ) -> Decision:
         if session is None:
             return_path = self._original_uri(request) or self.settings.default_return_path
             sign_in = f"{self.prefix}/sign_in?rd={quote(return_path, safe='')}"
@@ -280,8 +379,7 @@ class SignInFlow:
         if self._account_recheck_due(session, now):
             return self._forward_auth_after_recheck(request, session, now)
         if self.timeouts.needs_renewal(session, now):
-            session = self.timeouts.renewed(session, now)
-            set_cookies.append(self._session_cookie(session, now))
+            return self._renewed(session, now, set_cookies, lambda s, c: self._authorised(s.user, c))
         return self._authorised(session.user, set_cookies)
 
     def _forward_auth_after_recheck(self, request: IncomingRequest, session: Session, now: float) -> Flow:
@@ -319,7 +417,7 @@ class SignInFlow:
 
     # -- step 1: the sign-in page -------------------------------------------------------------
 
-    def _sign_in_page(self, request: IncomingRequest) -> Outcome:
+    def _sign_in_page(self, request: IncomingRequest) -> Decision:
         query = parse_qs(request.query_string)
         candidate = query.get("rd", [""])[0]
         # Behind nginx, `error_page 401 = /oauth2/sign_in` keeps the original URI in
@@ -329,10 +427,18 @@ class SignInFlow:
             or self._original_uri(request)
             or self.settings.default_return_path
         )
-        cookies = parse_cookie_header(request.headers.get("cookie"))
-        session, set_cookies = self._current_session(request.headers.get("cookie"), self.clock())
+        return self._with_session(
+            request,
+            self.clock(),
+            lambda session, cookies: self._sign_in_page_for(request, session, cookies, return_path),
+        )
+
+    def _sign_in_page_for(
+        self, request: IncomingRequest, session: Session | None, set_cookies: list[str], return_path: str
+    ) -> Outcome:
         if session is not None:
             return redirect(return_path)
+        cookies = parse_cookie_header(request.headers.get("cookie"))
         if self._is_api_request(request):
             # Behind nginx, `error_page 401 = /oauth2/sign_in` sends API and XHR calls here
             # too; they get the same 401 JSON as in embedded mode, not a page.
@@ -395,11 +501,11 @@ class SignInFlow:
         set_cookies = [self.cookie_policy.delete_cookie(self.attempts.cookie_name(state))] if attempt else []
         if "error" in params:
             return self._provider_refused(params, set_cookies)
-        if (
-            attempt is None
-            or attempt.expired(now)
-            or not self.spent_states.spend(state, attempt.expires_at, now)
-        ):
+        try:
+            first_use = attempt is not None and (yield from self._first_use_of(state, attempt, now))
+        except StoreProblem as problem:
+            return self._store_unavailable(request, problem)
+        if attempt is None or attempt.expired(now) or not first_use:
             reason = (
                 "unknown_state"
                 if attempt is None
@@ -422,6 +528,15 @@ class SignInFlow:
             self._audit("token_rejected", reason=error.reason)
             return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
         return (yield from self._admit(identity_from_claims(claims), attempt, set_cookies))
+
+    def _first_use_of(self, state: str, attempt: LoginAttempt, now: float) -> Generator[Any, Any, bool]:
+        """State is single use (RFC 6749 §10.12): per process with the cookie store; in the
+        store otherwise, so a callback replayed to another instance is refused too."""
+        if attempt.expired(now):
+            return False
+        if self.sessions.stateless:
+            return self.spent_states.spend(state, attempt.expires_at, now)
+        return (yield from self.sessions.claim(self.sessions.state_key(state), attempt.expires_at - int(now)))
 
     def _provider_refused(self, params: Mapping[str, list[str]], set_cookies: list[str]) -> Outcome:
         # Branch on `error` only; error_description is the provider's free text (AADSTS…):
@@ -451,7 +566,11 @@ class SignInFlow:
             )
             return self._no_account(identity, set_cookies)
         session = Session.start(User(identity, account), self.clock())
-        set_cookies.append(self._session_cookie(session, self.clock()))
+        try:
+            set_cookies += yield from self._keep(session, self.clock(), new=True)
+        except StoreProblem as problem:
+            self._audit("session_store_unavailable", reason=str(problem)[:200])
+            return self._page(503, "unavailable.html", set_cookies=set_cookies)
         self._audit(
             "sign_in_succeeded",
             email=identity.email,
@@ -477,9 +596,15 @@ class SignInFlow:
 
     # -- sign-out, userinfo, assets -----------------------------------------------------------
 
-    def _sign_out_page(self, request: IncomingRequest) -> Outcome:
+    def _sign_out_page(self, request: IncomingRequest) -> Decision:
+        return self._with_session(
+            request, self.clock(), lambda session, cookies: self._sign_out_page_for(request, session, cookies)
+        )
+
+    def _sign_out_page_for(
+        self, request: IncomingRequest, session: Session | None, set_cookies: list[str]
+    ) -> Outcome:
         cookies = parse_cookie_header(request.headers.get("cookie"))
-        session, set_cookies = self._current_session(request.headers.get("cookie"), self.clock())
         if session is None:
             return self._page(200, "signed_out.html", set_cookies=set_cookies)
         csrf_value, csrf_cookies = self._csrf_cookie(cookies)
@@ -492,13 +617,22 @@ class SignInFlow:
         if not self._csrf_ok(request, cookies, form):
             self._audit("csrf_rejected", endpoint="sign_out")
             return self._form_expired()
-        session, _ = self._current_session(request.headers.get("cookie"), self.clock())
+        try:
+            session, _ = yield from self._session_in_flow(request, self.clock())
+            if session is not None and not self.sessions.stateless:
+                yield from self.sessions.end(session)  # revoked: a copied cookie stops working
+        except StoreProblem as problem:
+            return self._store_unavailable(request, problem)
         if session is not None:
             self._audit("signed_out", email=session.user.email, session=session_ref(session.session_id))
         return self._page(200, "signed_out.html", set_cookies=[self._clear_session()])
 
-    def _userinfo(self, request: IncomingRequest) -> Outcome:
-        session, set_cookies = self._current_session(request.headers.get("cookie"), self.clock())
+    def _userinfo(self, request: IncomingRequest) -> Decision:
+        return self._with_session(
+            request, self.clock(), lambda session, cookies: self._userinfo_for(session, cookies)
+        )
+
+    def _userinfo_for(self, session: Session | None, set_cookies: list[str]) -> Outcome:
         if session is None:
             return json_response(401, {"error": "unauthenticated"}, set_cookies=set_cookies)
         identity, account = session.user.identity, session.user.account
@@ -532,7 +666,20 @@ class SignInFlow:
             yield from self.rp.metadata(self.clock())
         except ProviderError as error:
             return json_response(503, {"status": "not ready", "provider": str(error)[:200]})
-        return json_response(200, {"status": "ready", "provider": "ok", "session_store": "ok"})
+        store = self.sessions.kind
+        if not self.sessions.stateless:
+            try:
+                yield from self.sessions.ping()
+            except StoreProblem as problem:
+                return json_response(
+                    503,
+                    {
+                        "status": "not ready",
+                        "provider": "ok",
+                        "session_store": f"{store}: {str(problem)[:200]}",
+                    },
+                )
+        return json_response(200, {"status": "ready", "provider": "ok", "session_store": f"{store}: ok"})
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -33,6 +33,9 @@ from ..core.actions import (
     PassThrough,
     ReadForm,
     Respond,
+    StoreEffect,
+    StoreFailed,
+    StoreReply,
 )
 from ..core.audit import begin_request
 from ..core.flow import SignInFlow
@@ -42,6 +45,7 @@ from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
 from ..core.responses import PageRenderer, internal_error
 from ..pages import JinjaPages
 from ..settings import Settings
+from ..stores import StoreBackend, store_for
 
 log = logging.getLogger("cqrs_sso")
 _IDENTITY_HEADER_NAMES = frozenset(h.replace("_", "-").encode("latin-1") for h in IDENTITY_HEADERS)
@@ -102,9 +106,19 @@ class ASGISSOMiddleware:
         http_client: httpx.AsyncClient | None = None,
         pages: PageRenderer | None = None,
         clock: Callable[[], float] = time.time,
+        store: StoreBackend | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
+        # The server-side session store (None: the cookie store). Pass one to share a
+        # MemoryStore between middlewares, as two instances share one Redis.
+        self.store = (
+            store
+            if store is not None
+            else store_for(
+                settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
+            )
+        )
         self.flow = SignInFlow(settings, pages or JinjaPages(settings.templates_dir), clock)
         self.http = http_client or httpx.AsyncClient(
             timeout=settings.http_timeout_seconds,
@@ -143,6 +157,8 @@ class ASGISSOMiddleware:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+        if self.store is not None:
+            await self.store.aclose()
         close_lookup = getattr(self.settings.lookup, "close", None)
         if callable(close_lookup):
             await anyio.to_thread.run_sync(close_lookup)  # a built-in sql:/http: lookup's pool
@@ -218,7 +234,14 @@ class ASGISSOMiddleware:
             return await self._http(effect)
         if isinstance(effect, ReadForm):
             return await self._read_form(effect, scope, receive)
-        return await self._look_up(effect)
+        if isinstance(effect, LookUpAccount):
+            return await self._look_up(effect)
+        return await self._store_effect(effect)
+
+    async def _store_effect(self, effect: StoreEffect) -> StoreReply | StoreFailed:
+        if self.store is None:
+            return StoreFailed("no server-side session store configured")
+        return await self.store.aperform(effect)
 
     async def _http(self, call: HttpCall) -> HttpReply | HttpFailure:
         try:

@@ -34,6 +34,9 @@ from ..core.actions import (
     PassThrough,
     ReadForm,
     Respond,
+    StoreEffect,
+    StoreFailed,
+    StoreReply,
 )
 from ..core.audit import begin_request
 from ..core.flow import SignInFlow
@@ -43,6 +46,7 @@ from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
 from ..core.responses import PageRenderer, internal_error
 from ..pages import JinjaPages
 from ..settings import Settings
+from ..stores import StoreBackend, store_for
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -101,9 +105,19 @@ class SSOMiddleware:
         http_client: httpx.Client | None = None,
         pages: PageRenderer | None = None,
         clock: Callable[[], float] = time.time,
+        store: StoreBackend | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
+        # The server-side session store (None: the cookie store). Pass one to share a
+        # MemoryStore between middlewares, as two instances share one Redis.
+        self.store = (
+            store
+            if store is not None
+            else store_for(
+                settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
+            )
+        )
         self.flow = SignInFlow(settings, pages or JinjaPages(settings.templates_dir), clock)
         self.http = http_client or httpx.Client(
             timeout=settings.http_timeout_seconds,
@@ -131,6 +145,8 @@ class SSOMiddleware:
 
     def close(self) -> None:
         self.http.close()
+        if self.store is not None:
+            self.store.close()
         self._lookups.shutdown(wait=False, cancel_futures=True)
         close_lookup = getattr(self.settings.lookup, "close", None)
         if callable(close_lookup):
@@ -187,7 +203,14 @@ class SSOMiddleware:
             return self._http(effect)
         if isinstance(effect, ReadForm):
             return self._read_form(effect, environ)
-        return self._look_up(effect)
+        if isinstance(effect, LookUpAccount):
+            return self._look_up(effect)
+        return self._store_effect(effect)
+
+    def _store_effect(self, effect: StoreEffect) -> StoreReply | StoreFailed:
+        if self.store is None:
+            return StoreFailed("no server-side session store configured")
+        return self.store.perform(effect)
 
     def _http(self, call: HttpCall) -> HttpReply | HttpFailure:
         try:

@@ -332,6 +332,7 @@ def describe(settings: Settings) -> Mapping[str, Any]:
         "upstream": settings.upstream or "(none: forward-auth only)",
         "issuer": settings.issuer,
         "redirect_uri": settings.redirect_uri,
+        "session_store": settings.display_store,
         "trusted_proxies": list(settings.trusted_proxies) or "none",
         "metrics": settings.metrics_path or "off",
     }

@@ -57,7 +57,16 @@ def test_nhsmail_preset_builds_the_entra_v2_issuer() -> None:
         pytest.param({"base_url": "https://cqrs.example/app"}, "origin only", id="base-url-with-path"),
         pytest.param({"base_url": "http://cqrs.example.nhs.uk"}, "base_url: must be https", id="http-base"),
         pytest.param({"path_prefix": "/o auth"}, "path_prefix", id="bad-prefix"),
-        pytest.param({"session_store": "redis://x"}, "session_store", id="unsupported-store"),
+        pytest.param({"session_store": "postgres://x"}, "session_store", id="unsupported-store"),
+        pytest.param({"session_store": "redis"}, "session_store", id="store-not-a-url"),
+        pytest.param(
+            {"session_store": "redis://x", "session_store_timeout_seconds": 0},
+            "session_store_timeout",
+            id="store-timeout",
+        ),
+        pytest.param(
+            {"session_store": "redis://x", "session_key_prefix": "a b"}, "session_key_prefix", id="key-prefix"
+        ),
         pytest.param({"session_idle_seconds": 10}, "session_idle_seconds", id="tiny-idle"),
         pytest.param({"session_max_seconds": 100}, "session_max_seconds", id="max-below-idle"),
         pytest.param({"account_lookup": "nonexistent.module:fn"}, "cannot import", id="bad-dotted-path"),
@@ -243,3 +252,10 @@ def test_repr_never_shows_secrets(tmp_path: Path) -> None:
     assert KEY not in text
     assert "client-secret-value" not in text
     assert "client_id='client'" in text
+
+
+def test_store_password_is_never_shown() -> None:
+    settings = Settings(**valid(session_store="redis://:hunter2secret@cache:6379/0", redis_password="pw-xyz"))
+    assert settings.display_store == "redis://:***@cache:6379/0"
+    assert "pw-xyz" not in repr(settings)
+    assert "hunter2secret" not in repr(settings)

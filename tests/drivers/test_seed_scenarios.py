@@ -1,7 +1,8 @@
 """The seed user guide's steps, and the flow's edge cases, through BOTH drivers.
 
-Every test here runs twice (``driver`` is parametrized: wsgi via webtest, asgi via
-Starlette's TestClient) against the built-in provider served on a loopback port.
+Every test here runs six times — each driver (wsgi via webtest, asgi via Starlette's
+TestClient) with each session store (cookie, memory, Redis) — against the built-in
+provider served on a loopback port.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from cqrs_sso_middleware.provider import WRONG_CREDENTIALS, NHSmailLikeProvider
 
 from ..conftest import CLIENT_ID, GP_USER, NEW_USER, NO_EMAIL_USER, PASSWORD, FakeClock
 from ..helpers import HTML, AppClient, Journey, form_fields, path_of
+
+
+@pytest.fixture(params=["cookie", "memory", "redis"])
+def session_store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
 
 SEED_HELP_EMAIL = "support@cqrs.co.uk"
 SEED_HELP_PHONE = "0800 4402777 (8am-6pm Mon-Fri exc Bank Holidays)"

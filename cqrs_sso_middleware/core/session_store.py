@@ -1,0 +1,195 @@
+"""Where sessions live, sans I/O: in the cookie, or in a server-side store through effects.
+
+``session_store = "cookie"`` (default): the encrypted record is the cookie. Stateless, any
+number of instances sharing ``secret_keys`` accept it, and it **cannot be revoked**: a
+copied cookie works until its idle or absolute time-out, whatever sign-out does.
+
+``memory`` (one process) and ``redis://…`` (any number of instances): the cookie holds a
+random 256-bit id and nothing else. The store keeps the record under ``sha256(id)``, so a
+store dump holds no usable cookie, with a time to live that follows the idle time-out and
+never outlives the absolute one. Signing out deletes it: a copied cookie stops working at
+once, everywhere. Each session is also filed under its user (issuer + ``oid``) so that all
+of one person's sessions can be ended together. Login states are claimed in the store too,
+so a callback replayed to another process or instance is refused.
+
+Everything here yields effects (``core/actions.py``); the drivers perform them. A store
+that fails raises :class:`StoreProblem`, which the flow turns into "temporarily
+unavailable" — never a session, never a pass-through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, replace
+
+from .actions import (
+    EffectResult,
+    StoreClaim,
+    StoreDelete,
+    StoreEffect,
+    StoreFailed,
+    StoreGet,
+    StoreMembers,
+    StorePing,
+    StorePut,
+    StoreReply,
+)
+from .identity import Identity
+from .sessions import (
+    Session,
+    SessionCookieCodec,
+    SessionTimeouts,
+    session_from_record,
+    session_record,
+)
+
+StoreStep = Generator[StoreEffect, EffectResult, object]
+# The most cookie values of our name one request may make us look up (duplicated cookies
+# from sibling paths); more are ignored rather than turned into store round trips.
+MAX_SESSION_COOKIES_LOOKED_UP = 2
+_DECODE_CACHE_SIZE = 4096
+
+
+class StoreProblem(Exception):
+    """The session store could not answer; the request fails closed."""
+
+
+def store_kind(session_store: str) -> str:
+    """``cookie``, ``memory`` or ``redis`` for a ``session_store`` setting."""
+    if session_store in ("cookie", "memory"):
+        return session_store
+    return "redis"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSession:
+    session: Session | None
+    expired: str | None = None  # "idle" / "max" when a session was found but had timed out
+
+
+def _digest(kind: str, value: str) -> str:
+    return hashlib.sha256(f"{kind}\x00{value}".encode()).hexdigest()
+
+
+class SessionKeeper:
+    """Reads, writes and ends sessions for one deployment."""
+
+    def __init__(
+        self,
+        session_store: str,
+        secret_keys: Sequence[str],
+        timeouts: SessionTimeouts,
+        key_prefix: str = "cqrs_sso:",
+    ) -> None:
+        self.kind = store_kind(session_store)
+        self.stateless = self.kind == "cookie"
+        self.codec = SessionCookieCodec(secret_keys)
+        self.timeouts = timeouts
+        self.prefix = key_prefix
+        # Decoded records by (cookie value, record bytes): the store is still read on every
+        # request — revocation is immediate — but an unchanged record is not parsed again.
+        self._decoded: OrderedDict[tuple[str, bytes], Session] = OrderedDict()
+
+    # -- keys: hashed, so a store dump holds no cookie value or state ------------------------
+
+    def session_key(self, cookie_value: str) -> str:
+        return f"{self.prefix}s:{_digest('session', cookie_value)}"
+
+    def user_index(self, identity: Identity) -> str:
+        """All sessions of one person: the stable identity is issuer + ``oid`` (Entra), else
+        issuer + ``sub``."""
+        who = identity.object_id or identity.subject
+        return f"{self.prefix}u:{_digest('user', f'{identity.issuer} {who}')}"
+
+    def state_key(self, state: str) -> str:
+        return f"{self.prefix}st:{_digest('state', state)}"
+
+    # -- cookie store (no I/O at all) ------------------------------------------------------
+
+    def from_cookie(self, values: Sequence[str], now: float) -> LoadedSession:
+        expired = None
+        for value in values:
+            session = self.codec.decode(value)
+            if session is None:
+                continue
+            expired = self.timeouts.expired(session, now)
+            if expired is None:
+                return LoadedSession(session)
+        return LoadedSession(None, expired)
+
+    # -- server-side stores (effects) ------------------------------------------------------
+
+    def load(self, values: Sequence[str], now: float) -> Generator[StoreEffect, EffectResult, LoadedSession]:
+        expired = None
+        for value in list(dict.fromkeys(values))[:MAX_SESSION_COOKIES_LOOKED_UP]:
+            if not 32 <= len(value) <= 64:
+                continue  # not an id we issued: no round trip for it
+            record = _reply((yield StoreGet(self.session_key(value))))
+            if not isinstance(record, bytes):
+                continue
+            session = self._decode(value, record)
+            if session is None:
+                continue  # damaged: no session (closed), sign in again
+            expired = self.timeouts.expired(session, now)
+            if expired is None:
+                return LoadedSession(session)
+        return LoadedSession(None, expired)
+
+    def _decode(self, value: str, record: bytes) -> Session | None:
+        cached = self._decoded.get((value, record))
+        if cached is not None:
+            return cached
+        session = session_from_record(record)
+        if session is None:
+            return None
+        # The record never holds the id (the cookie); its key is the id's hash.
+        session = replace(session, session_id=value)
+        self._decoded[(value, record)] = session
+        if len(self._decoded) > _DECODE_CACHE_SIZE:
+            self._decoded.popitem(last=False)
+        return session
+
+    def save(self, session: Session, now: float) -> Generator[StoreEffect, EffectResult, None]:
+        """Write the record; its time to live is the idle time-out, capped by the absolute."""
+        absolute_left = session.created_at + self.timeouts.max_seconds - int(now)
+        idle_left = session.renewed_at + self.timeouts.idle_seconds - int(now)
+        ttl = max(1, min(absolute_left, idle_left))
+        _reply(
+            (
+                yield StorePut(
+                    self.session_key(session.session_id),
+                    session_record(replace(session, session_id="")),
+                    ttl,
+                    self.user_index(session.user.identity),
+                    self.timeouts.max_seconds,
+                )
+            )
+        )
+
+    def end(self, session: Session) -> Generator[StoreEffect, EffectResult, None]:
+        key = self.session_key(session.session_id)
+        _reply((yield StoreDelete((key,), self.user_index(session.user.identity))))
+
+    def end_all_of(self, identity: Identity) -> Generator[StoreEffect, EffectResult, int]:
+        """End every session of this person (sign out everywhere, revocation). Returns how many."""
+        index = self.user_index(identity)
+        members = _reply((yield StoreMembers(index)))
+        keys = tuple(members) if isinstance(members, tuple) else ()
+        deleted = _reply((yield StoreDelete((*keys, index), index)))
+        return deleted if isinstance(deleted, int) else 0
+
+    def claim(self, key: str, ttl_seconds: int) -> Generator[StoreEffect, EffectResult, bool]:
+        """First use of a single-use value (a login state, a logout token's ``jti``)?"""
+        return _reply((yield StoreClaim(key, max(1, ttl_seconds)))) is True
+
+    def ping(self) -> Generator[StoreEffect, EffectResult, None]:
+        _reply((yield StorePing()))
+
+
+def _reply(result: EffectResult) -> object:
+    if isinstance(result, StoreReply):
+        return result.value
+    reason = result.reason if isinstance(result, StoreFailed) else "no reply"
+    raise StoreProblem(reason)

@@ -1,0 +1,281 @@
+"""Server-side session stores: they perform the core's store effects (``core/actions.py``).
+
+``MemoryStore`` keeps everything in this process: tests, the demo, one-process
+deployments. ``RedisStore`` keeps it in Redis (redis-py: the sync client for the WSGI
+driver, ``redis.asyncio`` for the ASGI driver and the proxy), so any number of processes
+and instances share sessions, and a sign-out anywhere ends the session everywhere.
+
+Every failure — refused connection, time-out (``session_store_timeout_seconds``), an
+answer that is not Redis — becomes ``StoreFailed``; the core then fails closed with
+"temporarily unavailable". Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from .core.actions import (
+    StoreClaim,
+    StoreDelete,
+    StoreEffect,
+    StoreFailed,
+    StoreGet,
+    StoreMembers,
+    StorePut,
+    StoreReply,
+)
+
+StoreResult = StoreReply | StoreFailed
+
+
+class StoreBackend(Protocol):
+    def perform(self, effect: StoreEffect) -> StoreResult: ...
+
+    async def aperform(self, effect: StoreEffect) -> StoreResult: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryStore:
+    """One process's sessions, with expiry. Thread-safe; never blocks on I/O."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._values: dict[str, tuple[bytes, float]] = {}
+        self._indexes: dict[str, tuple[set[str], float]] = {}
+        self._lock = threading.Lock()
+        self._operations = 0
+
+    def perform(self, effect: StoreEffect) -> StoreResult:
+        with self._lock:
+            now = self._clock()
+            self._operations += 1
+            if self._operations % 1024 == 0:
+                self._purge(now)
+            return StoreReply(self._apply(effect, now))
+
+    async def aperform(self, effect: StoreEffect) -> StoreResult:
+        return self.perform(effect)
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._purge(self._clock())
+            return len(self._values)
+
+    def _live(self, key: str, now: float) -> bytes | None:
+        entry = self._values.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= now:
+            del self._values[key]
+            return None
+        return entry[0]
+
+    def _apply(self, effect: StoreEffect, now: float) -> bytes | bool | int | tuple[str, ...] | None:
+        if isinstance(effect, StoreGet):
+            return self._live(effect.key, now)
+        if isinstance(effect, StorePut):
+            self._values[effect.key] = (effect.value, now + effect.ttl_seconds)
+            if effect.index:
+                members, _ = self._indexes.get(effect.index, (set(), 0.0))
+                members.add(effect.key)
+                self._indexes[effect.index] = (members, now + effect.index_ttl_seconds)
+            return True
+        if isinstance(effect, StoreDelete):
+            deleted = 0
+            for key in effect.keys:
+                deleted += self._values.pop(key, None) is not None
+                deleted += self._indexes.pop(key, None) is not None
+            if effect.index in self._indexes:
+                self._indexes[effect.index][0].difference_update(effect.keys)
+            return deleted
+        if isinstance(effect, StoreClaim):
+            if self._live(effect.key, now) is not None:
+                return False
+            self._values[effect.key] = (b"1", now + effect.ttl_seconds)
+            return True
+        if isinstance(effect, StoreMembers):
+            members, expires_at = self._indexes.get(effect.index, (set(), 0.0))
+            if expires_at <= now:
+                return ()
+            return tuple(sorted(key for key in members if self._live(key, now) is not None))
+        return True  # StorePing
+
+    def _purge(self, now: float) -> None:
+        for key in [k for k, (_, expires_at) in self._values.items() if expires_at <= now]:
+            del self._values[key]
+        for index in [i for i, (_, expires_at) in self._indexes.items() if expires_at <= now]:
+            del self._indexes[index]
+
+
+Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+def _plan(effect: StoreEffect) -> list[Command]:
+    """The Redis commands for one effect (one round trip: pipelined when more than one)."""
+    if isinstance(effect, StoreGet):
+        return [("get", (effect.key,), {})]
+    if isinstance(effect, StorePut):
+        commands: list[Command] = [("set", (effect.key, effect.value), {"ex": effect.ttl_seconds})]
+        if effect.index:
+            commands += [
+                ("sadd", (effect.index, effect.key), {}),
+                ("expire", (effect.index, effect.index_ttl_seconds), {}),
+            ]
+        return commands
+    if isinstance(effect, StoreDelete):
+        commands = [("delete", effect.keys, {})]
+        if effect.index:
+            commands.append(("srem", (effect.index, *effect.keys), {}))
+        return commands
+    if isinstance(effect, StoreClaim):
+        return [("set", (effect.key, b"1"), {"nx": True, "ex": effect.ttl_seconds})]
+    if isinstance(effect, StoreMembers):
+        return [("smembers", (effect.index,), {})]
+    return [("ping", (), {})]
+
+
+class _NotRedis(Exception):
+    """The server answered, but not with what Redis answers to that command."""
+
+
+def _interpret(effect: StoreEffect, replies: list[Any]) -> StoreReply:
+    first = replies[0]
+    if isinstance(effect, StoreGet):
+        if first is not None and not isinstance(first, bytes):
+            raise _NotRedis(type(first).__name__)
+        return StoreReply(first)
+    if isinstance(effect, StoreDelete):
+        if not isinstance(first, int):
+            raise _NotRedis(type(first).__name__)
+        return StoreReply(first)
+    if isinstance(effect, StoreClaim):
+        return StoreReply(first is True)
+    if isinstance(effect, StoreMembers):
+        if not isinstance(first, set | list):
+            raise _NotRedis(type(first).__name__)
+        return StoreReply(tuple(sorted(m.decode("ascii", "replace") for m in first)))
+    return StoreReply(True)
+
+
+class RedisStore:
+    """Sessions in Redis. The URL is redis-py's (``redis://``, ``rediss://`` for TLS,
+    ``unix://``); ``password`` (from ``CQRS_SSO_REDIS_PASSWORD``) wins over one in the URL.
+    Persistence is not required: losing Redis signs everybody out, nothing worse."""
+
+    def __init__(self, url: str, password: str = "", timeout_seconds: float = 2.0) -> None:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.url = url
+        self._options: dict[str, Any] = {
+            "socket_timeout": timeout_seconds,
+            "socket_connect_timeout": timeout_seconds,
+            "health_check_interval": 30,
+            # One quick retry: a pooled connection that died with a Redis restart is
+            # replaced at once; a Redis that is down fails within the time-out.
+            "retry": Retry(NoBackoff(), 1),
+        }
+        if password:
+            self._options["password"] = password
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, _NotRedis)
+        self._sync: Any = None
+        self._async: Any = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def _sync_client(self) -> Any:
+        if self._sync is None:
+            import redis
+
+            with self._lock:
+                if self._sync is None:
+                    self._sync = redis.Redis.from_url(self.url, **self._options)
+        return self._sync
+
+    def _async_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async_loop is not loop:
+            import redis.asyncio
+
+            self._async = redis.asyncio.Redis.from_url(self.url, **self._options)
+            self._async_loop = loop
+        return self._async
+
+    def perform(self, effect: StoreEffect) -> StoreResult:
+        try:
+            client = self._sync_client()
+            commands = _plan(effect)
+            if len(commands) == 1:
+                name, args, options = commands[0]
+                replies = [getattr(client, name)(*args, **options)]
+            else:
+                pipe = client.pipeline(transaction=False)
+                for name, args, options in commands:
+                    getattr(pipe, name)(*args, **options)
+                replies = pipe.execute()
+            return _interpret(effect, replies)
+        except self._errors as error:
+            return StoreFailed(f"redis: {type(error).__name__}")
+
+    async def aperform(self, effect: StoreEffect) -> StoreResult:
+        try:
+            client = self._async_client()
+            commands = _plan(effect)
+            if len(commands) == 1:
+                name, args, options = commands[0]
+                replies = [await getattr(client, name)(*args, **options)]
+            else:
+                pipe = client.pipeline(transaction=False)
+                for name, args, options in commands:
+                    getattr(pipe, name)(*args, **options)
+                replies = await pipe.execute()
+            return _interpret(effect, replies)
+        except self._errors as error:
+            return StoreFailed(f"redis: {type(error).__name__}")
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+        self.close()
+
+
+def store_for(
+    session_store: str, redis_password: str = "", timeout_seconds: float = 2.0
+) -> StoreBackend | None:
+    """The backend a ``session_store`` setting names; ``None`` for the cookie store."""
+    if session_store == "cookie":
+        return None
+    if session_store == "memory":
+        return MemoryStore()
+    return RedisStore(session_store, redis_password, timeout_seconds)
+
+
+def display_url(url: str) -> str:
+    """A store URL fit for a log line: any password masked."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,111 @@
+"""Session stores through `cqrs-sso proxy` processes: the seed steps on each store, and
+two instances sharing one Redis — sign-out on one is refused on the other at once."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+
+import pytest
+
+from ..conftest import GP_USER, NEW_USER, REDIS_URL, SENSITIVE
+from ..helpers import HTML
+from .conftest import Browser, ProxyProcess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("store", ["cookie", "memory", "redis"])
+def test_seed_steps_through_the_proxy_on_each_store(
+    start_proxy: Callable[..., ProxyProcess],
+    make_browser: Callable[[str], Browser],
+    request: pytest.FixtureRequest,
+    store: str,
+) -> None:
+    env = {"CQRS_SSO_SESSION_STORE": store}
+    if store == "redis":
+        env = {
+            "CQRS_SSO_SESSION_STORE": REDIS_URL,
+            "CQRS_SSO_SESSION_KEY_PREFIX": request.getfixturevalue("redis_prefix"),
+        }
+    proxy = start_proxy(**env)
+    browser = make_browser(proxy.url)
+    assert browser.get("/messages").status_code == 303
+    assert browser.sign_in(GP_USER).status_code == 303
+    assert browser.get("/messages").json()["headers"]["x-forwarded-user"] == GP_USER
+    ready = browser.client.get(proxy.url + "/readyz").json()
+    assert ready["session_store"] == f"{'redis' if store == 'redis' else store}: ok"
+    assert make_browser(proxy.url).sign_in(NEW_USER).status_code == 403
+
+
+def sign_out(browser: Browser, origin: str, public_origin: str) -> None:
+    page = browser.client.get(origin + "/oauth2/sign_out", headers=HTML)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text[:300]
+    reply = browser.client.post(
+        origin + "/oauth2/sign_out",
+        data={"csrf_token": token.group(1)},
+        headers={**HTML, "Origin": public_origin},
+    )
+    assert reply.status_code == 200, reply.text[:300]
+
+
+@pytest.fixture
+def two_instances(
+    start_proxy: Callable[..., ProxyProcess], redis_prefix: str
+) -> tuple[ProxyProcess, ProxyProcess]:
+    """Two proxies of one service behind a load balancer: one Redis, one set of secret
+    keys, one client id and public origin."""
+    key = secrets.token_urlsafe(32)
+    SENSITIVE.add(key)
+    shared = {
+        "CQRS_SSO_SESSION_STORE": REDIS_URL,
+        "CQRS_SSO_SESSION_KEY_PREFIX": redis_prefix,
+        "CQRS_SSO_SECRET_KEYS": key,
+    }
+    first = start_proxy(**shared)
+    port = first.url.rsplit(":", 1)[1]
+    second = start_proxy(**shared, CQRS_SSO_CLIENT_ID=f"proxy-{port}", CQRS_SSO_BASE_URL=first.url)
+    return first, second
+
+
+def test_sign_out_on_one_instance_is_refused_on_the_other_at_once(
+    two_instances: tuple[ProxyProcess, ProxyProcess], make_browser: Callable[[str], Browser]
+) -> None:
+    first, second = two_instances
+    browser = make_browser(first.url)
+    assert browser.sign_in(GP_USER).status_code == 303
+    cookie = browser.client.cookies["cqrs_sso"]
+    on_second = browser.client.get(second.url + "/messages", headers=HTML)
+    assert on_second.status_code == 200  # the session is shared through Redis
+    assert on_second.json()["headers"]["x-forwarded-user"] == GP_USER
+    sign_out(browser, second.url, first.url)
+    browser.client.cookies.set("cqrs_sso", cookie)  # a copy taken before sign-out
+    again = browser.client.get(first.url + "/messages", headers=HTML)
+    assert again.status_code == 303
+    assert again.headers["location"].startswith("/oauth2/sign_in")
+
+
+def test_callback_replayed_to_the_other_instance_is_refused(
+    two_instances: tuple[ProxyProcess, ProxyProcess], make_browser: Callable[[str], Browser]
+) -> None:
+    from ..helpers import form_fields
+
+    first, second = two_instances
+    browser = make_browser(first.url)
+    sign_in_path = browser.client.get(first.url + "/messages", headers=HTML).headers["location"]
+    page = browser.client.get(first.url + sign_in_path, headers=HTML)
+    start = browser.client.post(first.url + "/oauth2/start", data=form_fields(page.text), headers=HTML)
+    login = browser.client.get(start.headers["location"])
+    fields = {**form_fields(login.text), "login": GP_USER, "passwd": "cqrs-demo", "action": "sign_in"}
+    callback = browser.client.post(start.headers["location"].split("?")[0], data=fields).headers["location"]
+    attempt_cookies = dict(browser.client.cookies)
+    assert browser.client.get(callback, headers=HTML).status_code == 303
+    replay = make_browser(second.url)
+    for name, value in attempt_cookies.items():
+        replay.client.cookies.set(name, value)
+    path = callback.removeprefix(first.url)
+    answer = replay.client.get(second.url + path, headers=HTML)
+    assert answer.status_code == 400  # the state was spent in Redis by the first instance
+    assert "cqrs_sso" not in replay.client.cookies

@@ -1,0 +1,178 @@
+"""The server-side stores perform every store effect the same way, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from cqrs_sso_middleware.core.actions import (
+    StoreClaim,
+    StoreDelete,
+    StoreEffect,
+    StoreFailed,
+    StoreGet,
+    StoreMembers,
+    StorePing,
+    StorePut,
+    StoreReply,
+)
+from cqrs_sso_middleware.core.identity import Account, Identity, User
+from cqrs_sso_middleware.core.session_store import SessionKeeper
+from cqrs_sso_middleware.core.sessions import Session, SessionTimeouts
+from cqrs_sso_middleware.stores import MemoryStore, RedisStore, StoreBackend, display_url
+
+from .conftest import REDIS_URL
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[tuple[StoreBackend, str]]:
+    if request.param == "memory":
+        yield MemoryStore(), "t:"
+        return
+    prefix = request.getfixturevalue("redis_prefix")
+    store = RedisStore(REDIS_URL, timeout_seconds=2)
+    yield store, prefix
+    store.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def perform(
+    request: pytest.FixtureRequest, backend: tuple[StoreBackend, str]
+) -> Iterator[Callable[[StoreEffect], Any]]:
+    store, _ = backend
+    if request.param == "sync":
+        yield lambda effect: _value(store.perform(effect))
+        return
+    loop = asyncio.new_event_loop()
+    yield lambda effect: _value(loop.run_until_complete(store.aperform(effect)))
+    loop.run_until_complete(store.aclose())
+    loop.close()
+
+
+def _value(result: StoreReply | StoreFailed) -> Any:
+    assert isinstance(result, StoreReply), result
+    return result.value
+
+
+def test_put_get_delete(perform: Callable[[StoreEffect], Any], backend: tuple[StoreBackend, str]) -> None:
+    _, p = backend
+    assert perform(StoreGet(p + "a")) is None
+    assert perform(StorePut(p + "a", b"record", 60)) is True
+    assert perform(StoreGet(p + "a")) == b"record"
+    assert perform(StoreDelete((p + "a",))) == 1
+    assert perform(StoreGet(p + "a")) is None
+    assert perform(StorePing()) is True
+
+
+def test_claim_is_first_use_only(
+    perform: Callable[[StoreEffect], Any], backend: tuple[StoreBackend, str]
+) -> None:
+    _, p = backend
+    assert perform(StoreClaim(p + "state", 60)) is True
+    assert perform(StoreClaim(p + "state", 60)) is False
+
+
+def test_index_lists_and_forgets_members(
+    perform: Callable[[StoreEffect], Any], backend: tuple[StoreBackend, str]
+) -> None:
+    _, p = backend
+    for key in ("s1", "s2"):
+        perform(StorePut(p + key, b"r", 60, p + "user", 600))
+    assert perform(StoreMembers(p + "user")) == (p + "s1", p + "s2")
+    perform(StoreDelete((p + "s1",), p + "user"))
+    assert perform(StoreMembers(p + "user")) == (p + "s2",)
+
+
+def test_memory_store_expires_entries() -> None:
+    clock = Clock()
+    store = MemoryStore(clock)
+    store.perform(StorePut("k", b"v", 10))
+    store.perform(StoreClaim("state", 5))
+    clock.now += 5
+    assert _value(store.perform(StoreClaim("state", 5))) is True  # the old claim has expired
+    clock.now += 4
+    assert _value(store.perform(StoreGet("k"))) == b"v"
+    clock.now += 1
+    assert _value(store.perform(StoreGet("k"))) is None
+    assert len(store) == 0
+
+
+def test_redis_ttl_is_set(redis_prefix: str) -> None:
+    import redis
+
+    store = RedisStore(REDIS_URL)
+    store.perform(StorePut(redis_prefix + "k", b"v", 30, redis_prefix + "u", 600))
+    client = redis.Redis.from_url(REDIS_URL)
+    assert 0 < client.ttl(redis_prefix + "k") <= 30  # type: ignore[operator]
+    assert 0 < client.ttl(redis_prefix + "u") <= 600  # type: ignore[operator]
+    client.close()
+    store.close()
+
+
+def test_unreachable_redis_is_a_failure_not_an_exception() -> None:
+    store = RedisStore("redis://127.0.0.1:1/0", timeout_seconds=0.5)
+    started = time.monotonic()
+    result = store.perform(StoreGet("k"))
+    assert isinstance(result, StoreFailed) and result.reason.startswith("redis: ")
+    assert time.monotonic() - started < 3
+    assert isinstance(asyncio.run(store.aperform(StorePing())), StoreFailed)
+
+
+def run(step: Generator[Any, Any, Any], store: StoreBackend) -> Any:
+    try:
+        effect = next(step)
+        while True:
+            effect = step.send(store.perform(effect))
+    except StopIteration as done:
+        return done.value
+
+
+def test_ending_all_of_one_persons_sessions(backend: tuple[StoreBackend, str]) -> None:
+    store, prefix = backend
+    keeper = SessionKeeper("memory", ["k" * 32], SessionTimeouts(3600, 43200), prefix)
+    now = time.time()
+    gita = User(Identity(email="gp.user@nhs.net", subject="s", issuer="i", object_id="oid-1"), Account("A"))
+    nia = User(Identity(email="new.user@nhs.net", subject="t", issuer="i", object_id="oid-2"), Account("B"))
+    sessions = [Session.start(gita, now), Session.start(gita, now), Session.start(nia, now)]
+    for session in sessions:
+        run(keeper.save(session, now), store)
+    assert run(keeper.end_all_of(gita.identity), store) == 3  # two sessions and the index
+    ids = [s.session_id for s in sessions]
+    assert run(keeper.load(ids[:1], now), store).session is None
+    assert run(keeper.load(ids[1:2], now), store).session is None
+    assert run(keeper.load(ids[2:], now), store).session.user.email == "new.user@nhs.net"
+
+
+def test_session_ttl_never_outlives_the_absolute_timeout() -> None:
+    keeper = SessionKeeper("memory", ["k" * 32], SessionTimeouts(3600, 7200), "p:")
+    user = User(Identity(email="a@nhs.net", subject="s", issuer="i"), Account("A"))
+    session = replace(Session.start(user, 0), renewed_at=6900)
+    step = keeper.save(session, 7000)  # 200 s of the absolute time-out left, ~1 h idle
+    put = next(step)
+    assert isinstance(put, StorePut) and put.ttl_seconds == 200
+    assert session.session_id not in put.key and session.session_id.encode() not in put.value
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("rediss://user:s3cret@cache/1", "rediss://user:***@cache/1"),
+        ("redis://cache:6379/0", "redis://cache:6379/0"),
+    ],
+)
+def test_store_url_password_is_masked(url: str, shown: str) -> None:
+    assert display_url(url) == shown
