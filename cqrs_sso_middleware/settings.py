@@ -65,6 +65,9 @@ class Settings:
     redis_password: str = field(default="", repr=False)
     session_store_timeout_seconds: float = 2.0
     session_key_prefix: str = "cqrs_sso:"
+    # Sign-out also ends the NHSmail session (RP-initiated logout) when the provider has an
+    # end_session_endpoint: on a shared PC the next person must type a password.
+    sign_out_at_provider: bool = True
     session_idle_seconds: int = 3600
     session_max_seconds: int = 43200
     account_recheck_seconds: int = 900
@@ -327,6 +330,7 @@ _FIELD_TYPES = {
     "public_paths": tuple,
     "scopes": tuple,
     "auto_redirect": bool,
+    "sign_out_at_provider": bool,
     "session_idle_seconds": int,
     "session_max_seconds": int,
     "account_recheck_seconds": int,

@@ -89,18 +89,19 @@ class MemoryStore:
             return self._live(effect.key, now)
         if isinstance(effect, StorePut):
             self._values[effect.key] = (effect.value, now + effect.ttl_seconds)
-            if effect.index:
-                members, _ = self._indexes.get(effect.index, (set(), 0.0))
+            for index in effect.indexes:
+                members, _ = self._indexes.get(index, (set(), 0.0))
                 members.add(effect.key)
-                self._indexes[effect.index] = (members, now + effect.index_ttl_seconds)
+                self._indexes[index] = (members, now + effect.index_ttl_seconds)
             return True
         if isinstance(effect, StoreDelete):
             deleted = 0
             for key in effect.keys:
                 deleted += self._values.pop(key, None) is not None
                 deleted += self._indexes.pop(key, None) is not None
-            if effect.index in self._indexes:
-                self._indexes[effect.index][0].difference_update(effect.keys)
+            for index in effect.indexes:
+                if index in self._indexes:
+                    self._indexes[index][0].difference_update(effect.keys)
             return deleted
         if isinstance(effect, StoreClaim):
             if self._live(effect.key, now) is not None:
@@ -130,16 +131,15 @@ def _plan(effect: StoreEffect) -> list[Command]:
         return [("get", (effect.key,), {})]
     if isinstance(effect, StorePut):
         commands: list[Command] = [("set", (effect.key, effect.value), {"ex": effect.ttl_seconds})]
-        if effect.index:
+        for index in effect.indexes:
             commands += [
-                ("sadd", (effect.index, effect.key), {}),
-                ("expire", (effect.index, effect.index_ttl_seconds), {}),
+                ("sadd", (index, effect.key), {}),
+                ("expire", (index, effect.index_ttl_seconds), {}),
             ]
         return commands
     if isinstance(effect, StoreDelete):
         commands = [("delete", effect.keys, {})]
-        if effect.index:
-            commands.append(("srem", (effect.index, *effect.keys), {}))
+        commands += [("srem", (index, *effect.keys), {}) for index in effect.indexes]
         return commands
     if isinstance(effect, StoreClaim):
         return [("set", (effect.key, b"1"), {"nx": True, "ex": effect.ttl_seconds})]

@@ -108,8 +108,15 @@ def provider_server() -> Iterator[NHSmailLikeProvider]:
         DemoUser(NEW_USER, PASSWORD, "Nia Evans"),
         DemoUser(NO_EMAIL_USER, PASSWORD, "Sam Member", include_email_claim=False),
     ]
-    client = DemoClient(CLIENT_ID, CLIENT_SECRET, (f"{APP_ORIGIN}/oauth2/callback",))
-    instance = NHSmailLikeProvider(url, TENANT_ID, users, [client])
+    client = DemoClient(
+        CLIENT_ID,
+        CLIENT_SECRET,
+        (f"{APP_ORIGIN}/oauth2/callback",),
+        post_logout_redirect_uris=(f"{APP_ORIGIN}/oauth2/signed_out",),
+    )
+    # Single sign-on off: most tests sign in again and again in one "browser". Tests of the
+    # shared-PC story switch it on (the demo and `cqrs-sso provider` have it on, like Entra).
+    instance = NHSmailLikeProvider(url, TENANT_ID, users, [client], single_sign_on=False)
     server = BackgroundASGIServer(instance.app, sock).start()
     yield instance
     server.stop()
@@ -121,6 +128,8 @@ def provider(provider_server: NHSmailLikeProvider) -> Iterator[NHSmailLikeProvid
     """The shared provider, with any faults a test switched on switched off afterwards."""
     yield provider_server
     provider_server.faults = ProviderFaults()
+    provider_server.single_sign_on = False
+    provider_server.sso_sessions.clear()
 
 
 @pytest.fixture

@@ -175,7 +175,8 @@ class ASGIClient:
 
 def form_fields(page: str) -> dict[str, str]:
     """Hidden and value-bearing inputs of the first form on a page."""
-    pairs = re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page)
+    first_form = page.split("</form>", 1)[0]
+    pairs = re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', first_form)
     return {name: html.unescape(value) for name, value in pairs}
 
 

@@ -115,24 +115,24 @@ class StoreGet:
 
 @dataclass(frozen=True, slots=True)
 class StorePut:
-    """Write ``key`` with a time to live; add it to the ``index`` set (kept ``index_ttl_seconds``).
-
-    Result: ``StoreReply(True)``.
+    """Write ``key`` with a time to live; add it to each set in ``indexes`` (each kept
+    ``index_ttl_seconds``). Result: ``StoreReply(True)``.
     """
 
     key: str
     value: bytes
     ttl_seconds: int
-    index: str = ""
+    indexes: tuple[str, ...] = ()
     index_ttl_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class StoreDelete:
-    """Delete ``keys`` and remove them from ``index``. Result: ``StoreReply(number deleted)``."""
+    """Delete ``keys`` and remove them from each of ``indexes``. Result: ``StoreReply(number
+    deleted)``."""
 
     keys: tuple[str, ...]
-    index: str = ""
+    indexes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

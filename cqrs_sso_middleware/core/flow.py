@@ -57,6 +57,9 @@ class SignInFlow(SignInRoutes, AccessRoutes, SignOutRoutes, ProbeRoutes):
             ("GET", "/callback"): self._callback,
             ("GET", "/sign_out"): self._sign_out_page,
             ("POST", "/sign_out"): self._sign_out,
+            ("GET", "/signed_out"): self._signed_out,
+            ("GET", "/frontchannel_logout"): self._frontchannel_logout,
+            ("POST", "/backchannel_logout"): self._backchannel_logout,
             ("GET", "/userinfo"): self._userinfo,
             # nginx's auth_request subrequest keeps the original method.
             **{

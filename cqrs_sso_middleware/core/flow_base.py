@@ -68,6 +68,8 @@ class FlowBase:
         self.cookie_policy = CookiePolicy(secure=settings.is_https)
         self.session_cookie = self.cookie_policy.name(settings.cookie_name)
         self.csrf_cookie = self.cookie_policy.name(f"{settings.cookie_name}_csrf")
+        # Why the last session ended ("idle", "max", "ended"), for the sign-in page to say.
+        self.notice_cookie = self.cookie_policy.name(f"{settings.cookie_name}_notice")
         self.attempts = AttemptCookies(settings.secret_keys, self.cookie_policy.name(settings.cookie_name))
         self.timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
         self.sessions = SessionKeeper(
@@ -138,12 +140,14 @@ class FlowBase:
         return loaded.session, self._after_load(loaded)
 
     def _after_load(self, loaded: LoadedSession) -> list[str]:
-        """A cookie that named no live session is cleared, and a time-out is audited."""
+        """A cookie that named no live session is cleared, a time-out is audited, and a
+        short-lived notice tells the sign-in page why the person has to sign in again."""
         if loaded.session is not None:
             return []
         if loaded.expired is not None:
             self._audit("session_expired", reason=loaded.expired)
-        return [self._clear_session()]
+        notice = loaded.expired or "ended"
+        return [self._clear_session(), self.cookie_policy.set_cookie(self.notice_cookie, notice, max_age=600)]
 
     def _renewed(
         self,

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Generator
+from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from joserfc.jwk import KeySet
@@ -27,13 +27,22 @@ from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
 from .config import CoreSettings
 from .errors import ProviderError, TokenRejected, UnknownSigningKey
 from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
-from .tokens import SigningKeys, TokenExpectations, validate_id_token
+from .tokens import (
+    LOGOUT_TOKEN_ALGORITHMS,
+    LogoutRequest,
+    SigningKeys,
+    TokenExpectations,
+    check_logout_claims,
+    validate_id_token,
+    verify_signature,
+)
 
 METADATA_MAX_AGE_SECONDS = 24 * 3600
 METADATA_RETRY_SECONDS = 5.0
 MAX_PROVIDER_REPLY_BYTES = 1024 * 1024
 
 Step = Generator[HttpCall, EffectResult, Any]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -157,8 +166,8 @@ class RelyingParty:
 
     def redeem_code(
         self, code: str, attempt: LoginAttempt, now: float
-    ) -> Generator[HttpCall, EffectResult, dict[str, Any]]:
-        """Exchange the code and return validated ID token claims.
+    ) -> Generator[HttpCall, EffectResult, tuple[dict[str, Any], str]]:
+        """Exchange the code; return the validated ID token claims and the raw ID token.
 
         Raises ``ProviderError`` for faults on the provider's side (→ 503) and
         ``TokenRejected`` when the provider answered but the answer must not be trusted.
@@ -167,6 +176,39 @@ class RelyingParty:
         result = yield self._token_call(metadata, code, attempt.code_verifier, now)
         reply = _expect_reply(result, "token endpoint")
         id_token = _id_token_from(reply)
+        expect = self._expectations(metadata, attempt.nonce, metadata.signing_algorithms)
+        claims = yield from self._verified(
+            id_token, metadata, now, lambda keys: validate_id_token(id_token, keys, expect, now)
+        )
+        return claims, id_token
+
+    def verify_logout_token(self, token: str, now: float) -> Generator[HttpCall, EffectResult, LogoutRequest]:
+        """Back-Channel Logout 1.0 §2.6: the same keys and refresh rule as ID tokens, RS256."""
+        metadata = yield from self.metadata(now)
+        expect = self._expectations(metadata, "", LOGOUT_TOKEN_ALGORITHMS)
+
+        def check(keys: KeySet) -> LogoutRequest:
+            claims = verify_signature(token, keys, expect.algorithms)
+            return check_logout_claims(claims, expect, now)
+
+        return (yield from self._verified(token, metadata, now, check))
+
+    def _expectations(
+        self, metadata: ProviderMetadata, nonce: str, algorithms: Collection[str]
+    ) -> TokenExpectations:
+        return TokenExpectations(
+            issuer=metadata.issuer,
+            client_id=self.settings.client_id,
+            nonce=nonce,
+            algorithms=algorithms,
+            leeway_seconds=self.settings.clock_leeway_seconds,
+        )
+
+    def _verified(
+        self, token: str, metadata: ProviderMetadata, now: float, check: Callable[[KeySet], T]
+    ) -> Generator[HttpCall, EffectResult, T]:
+        """``check(keys)`` with the provider's keys: fetched when missing or a day old, and
+        refreshed once on an unknown ``kid`` under the rate limit (``tokens.SigningKeys``)."""
         if self.state.keys.should_fetch(now):
             try:
                 yield from self._fetch_keys(metadata, now)
@@ -177,15 +219,8 @@ class RelyingParty:
         keys = self.state.keys.keys
         if keys is None:
             raise ProviderError("JWKS unavailable")
-        expect = TokenExpectations(
-            issuer=metadata.issuer,
-            client_id=self.settings.client_id,
-            nonce=attempt.nonce,
-            algorithms=metadata.signing_algorithms,
-            leeway_seconds=self.settings.clock_leeway_seconds,
-        )
         try:
-            return validate_id_token(id_token, keys, expect, now)
+            return check(keys)
         except UnknownSigningKey:
             if not self.state.keys.should_fetch(now, unknown_kid=True):
                 raise
@@ -194,7 +229,7 @@ class RelyingParty:
         yield from self._fetch_keys(metadata, now)
         refreshed: KeySet | None = self.state.keys.keys
         assert refreshed is not None
-        return validate_id_token(id_token, refreshed, expect, now)
+        return check(refreshed)
 
 
 def _id_token_from(reply: HttpReply) -> str:

@@ -52,6 +52,22 @@ def html_response(status: int, html: str, csp: str, set_cookies: Sequence[str] =
     return Respond(status, tuple(headers), html.encode("utf-8"))
 
 
+def frameable_html_response(html: str, frame_ancestor: str, set_cookies: Sequence[str] = ()) -> Respond:
+    """A page that only ``frame_ancestor`` (the provider's origin) may frame: the
+    front-channel logout iframe (Front-Channel Logout 1.0 §4). No ``X-Frame-Options``:
+    ``ALLOW-FROM`` is obsolete, and CSP ``frame-ancestors`` supersedes it."""
+    headers = [
+        ("Content-Type", "text/html; charset=utf-8"),
+        (
+            "Content-Security-Policy",
+            f"default-src 'none'; style-src 'self'; frame-ancestors {frame_ancestor}; base-uri 'none'",
+        ),
+        *(pair for pair in SECURITY_HEADERS if pair[0] != "X-Frame-Options"),
+        *(("Set-Cookie", cookie) for cookie in set_cookies),
+    ]
+    return Respond(200, tuple(headers), html.encode("utf-8"))
+
+
 def redirect(location: str, set_cookies: Sequence[str] = ()) -> Respond:
     """``303 See Other``: the browser follows with a GET, whatever the request method was."""
     headers = [

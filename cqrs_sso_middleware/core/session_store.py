@@ -103,8 +103,27 @@ class SessionKeeper:
         who = identity.object_id or identity.subject
         return f"{self.prefix}u:{_digest('user', f'{identity.issuer} {who}')}"
 
+    def subject_index(self, issuer: str, subject: str) -> str:
+        """Sessions by the ID token's ``sub`` (back-channel logout may name only ``sub``)."""
+        return f"{self.prefix}sub:{_digest('sub', f'{issuer} {subject}')}"
+
+    def sid_index(self, issuer: str, sid: str) -> str:
+        """Sessions by the provider's session id ``sid`` (front- and back-channel logout)."""
+        return f"{self.prefix}sid:{_digest('sid', f'{issuer} {sid}')}"
+
+    def indexes_of(self, identity: Identity) -> tuple[str, ...]:
+        indexes = [self.user_index(identity), self.subject_index(identity.issuer, identity.subject)]
+        sid = identity.claims.get("sid")
+        if isinstance(sid, str) and sid:
+            indexes.append(self.sid_index(identity.issuer, sid))
+        return tuple(indexes)
+
     def state_key(self, state: str) -> str:
         return f"{self.prefix}st:{_digest('state', state)}"
+
+    def jti_key(self, issuer: str, jti: str) -> str:
+        """A logout token's ``jti``, spent once (Back-Channel Logout 1.0 §2.6 point 10)."""
+        return f"{self.prefix}jti:{_digest('jti', f'{issuer} {jti}')}"
 
     # -- cookie store (no I/O at all) ------------------------------------------------------
 
@@ -162,7 +181,7 @@ class SessionKeeper:
                     self.session_key(session.session_id),
                     session_record(replace(session, session_id="")),
                     ttl,
-                    self.user_index(session.user.identity),
+                    self.indexes_of(session.user.identity),
                     self.timeouts.max_seconds,
                 )
             )
@@ -170,15 +189,20 @@ class SessionKeeper:
 
     def end(self, session: Session) -> Generator[StoreEffect, EffectResult, None]:
         key = self.session_key(session.session_id)
-        _reply((yield StoreDelete((key,), self.user_index(session.user.identity))))
+        _reply((yield StoreDelete((key,), self.indexes_of(session.user.identity))))
 
-    def end_all_of(self, identity: Identity) -> Generator[StoreEffect, EffectResult, int]:
-        """End every session of this person (sign out everywhere, revocation). Returns how many."""
-        index = self.user_index(identity)
+    def end_indexed(self, index: str) -> Generator[StoreEffect, EffectResult, int]:
+        """End every session filed under ``index``; returns how many sessions ended."""
         members = _reply((yield StoreMembers(index)))
         keys = tuple(members) if isinstance(members, tuple) else ()
-        deleted = _reply((yield StoreDelete((*keys, index), index)))
-        return deleted if isinstance(deleted, int) else 0
+        if not keys:
+            return 0
+        deleted = _reply((yield StoreDelete((*keys, index), (index,))))
+        return max(0, deleted - 1) if isinstance(deleted, int) else 0
+
+    def end_all_of(self, identity: Identity) -> Generator[StoreEffect, EffectResult, int]:
+        """End every session of this person (sign out everywhere, revocation)."""
+        return (yield from self.end_indexed(self.user_index(identity)))
 
     def claim(self, key: str, ttl_seconds: int) -> Generator[StoreEffect, EffectResult, bool]:
         """First use of a single-use value (a login state, a logout token's ``jti``)?"""

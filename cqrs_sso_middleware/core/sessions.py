@@ -45,13 +45,16 @@ class Session:
     created_at: int
     renewed_at: int
     account_checked_at: int
+    # The raw ID token, kept by server-side stores only: the id_token_hint of RP-initiated
+    # logout. Never in the cookie (size) and never shown.
+    id_token: str = ""
 
     @classmethod
-    def start(cls, user: User, now: float) -> Session:
+    def start(cls, user: User, now: float, id_token: str = "") -> Session:
         moment = int(now)
         # A fresh id at every sign-in: a session fixed before sign-in is never reused. 256
         # random bits: with a server-side store this id is the whole cookie.
-        return cls(secrets.token_urlsafe(32), user, moment, moment, moment)
+        return cls(secrets.token_urlsafe(32), user, moment, moment, moment, id_token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,8 @@ def session_record(session: Session, with_claims: bool = True) -> bytes:
         "r": session.renewed_at,
         "k": session.account_checked_at,
     }
+    if session.id_token:
+        payload["idt"] = session.id_token
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -132,6 +137,7 @@ def session_from_record(record: bytes) -> Session | None:
             created_at=int(data["c"]),
             renewed_at=int(data["r"]),
             account_checked_at=int(data["k"]),
+            id_token=str(data.get("idt", "")),
         )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
@@ -160,6 +166,7 @@ class SessionCookieCodec:
         self._cache: OrderedDict[str, Session] = OrderedDict()
 
     def encode(self, session: Session) -> str:
+        session = replace(session, id_token="")  # never in the cookie
         value = self._seal(session_record(session, with_claims=True))
         if len(value) > MAX_SESSION_COOKIE_BYTES:
             value = self._seal(session_record(session, with_claims=False))

@@ -72,13 +72,34 @@ class SignInRoutes(FlowBase):
                 401, {"error": "unauthenticated", "sign_in_url": sign_in}, set_cookies=set_cookies
             )
         csrf_value, csrf_cookies = self._csrf_cookie(cookies)
+        notice = self._notice(cookies, set_cookies)
         return self._page(
             200,
             "sign_in.html",
             set_cookies=[*set_cookies, *csrf_cookies],
             return_path=return_path,
             csrf_token=csrf_token(self.settings.secret_keys, csrf_value),
+            notice=notice,
         )
+
+    def _notice(self, cookies: Mapping[str, list[str]], set_cookies: list[str]) -> str:
+        """Why the person was signed out, from the notice cookie: fixed sentences only, so
+        nothing a cookie says is ever shown. The notice is shown once."""
+        reason = next(iter(cookies.get(self.notice_cookie, [])), "")
+        fresh = [c for c in set_cookies if c.startswith(self.notice_cookie + "=")]
+        if fresh:  # this very request ended the session: the new reason wins
+            reason = fresh[0].split("=", 1)[1].split(";", 1)[0]
+            set_cookies.remove(fresh[0])
+        elif reason:
+            set_cookies.append(self.cookie_policy.delete_cookie(self.notice_cookie))
+        idle_minutes = max(1, self.settings.session_idle_seconds // 60)
+        max_hours = max(1, self.settings.session_max_seconds // 3600)
+        return {
+            "idle": f"You were signed out because you had not used CQRS for {idle_minutes} minutes.",
+            "max": f"You were signed out because you had been signed in for {max_hours} hours, "
+            "the longest a CQRS session can last.",
+            "ended": "Your CQRS session has ended: you signed out, or it was ended elsewhere.",
+        }.get(reason, "")
 
     def _start(self, request: IncomingRequest) -> Flow:
         form = yield ReadForm()
@@ -124,14 +145,14 @@ class SignInRoutes(FlowBase):
             self._audit("sign_in_failed", reason="missing_code")
             return self._attempt_invalid(set_cookies)
         try:
-            claims = yield from self.rp.redeem_code(code, attempt, now)
+            claims, id_token = yield from self.rp.redeem_code(code, attempt, now)
         except ProviderError as error:
             self._audit("provider_unavailable", step="token", reason=str(error))
             return self._page(503, "unavailable.html", set_cookies=set_cookies)
         except TokenRejected as error:
             self._audit("token_rejected", reason=error.reason)
             return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
-        return (yield from self._admit(identity_from_claims(claims), attempt, set_cookies))
+        return (yield from self._admit(identity_from_claims(claims), attempt, set_cookies, id_token))
 
     def _first_use_of(self, state: str, attempt: LoginAttempt, now: float) -> Generator[Any, Any, bool]:
         """State is single use (RFC 6749 §10.12): per process with the cookie store; in the
@@ -153,7 +174,9 @@ class SignInRoutes(FlowBase):
             return self._page(503, "unavailable.html", set_cookies=set_cookies)
         return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
 
-    def _admit(self, identity: Identity, attempt: LoginAttempt, set_cookies: list[str]) -> Flow:
+    def _admit(
+        self, identity: Identity, attempt: LoginAttempt, set_cookies: list[str], id_token: str = ""
+    ) -> Flow:
         if not identity.email:
             self._audit("sign_in_failed", reason="no_email_claim", oid=identity.object_id)
             return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
@@ -169,7 +192,9 @@ class SignInRoutes(FlowBase):
                 "sign_in_no_account", reason="lookup_none", email=identity.email, oid=identity.object_id
             )
             return self._no_account(identity, set_cookies)
-        session = Session.start(User(identity, account), self.clock())
+        # Server-side stores keep the ID token for RP-initiated logout's id_token_hint.
+        kept_token = "" if self.sessions.stateless else id_token
+        session = Session.start(User(identity, account), self.clock(), kept_token)
         try:
             set_cookies += yield from self._keep(session, self.clock(), new=True)
         except StoreProblem as problem:

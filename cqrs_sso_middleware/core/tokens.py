@@ -104,7 +104,7 @@ def read_header(id_token: str) -> Mapping[str, Any]:
         raise TokenRejected("malformed", type(error).__name__) from error
 
 
-def _verify_signature(id_token: str, keys: KeySet, allowed: Collection[str]) -> dict[str, Any]:
+def verify_signature(id_token: str, keys: KeySet, allowed: Collection[str]) -> dict[str, Any]:
     header = read_header(id_token)
     alg = header.get("alg")
     # OIDC Core §3.1.3.7 point 7 and RFC 8725 §3.1: the algorithm comes from our allow-list,
@@ -193,6 +193,57 @@ def check_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: floa
 
 def validate_id_token(id_token: str, keys: KeySet, expect: TokenExpectations, now: float) -> dict[str, Any]:
     """Verify signature and claims; return the claims or raise :class:`TokenRejected`."""
-    claims = _verify_signature(id_token, keys, expect.algorithms)
+    claims = verify_signature(id_token, keys, expect.algorithms)
     check_claims(claims, expect, now)
     return claims
+
+
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_ALGORITHMS = ("RS256",)
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutRequest:
+    """A validated logout token: whose sessions to end. ``jti`` must still be spent once."""
+
+    issuer: str
+    subject: str | None
+    sid: str | None
+    jti: str
+    expires_at: float
+
+
+def check_logout_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: float) -> LogoutRequest:
+    """OpenID Connect Back-Channel Logout 1.0 §2.4 and §2.6 on verified claims.
+
+    ``iss`` exact, ``aud`` has our client id, ``iat`` present and not in the future,
+    ``exp`` (when present) not passed, ``events`` holds the back-channel logout event as a
+    JSON object, ``sid`` and/or ``sub``, a ``jti``, and **no** ``nonce`` — which is also
+    what stops an ID token from being replayed as a logout token.
+    """
+    if claims.get("iss") != expect.issuer:
+        raise TokenRejected("wrong_issuer", f"iss={claims.get('iss')!r}")
+    audience = claims.get("aud")
+    audiences = [audience] if isinstance(audience, str) else audience
+    if not isinstance(audiences, list) or expect.client_id not in audiences:
+        raise TokenRejected("wrong_audience", f"aud={audience!r}")
+    issued = _number(claims, "iat", required=True)
+    if issued is not None and issued > now + expect.leeway_seconds:
+        raise TokenRejected("issued_in_future", f"iat={issued}")
+    expires = _number(claims, "exp", required=False)
+    if expires is not None and now - expect.leeway_seconds >= expires:
+        raise TokenRejected("expired", f"exp={expires}")
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        raise TokenRejected("not_a_logout_token", "events has no back-channel logout event")
+    if "nonce" in claims:
+        raise TokenRejected("nonce_present", "a logout token must not carry a nonce (§2.4)")
+    subject, sid, jti = claims.get("sub"), claims.get("sid"), claims.get("jti")
+    subject = subject if isinstance(subject, str) and subject else None
+    sid = sid if isinstance(sid, str) and sid else None
+    if subject is None and sid is None:
+        raise TokenRejected("no_sub_or_sid")
+    if not isinstance(jti, str) or not jti or len(jti) > 256:
+        raise TokenRejected("missing_jti")
+    lifetime = (expires if expires is not None else (issued or now) + 600) - now
+    return LogoutRequest(expect.issuer, subject, sid, jti, now + max(60.0, min(lifetime, 3600.0)))

@@ -6,7 +6,9 @@ flow with PKCE S256 required (RFC 7636), ``client_secret_basic`` and ``client_se
 (RFC 6749 §2.3.1), single-use 10-minute codes (RFC 6749 §4.1.2), RS256 ID tokens with
 Entra-shaped claims (``oid``, ``tid``, pairwise ``sub``, ``preferred_username``, ``ver``),
 Entra's URL layout (``/<tenant>/v2.0``, ``/<tenant>/discovery/v2.0/keys``,
-``/<tenant>/oauth2/v2.0/{authorize,token,logout}``) and key rotation.
+``/<tenant>/oauth2/v2.0/{authorize,token,logout}``), key rotation, and Entra's single
+sign-on session with its logout (``logout.py``: end_session, front-channel iframes, and
+back-channel logout tokens for tests).
 
 It is not NHSmail, holds fake users with known passwords, and says so on every page.
 """
@@ -33,6 +35,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .logout import SSO_COOKIE, SingleSignOnSession, frontchannel_url, logout_token, signed_out_page
+
 log = logging.getLogger("cqrs_sso.provider")
 
 WRONG_CREDENTIALS = "Incorrect user ID or password. Type the correct user ID and password, and try again."
@@ -56,6 +60,8 @@ class DemoClient:
     client_secret: str
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...] = ()
+    frontchannel_logout_uri: str = ""
+    backchannel_logout_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class _CodeGrant:
     code_challenge: str
     scope: str
     expires_at: float
+    sid: str = ""
 
 
 @dataclass
@@ -104,6 +111,7 @@ class NHSmailLikeProvider:
         clients: Iterable[DemoClient],
         *,
         clock: Callable[[], float] = time.time,
+        single_sign_on: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.tenant_id = tenant_id
@@ -113,6 +121,10 @@ class NHSmailLikeProvider:
         self.faults = ProviderFaults()
         self._pairwise_salt = secrets.token_bytes(16)
         self._codes: dict[str, _CodeGrant] = {}
+        # Like Entra: a browser that signed in once is let through again without a password
+        # until it signs out here. Tests that sign in many times in one browser turn it off.
+        self.single_sign_on = single_sign_on
+        self.sso_sessions: dict[str, SingleSignOnSession] = {}
         # Every code and token handed out, so tests can prove none of them reaches a log.
         self.issued_secrets: list[str] = []
         self.signing_key = self._new_key()
@@ -226,6 +238,11 @@ class NHSmailLikeProvider:
         if problem:
             return self._redirect_error(redirect_uri, state, "invalid_request", problem)
         if request.method == "GET":
+            sso = self._sso_session(request)
+            if sso is not None and self.single_sign_on and params.get("prompt") != "login":
+                user = self.users.get(sso.email)
+                if user is not None:  # Entra's silent single sign-on: no password asked
+                    return self._issue_code(client, redirect_uri, user, params, state, sso)
             return HTMLResponse(_login_page(params, error=""))
         if params.get("action") == "cancel":
             return self._redirect_error(
@@ -234,8 +251,28 @@ class NHSmailLikeProvider:
         user = self.users.get(params.get("login", "").strip().lower())
         if user is None or not hmac.compare_digest(user.password.encode(), params.get("passwd", "").encode()):
             return HTMLResponse(_login_page(params, error=WRONG_CREDENTIALS))
+        sso = SingleSignOnSession(user.email.lower())
+        cookie = secrets.token_urlsafe(24)
+        self.sso_sessions[cookie] = sso
+        response = self._issue_code(client, redirect_uri, user, params, state, sso)
+        response.set_cookie(SSO_COOKIE, cookie, httponly=True, samesite="lax", path="/")
+        return response
+
+    def _sso_session(self, request: Request) -> SingleSignOnSession | None:
+        return self.sso_sessions.get(request.cookies.get(SSO_COOKIE, ""))
+
+    def _issue_code(
+        self,
+        client: DemoClient,
+        redirect_uri: str,
+        user: DemoUser,
+        params: dict[str, str],
+        state: str | None,
+        sso: SingleSignOnSession,
+    ) -> Response:
         code = secrets.token_urlsafe(32)
         self.issued_secrets.append(code)
+        sso.clients.add(client.client_id)
         self._codes[code] = _CodeGrant(
             client_id=client.client_id,
             redirect_uri=redirect_uri,
@@ -244,6 +281,7 @@ class NHSmailLikeProvider:
             code_challenge=params["code_challenge"],
             scope=params.get("scope", ""),
             expires_at=self.clock() + CODE_LIFETIME_SECONDS,
+            sid=sso.sid,
         )
         query = {"code": code, **({"state": state} if state else {})}
         return RedirectResponse(f"{redirect_uri}?{urlencode(query)}", status_code=302)
@@ -322,16 +360,22 @@ class NHSmailLikeProvider:
                 "scope": grant.scope,
                 "expires_in": ID_TOKEN_LIFETIME_SECONDS,
                 "access_token": access_token,
-                "id_token": self.id_token_for(grant.user, client.client_id, grant.nonce),
+                "id_token": self.id_token_for(grant.user, client.client_id, grant.nonce, sid=grant.sid),
             },
             headers=headers,
         )
 
-    def id_token_for(self, user: DemoUser, client_id: str, nonce: str | None, **overrides: Any) -> str:
-        """An Entra-v2.0-shaped ID token signed with the current key."""
-        now = int(self.clock())
-        # Entra's sub is pairwise: different for every application.
+    def subject_for(self, user: DemoUser, client_id: str) -> str:
+        """Entra's ``sub`` is pairwise: different for every application."""
         pairwise = hmac.new(self._pairwise_salt, f"{client_id}:{user.object_id}".encode(), hashlib.sha256)
+        return _b64url(pairwise.digest())
+
+    def id_token_for(
+        self, user: DemoUser, client_id: str, nonce: str | None, sid: str = "", **overrides: Any
+    ) -> str:
+        """An Entra-v2.0-shaped ID token signed with the current key, with the optional
+        claims ``sid`` and ``login_hint`` an NHSmail registration can ask for."""
+        now = int(self.clock())
         claims: dict[str, Any] = {
             "aud": client_id,
             "iss": self.issuer,
@@ -341,7 +385,8 @@ class NHSmailLikeProvider:
             "name": user.name,
             "oid": user.object_id,
             "preferred_username": user.email,
-            "sub": _b64url(pairwise.digest()),
+            "sub": self.subject_for(user, client_id),
+            "login_hint": _b64url(f"{user.object_id}@{self.tenant_id}".encode()),
             "tid": self.tenant_id,
             "uti": _b64url(secrets.token_bytes(16)),
             "ver": "2.0",
@@ -350,6 +395,8 @@ class NHSmailLikeProvider:
             claims["email"] = user.email
         if nonce:
             claims["nonce"] = nonce
+        if sid:
+            claims["sid"] = sid
         claims.update(self.faults.claim_overrides)
         claims.update(overrides)
         header = {"alg": "RS256", "kid": self.signing_key.kid, "typ": "JWT"}
@@ -364,10 +411,42 @@ class NHSmailLikeProvider:
     # -- logout -------------------------------------------------------------------------------
 
     async def logout(self, request: Request) -> Response:
-        target = request.query_params.get("post_logout_redirect_uri", "")
-        if any(target in c.post_logout_redirect_uris for c in self.clients.values()) and target:
-            return RedirectResponse(target, status_code=302)
-        return HTMLResponse(_page("Signed out", "<p>You have signed out of the demo provider.</p>"))
+        """end_session_endpoint (RP-Initiated Logout 1.0 §2–3): ends the single sign-on
+        session, renders the front-channel iframes, returns to a *registered*
+        post_logout_redirect_uri of the named client, and nowhere else."""
+        params: dict[str, str] = dict(request.query_params)
+        if request.method == "POST":
+            params.update(await _form(request))
+        client = self.clients.get(params.get("client_id", ""))
+        target = params.get("post_logout_redirect_uri", "")
+        registered = client is not None and target in client.post_logout_redirect_uris
+        cookie = request.cookies.get(SSO_COOKIE, "")
+        sso = self.sso_sessions.pop(cookie, None)
+        frames = []
+        if sso is not None:
+            for client_id in sorted(sso.clients):
+                signed_in = self.clients.get(client_id)
+                if signed_in is not None and signed_in.frontchannel_logout_uri:
+                    frames.append(frontchannel_url(signed_in.frontchannel_logout_uri, self.issuer, sso.sid))
+        if not frames and registered:
+            response: Response = RedirectResponse(target, status_code=302)
+        else:
+            response = HTMLResponse(signed_out_page(frames, target if registered else None, DEMO_NOTICE))
+        response.delete_cookie(SSO_COOKIE, path="/")
+        return response
+
+    def send_backchannel_logout(
+        self, client_id: str, *, sid: str | None = None, token: str | None = None
+    ) -> int:
+        """POST a logout token to the client's back-channel URL (tests; Entra sends none).
+        With ``sid`` it names that provider session; ``token`` sends a forged one."""
+        import httpx
+
+        client = self.clients[client_id]
+        if token is None:
+            token = logout_token(self.signing_key, self.issuer, client_id, sid=sid, now=self.clock())
+        reply = httpx.post(client.backchannel_logout_uri, data={"logout_token": token}, timeout=10)
+        return reply.status_code
 
 
 # -- pages -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from cqrs_sso_middleware.provider import WRONG_CREDENTIALS, NHSmailLikeProvider
 
 from ..conftest import CLIENT_ID, GP_USER, NEW_USER, NO_EMAIL_USER, PASSWORD, FakeClock
+from ..helpers import APP_ORIGIN
 from ..helpers import HTML, AppClient, Journey, form_fields, path_of
 
 
@@ -233,9 +234,14 @@ def test_sign_out_is_a_csrf_protected_post_that_ends_the_session(journey: Journe
     assert forged.status == 403
     assert journey.open("/").status == 200  # still signed in
     done = journey.app.post("/oauth2/sign_out", form_fields(confirm.text), HTML)
-    assert done.status == 200
-    assert "You have signed out of CQRS" in done.text
+    assert done.status == 303  # on to NHSmail's end_session_endpoint (RP-initiated logout)
     assert journey.open("/").status == 303
+    at_provider = journey.provider.get(done.location)
+    assert at_provider.status_code == 302
+    assert at_provider.headers["location"] == f"{APP_ORIGIN}/oauth2/signed_out"
+    back = journey.app.get("/oauth2/signed_out", HTML)
+    assert back.status == 200
+    assert "You have signed out of CQRS" in back.text
 
 
 # -- parallel tabs, state reuse, expiry -----------------------------------------------------

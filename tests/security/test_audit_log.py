@@ -30,7 +30,7 @@ def test_successful_sign_in_and_sign_out_are_audited(
     confirm = journey.app.get("/oauth2/sign_out", HTML)
     journey.app.post("/oauth2/sign_out", form_fields(confirm.text), HTML)
     names = [e["event"] for e in events(caplog)]
-    assert names == ["sign_in_started", "sign_in_succeeded", "signed_out"]
+    assert names == ["sign_in_started", "sign_in_succeeded", "signed_out", "provider_sign_out_started"]
     succeeded = events(caplog)[1]
     assert succeeded["email"] == GP_USER
     assert len(str(succeeded["session"])) == 16  # a hash of the session id, never the id
