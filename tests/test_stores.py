@@ -22,7 +22,7 @@ from cqrs_sso_middleware.core.actions import (
     StoreReply,
 )
 from cqrs_sso_middleware.core.identity import Account, Identity, User
-from cqrs_sso_middleware.core.session_store import SessionKeeper
+from cqrs_sso_middleware.core.session_store import NOTICE_GRACE_SECONDS, SessionKeeper
 from cqrs_sso_middleware.core.sessions import Session, SessionTimeouts
 from cqrs_sso_middleware.stores import MemoryStore, RedisStore, StoreBackend, display_url
 
@@ -162,7 +162,7 @@ def test_session_ttl_never_outlives_the_absolute_timeout() -> None:
     session = replace(Session.start(user, 0), renewed_at=6900)
     step = keeper.save(session, 7000)  # 200 s of the absolute time-out left, ~1 h idle
     put = next(step)
-    assert isinstance(put, StorePut) and put.ttl_seconds == 200
+    assert isinstance(put, StorePut) and put.ttl_seconds == 200 + NOTICE_GRACE_SECONDS
     assert session.session_id not in put.key and session.session_id.encode() not in put.value
 
 

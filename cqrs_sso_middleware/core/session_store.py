@@ -50,6 +50,7 @@ StoreStep = Generator[StoreEffect, EffectResult, object]
 # from sibling paths); more are ignored rather than turned into store round trips.
 MAX_SESSION_COOKIES_LOOKED_UP = 2
 _DECODE_CACHE_SIZE = 4096
+NOTICE_GRACE_SECONDS = 300
 
 
 class StoreProblem(Exception):
@@ -171,10 +172,12 @@ class SessionKeeper:
         return session
 
     def save(self, session: Session, now: float) -> Generator[StoreEffect, EffectResult, None]:
-        """Write the record; its time to live is the idle time-out, capped by the absolute."""
+        """Write the record. It lives until the idle time-out (capped by the absolute one)
+        plus ``NOTICE_GRACE_SECONDS``: time-outs are checked on every load, so the grace
+        opens nothing — it lets the sign-in page say *why* the session ended."""
         absolute_left = session.created_at + self.timeouts.max_seconds - int(now)
         idle_left = session.renewed_at + self.timeouts.idle_seconds - int(now)
-        ttl = max(1, min(absolute_left, idle_left))
+        ttl = max(1, min(absolute_left, idle_left) + NOTICE_GRACE_SECONDS)
         _reply(
             (
                 yield StorePut(

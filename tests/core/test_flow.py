@@ -17,6 +17,7 @@ from joserfc.jwk import RSAKey
 
 from cqrs_sso_middleware import Account, Identity, Settings
 from cqrs_sso_middleware.core.actions import (
+    STORE_EFFECT_TYPES,
     Decision,
     Effect,
     EffectResult,
@@ -35,6 +36,7 @@ from cqrs_sso_middleware.core.actions import (
 )
 from cqrs_sso_middleware.core.flow import SignInFlow
 from cqrs_sso_middleware.pages import JinjaPages
+from cqrs_sso_middleware.stores import MemoryStore
 
 TENANT = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
 ISSUER = f"https://login.microsoftonline.com/{TENANT}/v2.0"
@@ -70,6 +72,7 @@ class ScriptedProvider:
     form: dict[str, str] | None = None
     send_kid: bool = True
     kid: str | None = None  # a kid other than the signing key's own (forgeries)
+    store: MemoryStore = field(default_factory=MemoryStore)  # answers the store effects
 
     def __post_init__(self) -> None:
         self.published = [self.key]
@@ -79,6 +82,8 @@ class ScriptedProvider:
             return self.form
         if isinstance(effect, LookUpAccount):
             return self.lookup(effect.identity)
+        if isinstance(effect, STORE_EFFECT_TYPES):
+            return self.store.perform(effect)
         self.calls.append(effect)
         if effect.purpose == "metadata":
             return self.metadata() if self.metadata else HttpReply(200, json.dumps(self.discovery()).encode())
@@ -102,6 +107,7 @@ class ScriptedProvider:
             "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
             "token_endpoint": f"{root}/oauth2/v2.0/token",
             "jwks_uri": f"{root}/discovery/v2.0/keys",
+            "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
             "id_token_signing_alg_values_supported": ["RS256"],
         }
 

@@ -15,8 +15,7 @@ import pytest
 from cqrs_sso_middleware.provider import WRONG_CREDENTIALS, NHSmailLikeProvider
 
 from ..conftest import CLIENT_ID, GP_USER, NEW_USER, NO_EMAIL_USER, PASSWORD, FakeClock
-from ..helpers import APP_ORIGIN
-from ..helpers import HTML, AppClient, Journey, form_fields, path_of
+from ..helpers import APP_ORIGIN, HTML, AppClient, Journey, form_fields, path_of
 
 
 @pytest.fixture(params=["cookie", "memory", "redis"])
