@@ -92,7 +92,8 @@ def demo_provider(provider_url: str, app_url: str) -> NHSmailLikeProvider:
         DEMO_CLIENT_ID,
         DEMO_CLIENT_SECRET,
         redirect_uris=(f"{app_url}/oauth2/callback",),
-        post_logout_redirect_uris=(f"{app_url}/oauth2/sign_out",),
+        post_logout_redirect_uris=(f"{app_url}/oauth2/signed_out",),
+        frontchannel_logout_uri=f"{app_url}/oauth2/frontchannel_logout",
     )
     return NHSmailLikeProvider(provider_url, DEMO_TENANT_ID, demo_users(), [client])
 
@@ -106,6 +107,9 @@ def demo_settings(provider_url: str, app_url: str, **overrides: Any) -> Settings
         "base_url": app_url,
         "account_lookup": demo_account_lookup,
         "default_return_path": "/",
+        # One process: the memory store lets sign-out revoke, "sign out everywhere" and
+        # the provider's front-channel logout work in the demo.
+        "session_store": "memory",
         **overrides,
     }
     return Settings(**values)

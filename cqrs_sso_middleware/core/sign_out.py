@@ -167,7 +167,8 @@ class SignOutRoutes(FlowBase):
         html = self.pages.render(
             "frontchannel.html", {"status": 200, "css_url": f"{self.prefix}/static/cqrs.css"}
         )
-        return frameable_html_response(html, self.provider_origin, [self._clear_session()])
+        notice = self.cookie_policy.set_cookie(self.notice_cookie, "ended", max_age=600)
+        return frameable_html_response(html, self.provider_origin, [self._clear_session(), notice])
 
     @property
     def provider_origin(self) -> str:

@@ -13,6 +13,7 @@ Demo and tests only; shares no code with the middleware.
 from __future__ import annotations
 
 import html
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -72,7 +73,8 @@ def logout_token(
 
 def signed_out_page(frontchannel_urls: list[str], continue_to: str | None, notice: str) -> str:
     """The provider's "you signed out" page: one hidden iframe per front-channel logout URL,
-    then on to the application a second later (time for the iframes to load)."""
+    then on to the application once the page — iframes included — has loaded (the window
+    ``load`` event waits for them). No meta refresh: a timed refresh fails WCAG 2.2.1."""
     frames = "".join(
         f'<iframe src="{html.escape(url)}" title="Signing out of an application" hidden></iframe>'
         for url in frontchannel_urls
@@ -80,7 +82,8 @@ def signed_out_page(frontchannel_urls: list[str], continue_to: str | None, notic
     refresh = link = ""
     if continue_to:
         target = html.escape(continue_to)
-        refresh = f'<meta http-equiv="refresh" content="1;url={target}">'
+        destination = json.dumps(continue_to).replace("<", "\\u003c")
+        refresh = f"<script>addEventListener('load', () => location.replace({destination}));</script>"
         link = f'<p><a id="continue" href="{target}">Continue</a></p>'
     return (
         '<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'

@@ -105,7 +105,7 @@ def test_five_seed_steps_with_the_mouse(browser: Any, demo: DemoStack, screens: 
     page.get_by_role("link", name="Sign out").click()
     page.get_by_role("heading", name="Sign out of CQRS").wait_for()
     screens.capture(page, "sign-out-confirm")
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     page.get_by_role("heading", name="You have signed out of CQRS").wait_for()
     screens.capture(page, "signed-out")
 
@@ -118,6 +118,7 @@ def test_five_seed_steps_with_the_mouse(browser: Any, demo: DemoStack, screens: 
     assert f"no CQRS account is associated with {NEW_USER}" in " ".join(page.inner_text("main").split())
     screens.capture(page, "step5-no-cqrs-account")
 
+    context.clear_cookies()  # another person: no NHSmail session in this browser
     page.goto(app + "/")  # step 4: the provider returns an error (user cancelled)
     page.get_by_role("button", name="Sign In").click()
     page.get_by_role("button", name="Cancel").click()
@@ -196,4 +197,65 @@ def test_unavailable_page_when_the_provider_is_down(browser: Any, screens: Scree
         context.close()
     finally:
         stack.app_server.stop()
+    screens.assert_accessible()
+
+
+def sign_in(page: Any, app: str, email: str = GP_USER) -> None:
+    page.goto(app + "/")
+    page.get_by_role("button", name="Sign In").click()
+    page.get_by_label("Email Address").fill(email)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Message centre").wait_for()
+
+
+def test_shared_pc_sign_out_asks_the_next_person_for_a_password(
+    browser: Any, demo: DemoStack, screens: Screens
+) -> None:
+    """The GP practice PC: sign in, sign out, press Sign In again — NHSmail must ask for the
+    password, not let the next person straight in as the previous user."""
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    app = demo.app_server.url
+    sign_in(page, app)
+    screens.capture(page, "signed-in-as-gp-user")
+    page.get_by_role("link", name="Sign out").click()
+    with page.expect_response(lambda r: "/oauth2/v2.0/logout" in r.url) as at_nhsmail:
+        page.get_by_role("button", name="Sign out", exact=True).click()
+    assert "You have signed out of your NHSmail account" in at_nhsmail.value.text()
+    page.get_by_role("heading", name="You have signed out of CQRS").wait_for()
+    assert "also signed out of your NHSmail account" in page.inner_text("main")
+    screens.capture(page, "cqrs-signed-out")
+    page.get_by_role("link", name="Sign in again").click()
+    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
+    assert page.get_by_label("Password").is_visible()
+    screens.capture(page, "next-person-asked-for-password")
+    context.close()
+    screens.assert_accessible()
+
+
+def test_signing_out_at_nhsmail_ends_the_cqrs_session_through_the_front_channel(
+    browser: Any, demo: DemoStack, screens: Screens
+) -> None:
+    """Signed out of NHSmail elsewhere (another app, the portal): the provider's page loads
+    our front-channel logout URL in an iframe, and the CQRS session ends with it."""
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    app = demo.app_server.url
+    sign_in(page, app)
+    copied = [c for c in context.cookies() if c["name"] == "cqrs_sso"]
+    with page.expect_response(lambda r: "/oauth2/frontchannel_logout" in r.url) as framed:
+        page.goto(demo.provider.issuer.removesuffix("/v2.0") + "/oauth2/v2.0/logout")
+    assert framed.value.status == 200
+    page.get_by_role("heading", name="You have signed out of your NHSmail account").wait_for()
+    screens.capture(page, "signed-out-at-nhsmail")
+    page.goto(app + "/messages")
+    page.get_by_role("heading", name="Welcome to the Calculating Quality Reporting Service (CQRS)").wait_for()
+    assert "session has ended" in page.inner_text("main")
+    screens.capture(page, "cqrs-session-ended-notice")
+    context.add_cookies(copied)  # a copy of the old cookie: revoked in the store, opens nothing
+    page.goto(app + "/messages")
+    page.get_by_role("heading", name="Welcome to the Calculating Quality Reporting Service (CQRS)").wait_for()
+    context.close()
     screens.assert_accessible()
