@@ -1,4 +1,5 @@
-"""``cqrs-sso``: the command line. ``demo``, ``proxy``, ``provider`` and ``check-config``.
+"""``cqrs-sso``: the command line. ``demo``, ``proxy``, ``provider``, ``check-config`` and
+``sessions list|revoke``.
 
 Configuration precedence is one rule: flags > environment (``CQRS_SSO_*``) > ``--config``
 TOML file > defaults.
@@ -79,6 +80,19 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sessions(args: argparse.Namespace) -> int:
+    from .admin import run_sessions_command
+    from .settings import Settings
+
+    try:
+        settings = Settings.load(args.config)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 1
+    return run_sessions_command(settings, args.action, args.email, getattr(args, "all", False))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cqrs-sso", description="NHSmail single sign-on for CQRS")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--app-url", default="http://127.0.0.1:8000", help="the app whose callback to allow"
     )
     provider.set_defaults(run=_provider)
+
+    sessions = commands.add_parser("sessions", help="list or revoke sessions in the Redis session store")
+    session_actions = sessions.add_subparsers(dest="action", required=True)
+    listing = session_actions.add_parser("list", help="list sessions, optionally of one email address")
+    listing.add_argument("--email", help="only this person's sessions")
+    listing.add_argument("--config", help="TOML configuration file")
+    revoke = session_actions.add_parser("revoke", help="end sessions at once, on every instance")
+    who = revoke.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", help="end every session of this email address")
+    who.add_argument("--all", action="store_true", help="end every session")
+    revoke.add_argument("--config", help="TOML configuration file")
+    sessions.set_defaults(run=_sessions)
 
     check = commands.add_parser("check-config", help="validate configuration and fetch provider metadata")
     check.add_argument("--config", help="TOML configuration file")

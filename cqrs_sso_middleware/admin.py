@@ -1,0 +1,121 @@
+"""``cqrs-sso sessions list|revoke``: what a CQRS support engineer needs when an account is
+withdrawn or a PC is lost — against the configured server-side store.
+
+Only a Redis store can be reached from outside the serving processes: the cookie store's
+sessions live in browsers (nothing to list, nothing to revoke before the time-out) and the
+memory store's live inside one serving process. Each revocation is an audit line.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .core.actions import StoreDelete, StoreGet, StoreReply
+from .core.audit import audit
+from .core.session_store import SessionKeeper, store_kind
+from .core.sessions import Session, SessionTimeouts, session_from_record
+from .settings import Settings
+from .stores import RedisStore
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    key: str
+    session: Session
+    ttl_seconds: int
+
+    @property
+    def ref(self) -> str:
+        """A short handle for logs and the table: the end of the key's hash, never the cookie."""
+        return self.key[-12:]
+
+
+class SessionAdmin:
+    """Lists and revokes the sessions of one deployment's Redis store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
+        self.keeper = SessionKeeper(
+            settings.session_store, settings.secret_keys, timeouts, settings.session_key_prefix
+        )
+        self.store = RedisStore(
+            settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
+        )
+
+    def sessions(self, email: str | None = None) -> Iterator[StoredSession]:
+        wanted = email.strip().lower() if email else None
+        client = self.store._sync_client()  # admin path: a SCAN, never on a request
+        for raw_key in client.scan_iter(match=f"{self.keeper.prefix}s:*", count=500):
+            key = raw_key.decode("ascii")
+            reply = self.store.perform(StoreGet(key))
+            record = reply.value if isinstance(reply, StoreReply) else None
+            session = session_from_record(record) if isinstance(record, bytes) else None
+            if session is None or (wanted and session.user.email != wanted):
+                continue
+            yield StoredSession(key, session, int(client.ttl(key)))
+
+    def revoke(self, stored: StoredSession, by: str = "cli") -> bool:
+        indexes = self.keeper.indexes_of(stored.session.user.identity)
+        reply = self.store.perform(StoreDelete((stored.key,), indexes))
+        if not isinstance(reply, StoreReply):
+            return False
+        audit("session_revoked", email=stored.session.user.email, session=stored.ref, by=by)
+        return True
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _when(moment: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+
+
+def run_sessions_command(settings: Settings, action: str, email: str | None, everyone: bool) -> int:
+    kind = store_kind(settings.session_store)
+    if kind == "cookie":
+        print(
+            "session_store is 'cookie': sessions live in the browsers' encrypted cookies; they cannot be "
+            "listed, and cannot be revoked before their time-out. Use a redis:// store to revoke.",
+            file=sys.stderr,
+        )
+        return 2
+    if kind == "memory":
+        print(
+            "session_store is 'memory': sessions live inside the serving process and cannot be reached "
+            "from here. Use a redis:// store to manage sessions from the command line.",
+            file=sys.stderr,
+        )
+        return 2
+    if action == "revoke" and not (email or everyone):
+        print("revoke needs --email EMAIL or --all", file=sys.stderr)
+        return 2
+    admin = SessionAdmin(settings)
+    try:
+        found = list(admin.sessions(None if everyone else email))
+        if action == "list":
+            header = ("session", "email", "account", "signed in (UTC)", "last seen (UTC)", "expires in")
+            print("{:12}  {:32}  {:12}  {:19}  {:19}  {}".format(*header))
+            for stored in sorted(found, key=lambda s: (s.session.user.email, s.session.created_at)):
+                user = stored.session.user
+                signed_in, last_seen = _when(stored.session.created_at), _when(stored.session.renewed_at)
+                print(
+                    f"{stored.ref:12}  {user.email:32}  {user.account.account_id:12}  "
+                    f"{signed_in:19}  {last_seen:19}  {stored.ttl_seconds}s"
+                )
+            print(f"{len(found)} session(s) in {settings.display_store}")
+            return 0
+        revoked = sum(admin.revoke(stored) for stored in found)
+        print(f"revoked {revoked} session(s)" + (f" of {email}" if email and not everyone else ""))
+        return 0 if revoked == len(found) else 1
+    except Exception as error:  # redis down, bad URL: one line, not a traceback
+        print(
+            f"session store error ({settings.display_store}): {type(error).__name__}: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        admin.close()

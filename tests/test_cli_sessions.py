@@ -1,0 +1,100 @@
+"""`cqrs-sso sessions list|revoke` against the real Redis, as a support engineer runs it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cqrs_sso_middleware.core.identity import Account, Identity, User
+from cqrs_sso_middleware.core.session_store import SessionKeeper
+from cqrs_sso_middleware.core.sessions import Session, SessionTimeouts
+from cqrs_sso_middleware.stores import RedisStore
+
+from .conftest import REDIS_URL
+
+ROOT = Path(__file__).parents[1]
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cqrs_sso_middleware.cli", "sessions", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+    )
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    def write(store: str, prefix: str = "cqrs_sso:") -> Path:
+        config = tmp_path / "cqrs-sso.toml"
+        config.write_text(
+            'issuer = "http://127.0.0.1:9/tenant/v2.0"\nclient_id = "c"\nclient_secret = "s"\n'
+            f'secret_keys = ["{secrets.token_urlsafe(32)}"]\nbase_url = "http://localhost"\n'
+            f'account_lookup = "csv:{ROOT / "examples" / "accounts.csv"}"\n'
+            f'session_store = "{store}"\nsession_key_prefix = "{prefix}"\n'
+        )
+        return config
+
+    return write
+
+
+def save_sessions(prefix: str, *emails: str) -> list[str]:
+    keeper = SessionKeeper(REDIS_URL, ["k" * 32], SessionTimeouts(3600, 43200), prefix)
+    store = RedisStore(REDIS_URL)
+    ids = []
+    for email in emails:
+        user = User(
+            Identity(email=email, subject=f"sub-{email}", issuer="i", object_id=f"oid-{email}"), Account("A")
+        )
+        session = Session.start(user, time.time())
+        step = keeper.save(session, time.time())
+        effect = next(step)
+        with contextlib.suppress(StopIteration):
+            step.send(store.perform(effect))
+        ids.append(session.session_id)
+    store.close()
+    return ids
+
+
+def test_list_and_revoke_one_persons_sessions(write_config: Callable[..., Path], redis_prefix: str) -> None:
+    ids = save_sessions(redis_prefix, "gp.user@nhs.net", "gp.user@nhs.net", "other.user@nhs.net")
+    config = write_config(REDIS_URL, redis_prefix)
+    listed = cli(config, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("gp.user@nhs.net") == 2 and "other.user@nhs.net" in listed.stdout
+    assert "3 session(s)" in listed.stdout
+    assert not any(session_id in listed.stdout + listed.stderr for session_id in ids)  # never the cookie
+    assert "1 session(s)" in cli(config, "list", "--email", "OTHER.user@nhs.net").stdout
+    revoked = cli(config, "revoke", "--email", "gp.user@nhs.net")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked 2 session(s)" in revoked.stdout
+    assert revoked.stderr.count('"event": "session_revoked"') == 2  # one audit line each
+    after = cli(config, "list")
+    assert "gp.user@nhs.net" not in after.stdout and "1 session(s)" in after.stdout
+    assert "revoked 1 session(s)" in cli(config, "revoke", "--all").stdout
+    assert "0 session(s)" in cli(config, "list").stdout
+
+
+@pytest.mark.parametrize("store", ["cookie", "memory"])
+def test_stores_the_command_line_cannot_reach_say_so(write_config: Callable[..., Path], store: str) -> None:
+    result = cli(write_config(store), "list")
+    assert result.returncode == 2
+    assert f"session_store is '{store}'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_redis_down_is_one_line_not_a_traceback(write_config: Callable[..., Path]) -> None:
+    result = cli(write_config("redis://127.0.0.1:1/0"), "list")
+    assert result.returncode == 1
+    assert result.stderr.startswith("session store error")
+    assert "Traceback" not in result.stderr
