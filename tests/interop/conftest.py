@@ -49,6 +49,7 @@ class OidcProvider:
     client_key: RSAKey
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     process: subprocess.Popen[str] | None = None
+    extra_clients: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def issuer(self) -> str:
@@ -87,6 +88,7 @@ class OidcProvider:
                     "jwks": {"keys": [self.client_key.as_dict(private=False)]},
                     **common,
                 },
+                *self.extra_clients,
             ],
             "users": [
                 {

@@ -29,6 +29,9 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     rpInitiatedLogout: { enabled: true },
+    // OpenID Connect Back-Channel Logout 1.0, sent to clients with backchannel_logout_uri
+    // when the session ends here (end_session confirm).
+    backchannelLogout: { enabled: true },
   },
   scopes: ['openid', 'profile', 'email', 'offline_access'],
   claims: {
