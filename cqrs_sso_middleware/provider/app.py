@@ -146,6 +146,10 @@ class NHSmailLikeProvider:
         return self.signing_key
 
     @property
+    def cookie_path(self) -> str:
+        return f"/{self.tenant_id}/"
+
+    @property
     def issuer(self) -> str:
         return f"{self.base_url}/{self.tenant_id}/v2.0"
 
@@ -255,7 +259,9 @@ class NHSmailLikeProvider:
         cookie = secrets.token_urlsafe(24)
         self.sso_sessions[cookie] = sso
         response = self._issue_code(client, redirect_uri, user, params, state, sso)
-        response.set_cookie(SSO_COOKIE, cookie, httponly=True, samesite="lax", path="/")
+        # Scoped to the tenant's endpoints: on loopback the demo app shares the host (cookies
+        # ignore ports), and the app must never be sent the provider's session.
+        response.set_cookie(SSO_COOKIE, cookie, httponly=True, samesite="lax", path=self.cookie_path)
         return response
 
     def _sso_session(self, request: Request) -> SingleSignOnSession | None:
@@ -432,7 +438,7 @@ class NHSmailLikeProvider:
             response: Response = RedirectResponse(target, status_code=302)
         else:
             response = HTMLResponse(signed_out_page(frames, target if registered else None, DEMO_NOTICE))
-        response.delete_cookie(SSO_COOKIE, path="/")
+        response.delete_cookie(SSO_COOKIE, path=self.cookie_path)
         return response
 
     def send_backchannel_logout(
