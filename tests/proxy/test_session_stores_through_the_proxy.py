@@ -3,11 +3,14 @@ two instances sharing one Redis — sign-out on one is refused on the other at o
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from collections.abc import Callable
 
 import pytest
+
+from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
 from ..conftest import GP_USER, NEW_USER, REDIS_URL, SENSITIVE
 from ..helpers import HTML
@@ -109,3 +112,23 @@ def test_callback_replayed_to_the_other_instance_is_refused(
     answer = replay.client.get(second.url + path, headers=HTML)
     assert answer.status_code == 400  # the state was spent in Redis by the first instance
     assert "cqrs_sso" not in replay.client.cookies
+
+
+def test_the_built_in_provider_sends_back_channel_logout_to_the_proxy(
+    start_proxy: Callable[..., ProxyProcess],
+    make_browser: Callable[[str], Browser],
+    provider: NHSmailLikeProvider,
+    redis_prefix: str,
+) -> None:
+    proxy = start_proxy(CQRS_SSO_SESSION_STORE=REDIS_URL, CQRS_SSO_SESSION_KEY_PREFIX=redis_prefix)
+    client_id = f"proxy-{proxy.url.rsplit(':', 1)[1]}"
+    provider.clients[client_id] = dataclasses.replace(
+        provider.clients[client_id], backchannel_logout_uri=f"{proxy.url}/oauth2/backchannel_logout"
+    )
+    browser = make_browser(proxy.url)
+    assert browser.sign_in(GP_USER).status_code == 303
+    (sso,) = provider.sso_sessions.values()
+    assert provider.send_backchannel_logout(client_id, sid=sso.sid) == 200
+    assert browser.get("/messages").status_code == 303  # ended in Redis, server to server
+    forged = provider.send_backchannel_logout(client_id, token="e30.e30.c2ln")
+    assert forged == 400
