@@ -1,0 +1,50 @@
+"""NHSmail sign-in for Django: the WSGI middleware around Django, and ``request.user`` from it.
+
+Import this module only where Django is installed. Three pieces, each optional:
+
+``sso_wsgi_application()`` — in ``wsgi.py``, instead of Django's own
+``get_wsgi_application()``: Django's WSGI app wrapped by :class:`SSOMiddleware`. Settings
+come from ``settings.CQRS_SSO = {...}`` (a dict of the same names as ``Settings``), plus
+the usual sources: ``CQRS_SSO_*`` variables and ``CQRS_SSO["config"]`` (a TOML file). The
+dict counts as code, so it wins (``docs/configuration.md``: arguments > environment > file).
+
+``auth.CQRSRemoteUserMiddleware`` — in ``MIDDLEWARE`` after ``AuthenticationMiddleware``: Django's
+``RemoteUserMiddleware`` reading the ``REMOTE_USER`` our middleware sets (the email), which
+also puts the CQRS user (identity and account) on ``request.cqrs_user``. When the CQRS
+session ends, ``REMOTE_USER`` disappears and the Django login ends with it.
+
+``auth.CQRSRemoteUserBackend`` — in ``AUTHENTICATION_BACKENDS``: creates the Django user on the
+first sign-in (username = the NHSmail email), keeps name and email in step with the CQRS
+account at every login, and refuses any ``REMOTE_USER`` that did not come with a CQRS
+session — so a server in front that sets ``REMOTE_USER`` itself can never create users.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings as django_settings
+
+from ..drivers.wsgi import SSOMiddleware
+from ..settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
+__all__ = ["sso_settings", "sso_wsgi_application"]
+
+
+def sso_settings() -> Settings:
+    """``Settings`` from ``settings.CQRS_SSO`` and the usual sources."""
+    values: dict[str, Any] = dict(getattr(django_settings, "CQRS_SSO", {}))
+    config_file = values.pop("config", None)
+    return Settings.load(config_file, **values)
+
+
+def sso_wsgi_application(application: WSGIApplication | None = None) -> SSOMiddleware:
+    """Django's WSGI application behind the NHSmail sign-in (use in ``wsgi.py``)."""
+    if application is None:
+        from django.core.wsgi import get_wsgi_application
+
+        application = get_wsgi_application()
+    return SSOMiddleware(application, sso_settings())
