@@ -1,5 +1,5 @@
-"""``cqrs-sso``: the command line. ``demo``, ``proxy``, ``provider``, ``check-config`` and
-``sessions list|revoke``.
+"""``cqrs-sso``: the command line. ``demo``, ``proxy``, ``provider``, ``check-config``,
+``sessions list|revoke``, ``new-secret`` and ``certificate``.
 
 Configuration precedence is one rule: flags > environment (``CQRS_SSO_*``) > ``--config``
 TOML file > defaults.
@@ -93,8 +93,37 @@ def _sessions(args: argparse.Namespace) -> int:
     return run_sessions_command(settings, args.action, args.email, getattr(args, "all", False))
 
 
+def _new_secret(args: argparse.Namespace) -> int:
+    from .credentials import new_secret
+
+    print(new_secret())
+    return 0
+
+
+def _certificate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .credentials import make_certificate
+
+    try:
+        credential = make_certificate(Path(args.out), args.common_name, args.days)
+    except (FileExistsError, OSError) as error:
+        print(f"certificate: {error}", file=sys.stderr)
+        return 1
+    print(f"private key (keep it here, mode 0600): {credential.key_file}")
+    print(f"certificate (for the NHSmail helpdesk, the app registration): {credential.certificate_file}")
+    print(f"thumbprint (SHA-1, as Entra shows it): {credential.thumbprint_sha1}")
+    print("settings:")
+    print("  CQRS_SSO_TOKEN_AUTH_METHOD=private_key_jwt")
+    print(f"  CQRS_SSO_PRIVATE_KEY_FILE={credential.key_file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="cqrs-sso", description="NHSmail single sign-on for CQRS")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the demo CQRS app and the NHSmail-like provider")
@@ -130,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--all", action="store_true", help="end every session")
     revoke.add_argument("--config", help="TOML configuration file")
     sessions.set_defaults(run=_sessions)
+
+    secret = commands.add_parser("new-secret", help="print a new random key for secret_keys")
+    secret.set_defaults(run=_new_secret)
+
+    certificate = commands.add_parser(
+        "certificate", help="make an RSA key and self-signed certificate for Entra certificate credentials"
+    )
+    certificate.add_argument("--out", required=True, help="directory for the key and certificate files")
+    certificate.add_argument("--common-name", default="cqrs-sso", help="certificate subject CN")
+    certificate.add_argument("--days", type=int, default=730, help="validity in days (default 730)")
+    certificate.set_defaults(run=_certificate)
 
     check = commands.add_parser("check-config", help="validate configuration and fetch provider metadata")
     check.add_argument("--config", help="TOML configuration file")

@@ -97,6 +97,8 @@ class Settings:
     upstream_timeout_seconds: float = 30.0
     metrics_path: str = "/metrics"
     metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    # The account_lookup string as configured (before it was resolved), for start-up lines.
+    account_lookup_spec: str = field(default="", init=False, repr=False)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -106,6 +108,7 @@ class Settings:
         self._check_urls_and_paths(problems)
         self._check_numbers(problems)
         if isinstance(self.account_lookup, str):
+            object.__setattr__(self, "account_lookup_spec", self.account_lookup)
             try:
                 lookup = resolve_account_lookup(
                     self.account_lookup,
@@ -369,7 +372,7 @@ def _coerce(name: str, raw: object, problems: list[str]) -> object:
 
 
 def _field_names() -> set[str]:
-    return {f.name for f in fields(Settings)}
+    return {f.name for f in fields(Settings) if f.init}
 
 
 def _read_environ(environ: Mapping[str, str], problems: list[str]) -> dict[str, object]:

@@ -325,6 +325,12 @@ def create_proxy_app(settings: Settings) -> ASGIApp:
     return AccessLog(MetricsEndpoint(middleware, metrics, settings))
 
 
+def lookup_kind(spec: str) -> str:
+    """What kind of account lookup runs, for the start-up line: never a URL with a password."""
+    kind = spec.partition(":")[0] if spec else "code"
+    return kind if kind in ("csv", "json", "sql", "http", "https") else "callable"
+
+
 def describe(settings: Settings) -> Mapping[str, Any]:
     """What `cqrs-sso proxy` / `check-config` will run, for the start-up log."""
     return {
@@ -333,6 +339,8 @@ def describe(settings: Settings) -> Mapping[str, Any]:
         "issuer": settings.issuer,
         "redirect_uri": settings.redirect_uri,
         "session_store": settings.display_store,
+        "account_lookup": lookup_kind(settings.account_lookup_spec),
+        "open": settings.base_url + "/",
         "trusted_proxies": list(settings.trusted_proxies) or "none",
         "metrics": settings.metrics_path or "off",
     }

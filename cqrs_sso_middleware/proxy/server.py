@@ -64,7 +64,15 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
             print(f"config error: {problem}", file=sys.stderr)
         return 1
     configure_logging()
-    logging.getLogger("cqrs_sso").info("cqrs-sso proxy starting: %s", json.dumps(describe(settings)))
+    described = describe(settings)
+    logging.getLogger("cqrs_sso").info("cqrs-sso proxy starting: %s", json.dumps(described))
+    # One line for the operator, never a secret: what runs, and where to open it.
+    print(
+        f"cqrs-sso proxy: listening on {described['listen']}, upstream {described['upstream']}, "
+        f"issuer {described['issuer']}, session store {described['session_store']}, "
+        f"account lookup {described['account_lookup']}; open {described['open']}",
+        flush=True,
+    )
     import uvicorn
 
     host, _, port = settings.listen.rpartition(":")

@@ -310,3 +310,18 @@ def test_websocket_passes_through_after_the_session_check(
 
     with pytest.raises(InvalidStatus):  # closed before accept: the handshake is refused
         asyncio.run(anonymous())
+
+
+def test_start_up_line_says_what_runs_and_never_a_secret(start_proxy: Callable[..., ProxyProcess]) -> None:
+    proxy = start_proxy(CQRS_SSO_SESSION_STORE="redis://:pw-s3cret-pw@127.0.0.1:6379/15")
+    lines = [line for line in proxy.log_lines() if line.startswith("cqrs-sso proxy: listening on")]
+    assert len(lines) == 1, proxy.log_lines()[-10:]
+    line = lines[0]
+    port = proxy.url.rsplit(":", 1)[1]
+    assert f"listening on 127.0.0.1:{port}, upstream http://127.0.0.1:" in line
+    assert "issuer http://127.0.0.1:" in line and "account lookup csv" in line
+    assert "session store redis://:***@127.0.0.1:6379/15" in line
+    assert line.endswith(f"open {proxy.url}/")
+    everything = "\n".join(proxy.log_lines())
+    assert "pw-s3cret-pw" not in everything
+    assert "cqrs-test-secret" not in everything

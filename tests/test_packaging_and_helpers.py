@@ -1,0 +1,110 @@
+"""The package as a deployer gets it: a wheel that installs and runs, and the helper commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from cqrs_sso_middleware import Settings, __version__
+from cqrs_sso_middleware.core.client_auth import ClientAssertionSigner
+from cqrs_sso_middleware.credentials import make_certificate, new_secret
+from cqrs_sso_middleware.provider import NHSmailLikeProvider
+
+from .conftest import CLIENT_ID, CLIENT_SECRET
+
+ROOT = Path(__file__).parents[1]
+
+
+def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_version_flag_names_the_single_sourced_version() -> None:
+    result = run(sys.executable, "-m", "cqrs_sso_middleware.cli", "--version")
+    assert result.stdout.strip() == f"cqrs-sso {__version__}"
+
+
+def test_new_secret_is_a_valid_secret_key_and_never_the_same() -> None:
+    first, second = new_secret(), new_secret()
+    assert first != second and len(first) >= 64
+    settings = Settings(
+        issuer="https://login.microsoftonline.com/t/v2.0",
+        client_id="c",
+        client_secret="s",
+        secret_keys=(first,),
+        base_url="https://cqrs.example.nhs.uk",
+        account_lookup=lambda identity: None,
+    )
+    assert settings.secret_keys == (first,)
+
+
+def test_certificate_is_usable_for_private_key_jwt_and_names_its_thumbprint(tmp_path: Path) -> None:
+    credential = make_certificate(tmp_path / "creds")
+    assert stat.S_IMODE(credential.key_file.stat().st_mode) == 0o600
+    signer = ClientAssertionSigner.from_pem(credential.key_file.read_text())
+    assertion = signer.assertion(
+        "client", "https://login.microsoftonline.com/t/oauth2/v2.0/token", 1_800_000_000
+    )
+    import base64
+
+    header = json.loads(base64.urlsafe_b64decode(assertion.split(".")[0] + "=="))
+    assert header["x5t"] == credential.x5t  # Entra finds the certificate by this
+    assert len(credential.thumbprint_sha1) == 40
+    with pytest.raises(FileExistsError):
+        make_certificate(tmp_path / "creds")  # never overwrites a credential
+
+
+def test_certificate_command_prints_the_settings_to_use(tmp_path: Path) -> None:
+    result = run(sys.executable, "-m", "cqrs_sso_middleware.cli", "certificate", "--out", str(tmp_path / "c"))
+    assert result.returncode == 0, result.stderr
+    assert "CQRS_SSO_TOKEN_AUTH_METHOD=private_key_jwt" in result.stdout
+    assert f"CQRS_SSO_PRIVATE_KEY_FILE={tmp_path / 'c' / 'cqrs-sso-key.pem'}" in result.stdout
+    again = run(sys.executable, "-m", "cqrs_sso_middleware.cli", "certificate", "--out", str(tmp_path / "c"))
+    assert again.returncode == 1 and "refusing to overwrite" in again.stderr
+
+
+@pytest.mark.integration
+def test_wheel_builds_cleanly_installs_in_a_new_venv_and_runs(
+    tmp_path: Path, provider_server: NHSmailLikeProvider
+) -> None:
+    """python -m build makes an sdist and a wheel without deprecation warnings; the wheel,
+    installed with its dependencies into a fresh venv, runs --version and check-config."""
+    dist = tmp_path / "dist"
+    built = run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), str(ROOT))
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    output = built.stdout + built.stderr
+    assert "deprecat" not in output.lower(), [line for line in output.splitlines() if "eprecat" in line]
+    wheels = list(dist.glob("cqrs_sso_middleware-*.whl"))
+    assert len(wheels) == 1 and list(dist.glob("cqrs_sso_middleware-*.tar.gz"))
+    assert f"-{__version__}-" in wheels[0].name
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=True)
+    python = target / "bin" / "python"
+    installed = run(str(python), "-m", "pip", "install", "--quiet", str(wheels[0]))
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    cli = str(target / "bin" / "cqrs-sso")
+    assert run(cli, "--version").stdout.strip() == f"cqrs-sso {__version__}"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CQRS_SSO_ISSUER": provider_server.issuer,
+        "CQRS_SSO_CLIENT_ID": CLIENT_ID,
+        "CQRS_SSO_CLIENT_SECRET": CLIENT_SECRET,
+        "CQRS_SSO_SECRET_KEYS": new_secret(),
+    }
+    checked = run(cli, "check-config", "--config", "examples/cqrs-sso.toml", env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "provider ok" in checked.stdout
+    # The packaged pages and stylesheet are in the wheel, not only in the source tree.
+    pages = run(
+        str(python),
+        "-c",
+        "from cqrs_sso_middleware.pages import JinjaPages; print(len(JinjaPages().asset('cqrs.css')))",
+    )
+    assert int(pages.stdout) > 100
