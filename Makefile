@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit venv clean fuzz node-deps
+.PHONY: demo test lint typecheck unit venv clean fuzz node-deps docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ test: lint typecheck unit
 FUZZ_REQUESTS ?= 200000
 fuzz: $(VENV)/.installed-test
 	FUZZ_REQUESTS=$(FUZZ_REQUESTS) FUZZ_SEED=$$(date +%s) $(BIN)/python -m pytest -q -s tests/security/test_fuzz.py
+
+# docs/configuration.md's settings table is generated from Settings (a test checks it).
+docs: $(VENV)/.installed-runtime
+	$(BIN)/python -m cqrs_sso_middleware.settings_reference --write docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -35,6 +35,11 @@ _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _MIN_SECRET_KEY_BYTES = 32
 
 
+def _doc(text: str, secret: bool = False) -> dict[str, object]:
+    """A setting's description (``docs/configuration.md`` is generated from these)."""
+    return {"doc": text, "secret": secret}
+
+
 def _is_loopback(url: str) -> bool:
     return (urlsplit(url).hostname or "") in _LOOPBACK_HOSTS
 
@@ -43,60 +48,179 @@ def _is_loopback(url: str) -> bool:
 class Settings:
     """Everything the middleware needs, validated. Build it once at start-up."""
 
-    client_id: str
-    secret_keys: tuple[str, ...] = field(repr=False)
-    base_url: str
-    account_lookup: AccountLookup | str
-    issuer: str = ""
-    tenant: str = ""
-    client_secret: str = field(default="", repr=False)
-    private_key_file: str = ""
+    client_id: str = field(metadata=_doc("the client id NHSmail registered for this app"))
+    secret_keys: tuple[str, ...] = field(
+        repr=False,
+        metadata=_doc(
+            "comma list (TOML: array); the first encrypts and signs, all are accepted (rotation); each ≥ 32 bytes (`cqrs-sso new-secret`)",
+            secret=True,
+        ),
+    )
+    base_url: str = field(
+        metadata=_doc(
+            "public origin, e.g. `https://cqrs.example.nhs.uk`; https unless loopback; builds the redirect URI"
+        )
+    )
+    account_lookup: AccountLookup | str = field(
+        metadata=_doc(
+            "`package.module:function`, `csv:PATH`, `json:PATH`, `sql:URL` (with `account_query`) or `http(s)://…{email}…`"
+        )
+    )
+    issuer: str = field(
+        default="", metadata=_doc("OpenID issuer; metadata from `<issuer>/.well-known/openid-configuration`")
+    )
+    tenant: str = field(
+        default="",
+        metadata=_doc("NHSmail preset: the issuer becomes `https://login.microsoftonline.com/<tenant>/v2.0`"),
+    )
+    client_secret: str = field(
+        default="",
+        repr=False,
+        metadata=_doc("client secret, for `client_secret_basic` / `client_secret_post`", secret=True),
+    )
+    private_key_file: str = field(
+        default="",
+        metadata=_doc(
+            "PEM RSA private key (plus the certificate, for Entra's `x5t`) for `private_key_jwt` (`cqrs-sso certificate`)"
+        ),
+    )
     # Loaded from private_key_file at start-up, so a bad file fails then, not at sign-in.
-    private_key_pem: str = field(default="", repr=False)
-    token_auth_method: TokenAuthMethod | None = None
-    path_prefix: str = "/oauth2"
-    default_return_path: str = "/"
-    allowed_email_domains: tuple[str, ...] = ()
-    public_paths: tuple[str, ...] = ()
-    auto_redirect: bool = False
-    # "cookie" (stateless, cannot be revoked), "memory" (one process) or a redis:// or
-    # rediss:// URL (any number of instances; revocation). See core/session_store.py.
-    session_store: str = field(default="cookie", repr=False)  # a URL may hold a password
-    redis_password: str = field(default="", repr=False)
-    session_store_timeout_seconds: float = 2.0
-    session_key_prefix: str = "cqrs_sso:"
+    private_key_pem: str = field(
+        default="",
+        repr=False,
+        metadata=_doc("the key itself instead of a file (code or `_FILE` only)", secret=True),
+    )
+    token_auth_method: TokenAuthMethod | None = field(
+        default=None,
+        metadata=_doc(
+            "`client_secret_basic`, `client_secret_post` or `private_key_jwt`; unset: basic, or `private_key_jwt` when a key is given"
+        ),
+    )
+    path_prefix: str = field(default="/oauth2", metadata=_doc("where the endpoints live"))
+    default_return_path: str = field(
+        default="/", metadata=_doc("where users land when no safe return path is known (the message centre)")
+    )
+    allowed_email_domains: tuple[str, ...] = field(
+        default=(), metadata=_doc("comma list, e.g. `nhs.net`; others see the no-account page; empty: any")
+    )
+    public_paths: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "comma list of anchored globs (`*` within one segment, `**` across: `/static/**`) or `re:` regexes (fullmatch) on the normalised path; they pass without a session (see docs/proxy.md)"
+        ),
+    )
+    auto_redirect: bool = field(default=False, metadata=_doc("skip the sign-in page, go straight to NHSmail"))
+    session_store: str = field(
+        default="cookie",
+        repr=False,  # a Redis URL may hold a password: see display_store
+        metadata=_doc(
+            '`cookie` (stateless, encrypted; cannot be revoked), `memory` (one process) or a `redis://` / `rediss://` URL (any number of instances; revocation) — see "Session stores"'
+        ),
+    )
+    redis_password: str = field(
+        default="",
+        repr=False,
+        metadata=_doc("Redis password; wins over one in the URL; never logged or shown", secret=True),
+    )
+    session_store_timeout_seconds: float = field(
+        default=2.0, metadata=_doc("a slower store answer counts as failed (503)")
+    )
+    session_key_prefix: str = field(
+        default="cqrs_sso:",
+        metadata=_doc("prefix of every key in Redis, to share one Redis between services"),
+    )
     # Sign-out also ends the NHSmail session (RP-initiated logout) when the provider has an
     # end_session_endpoint: on a shared PC the next person must type a password.
-    sign_out_at_provider: bool = True
-    session_idle_seconds: int = 3600
-    session_max_seconds: int = 43200
-    account_recheck_seconds: int = 900
-    account_lookup_timeout_seconds: float = 5.0
-    account_cache_seconds: int = 0
-    account_query: str = ""
-    http_timeout_seconds: float = 10.0
-    clock_leeway_seconds: int = 180
-    scopes: tuple[str, ...] = ("openid", "profile", "email")
-    cookie_name: str = "cqrs_sso"
-    help_email: str = SEED_HELP_EMAIL
-    help_phone: str = SEED_HELP_PHONE
-    help_url: str = "https://digital.nhs.uk/services/calculating-quality-reporting-service"
-    contact_url: str = "mailto:support@cqrs.co.uk"
-    collections_url: str = "https://digital.nhs.uk/services/general-practice-gp-collections"
-    templates_dir: str = ""
-    health_path: str = "/healthz"
-    ready_path: str = "/readyz"
+    sign_out_at_provider: bool = field(
+        default=True,
+        metadata=_doc(
+            "sign-out also ends the NHSmail session (RP-initiated logout) when the provider has an `end_session_endpoint`"
+        ),
+    )
+    session_idle_seconds: int = field(default=3600, metadata=_doc("idle time-out"))
+    session_max_seconds: int = field(default=43200, metadata=_doc("absolute time-out"))
+    account_recheck_seconds: int = field(
+        default=900, metadata=_doc("re-ask the lookup for signed-in users this often; `0` never")
+    )
+    account_lookup_timeout_seconds: float = field(
+        default=5.0, metadata=_doc("a slower lookup counts as failed (503)")
+    )
+    account_cache_seconds: int = field(
+        default=0,
+        metadata=_doc(
+            'keep lookup answers (account or "no account", never failures) this long, per process, keyed by email and `oid`; `0` off'
+        ),
+    )
+    account_query: str = field(
+        default="",
+        metadata=_doc("for `sql:`: a `SELECT` using `:email` (and optionally `:oid`, `:tid`, `:sub`)"),
+    )
+    http_timeout_seconds: float = field(default=10.0, metadata=_doc("time-out of each call to the provider"))
+    clock_leeway_seconds: int = field(
+        default=180, metadata=_doc("allowed clock skew for `exp` / `iat` / `nbf`")
+    )
+    scopes: tuple[str, ...] = field(
+        default=("openid", "profile", "email"), metadata=_doc("requested scopes; must include `openid`")
+    )
+    cookie_name: str = field(
+        default="cqrs_sso", metadata=_doc("base cookie name (`__Host-` is prefixed on https)")
+    )
+    help_email: str = field(default=SEED_HELP_EMAIL, metadata=_doc("help desk email on every page"))
+    help_phone: str = field(default=SEED_HELP_PHONE, metadata=_doc("help desk phone on every page"))
+    help_url: str = field(
+        default="https://digital.nhs.uk/services/calculating-quality-reporting-service",
+        metadata=_doc("the Help link on the sign-in page"),
+    )
+    contact_url: str = field(
+        default="mailto:support@cqrs.co.uk", metadata=_doc("the Contact Us link on the sign-in page")
+    )
+    collections_url: str = field(
+        default="https://digital.nhs.uk/services/general-practice-gp-collections",
+        metadata=_doc("the GP Collections Website link on the sign-in page"),
+    )
+    templates_dir: str = field(default="", metadata=_doc("folder whose templates override the packaged ones"))
+    health_path: str = field(default="/healthz", metadata=_doc("liveness probe (always 200); empty disables"))
+    ready_path: str = field(
+        default="/readyz",
+        metadata=_doc(
+            "readiness probe (provider metadata loaded, session store reachable, else 503); empty disables"
+        ),
+    )
     # Headers carrying the user to proxied apps (proxy) and to nginx (forward-auth 202).
-    user_header: str = "X-Forwarded-User"
-    email_header: str = "X-Forwarded-Email"
-    account_header: str = "X-CQRS-Account"
+    user_header: str = field(
+        default="X-Forwarded-User",
+        metadata=_doc("header carrying the user's email to proxied apps (proxy) and in forward-auth answers"),
+    )
+    email_header: str = field(
+        default="X-Forwarded-Email", metadata=_doc("header carrying the email to proxied apps")
+    )
+    account_header: str = field(
+        default="X-CQRS-Account",
+        metadata=_doc("header carrying the CQRS account id to proxied apps and nginx"),
+    )
     # Proxy mode (`cqrs-sso proxy`).
-    upstream: str = ""
-    listen: str = "127.0.0.1:8080"
-    trusted_proxies: tuple[str, ...] = ()
-    upstream_timeout_seconds: float = 30.0
-    metrics_path: str = "/metrics"
-    metrics_allow: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    upstream: str = field(
+        default="",
+        metadata=_doc(
+            "proxy mode: where authenticated requests go; empty: a sign-in and forward-auth service only"
+        ),
+    )
+    listen: str = field(default="127.0.0.1:8080", metadata=_doc("proxy mode: `host:port`"))
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "proxy mode: addresses or CIDRs whose `X-Forwarded-*` and `X-Real-IP` are believed; empty: nobody"
+        ),
+    )
+    upstream_timeout_seconds: float = field(
+        default=30.0, metadata=_doc("proxy mode: no answer from the upstream within this → 504")
+    )
+    metrics_path: str = field(
+        default="/metrics", metadata=_doc("proxy mode: Prometheus metrics; empty disables")
+    )
+    metrics_allow: tuple[str, ...] = field(
+        default=("127.0.0.1/32", "::1/128"), metadata=_doc("proxy mode: networks that may read the metrics")
+    )
     # The account_lookup string as configured (before it was resolved), for start-up lines.
     account_lookup_spec: str = field(default="", init=False, repr=False)
 

@@ -259,3 +259,20 @@ def test_store_password_is_never_shown() -> None:
     assert settings.display_store == "redis://:***@cache:6379/0"
     assert "pw-xyz" not in repr(settings)
     assert "hunter2secret" not in repr(settings)
+
+
+def test_configuration_doc_table_is_generated_from_the_settings_themselves() -> None:
+    """Every setting is in docs/configuration.md, with its default and variable, and nothing
+    documented there is not a setting. Regenerate with
+    ``python -m cqrs_sso_middleware.settings_reference --write docs/configuration.md``."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    from cqrs_sso_middleware.settings_reference import with_table
+
+    document = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert with_table(document) == document, "docs/configuration.md is out of date with Settings"
+    for setting in fields(Settings):
+        if setting.init:
+            assert setting.metadata.get("doc"), f"{setting.name} has no description"
+            assert f"| `{setting.name}` |" in document
