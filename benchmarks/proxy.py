@@ -65,7 +65,7 @@ def wait_for(url: str, seconds: float = 20) -> None:
 
 def start(
     stack: ExitStack, command: list[str], env: dict[str, str] | None = None, log: Path | None = None
-) -> None:
+) -> subprocess.Popen[bytes]:
     out = log.open("wb") if log else subprocess.DEVNULL
     process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
 
@@ -77,6 +77,16 @@ def start(
             process.kill()
 
     stack.callback(stop)
+    return process
+
+
+def profiled(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy (PyPI) sampling the process and its workers for ``seconds``; writes ``out``."""
+    command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", str(seconds)]
+    style = ["--format", "raw"] if out.suffix == ".txt" else []  # collapsed stacks, for reading as text
+    return subprocess.Popen(
+        [*command, *style, "--output", str(out), "--rate", "250"], stdout=subprocess.DEVNULL
+    )  # noqa: S603
 
 
 def sign_in(start_url: str, provider: NHSmailLikeProvider) -> str:
@@ -198,9 +208,11 @@ OIDCSessionInactivityTimeout 3600
     return path
 
 
-def run_proxy(stack: ExitStack, port: int, workers: int, env: dict[str, str], log: Path) -> None:
+def run_proxy(
+    stack: ExitStack, port: int, workers: int, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "cqrs_sso_middleware.cli", "proxy", "--listen", f"127.0.0.1:{port}"]
-    start(stack, [*command, "--workers", str(workers)], env, log)
+    return start(stack, [*command, "--workers", str(workers)], env, log)
 
 
 def main() -> None:
@@ -209,7 +221,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--only", default="a,b,b',c,d", help="setups to run, e.g. b,d")
+    parser.add_argument("--profile", help="directory for py-spy flame graphs of (b), (b') and (c)'s service")
+    parser.add_argument(
+        "--profile-format", choices=["svg", "txt"], default="svg", help="txt: collapsed stacks"
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
     python = sys.executable
     results: dict[str, tuple[float, float, float]] = {}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as temp:
@@ -248,12 +266,15 @@ def main() -> None:
         )
         app = f"127.0.0.1:{app_port}"
         wait_for(f"http://{app}/")
-        results["(a) legacy app direct"] = wrk(f"http://{app}{PAGE}", "", args.seconds, args.connections)
+        if "a" in only:
+            results["(a) legacy app direct"] = wrk(f"http://{app}{PAGE}", "", args.seconds, args.connections)
 
-        for name, client_id, store in (
-            ("(b) cqrs-sso proxy", "proxy-bench", "cookie"),
-            ("(b') cqrs-sso proxy, Redis store", "proxy-redis-bench", args.redis_url),
+        for key, name, client_id, store in (
+            ("b", "(b) cqrs-sso proxy", "proxy-bench", "cookie"),
+            ("b'", "(b') cqrs-sso proxy, Redis store", "proxy-redis-bench", args.redis_url),
         ):
+            if key not in only:
+                continue
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             provider.clients[client_id] = DemoClient(client_id, SECRET, (f"{url}/oauth2/callback",))
@@ -266,12 +287,20 @@ def main() -> None:
                 CQRS_SSO_SESSION_STORE=store,
                 CQRS_SSO_SESSION_KEY_PREFIX="cqrs_sso_bench:",
             )
-            run_proxy(stack, port, args.workers, env, tmp / f"{client_id}.log")
+            process = run_proxy(stack, port, args.workers, env, tmp / f"{client_id}.log")
             wait_for(url + "/healthz")
-            results[name] = wrk(url + PAGE, sign_in(url + PAGE, provider), args.seconds, args.connections)
+            cookie = sign_in(url + PAGE, provider)
+            spy = (
+                profiled(process.pid, args.seconds, Path(args.profile) / f"{key}.{args.profile_format}")
+                if args.profile
+                else None
+            )
+            results[name] = wrk(url + PAGE, cookie, args.seconds, args.connections)
+            if spy is not None:
+                spy.wait(timeout=60)
 
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        if Path(nginx).exists():
+        if Path(nginx).exists() and "c" in only:
             from tests.proxy.test_nginx_forward_auth import nginx_conf
 
             sso_port, nginx_port = free_port(), free_port()
@@ -291,7 +320,7 @@ def main() -> None:
             cookie = sign_in(origin + PAGE, provider)
             results["(c) nginx + forward-auth"] = wrk(origin + PAGE, cookie, args.seconds, args.connections)
 
-        if apache_available():
+        if apache_available() and "d" in only:
             apache_port = free_port()
             provider.clients["apache-bench"] = DemoClient(
                 "apache-bench", SECRET, (f"http://127.0.0.1:{apache_port}/oidc-callback",)

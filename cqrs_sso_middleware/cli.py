@@ -11,11 +11,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import httpx
 
 from .core.errors import ConfigError, ProviderError
 from .core.metadata import discovery_url, parse_provider_metadata
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -45,14 +49,21 @@ def _proxy(args: argparse.Namespace) -> int:
     return serve(args.config, args.upstream, args.listen, args.workers)
 
 
-def _check_config(args: argparse.Namespace) -> int:
+def _load_settings(config_file: str | None) -> Settings | None:
+    """Settings, or ``None`` after printing one ``config error:`` line per problem."""
     from .settings import Settings
 
     try:
-        settings = Settings.load(args.config)
+        return Settings.load(config_file)
     except ConfigError as error:
         for problem in error.problems:
             print(f"config error: {problem}", file=sys.stderr)
+        return None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    settings = _load_settings(args.config)
+    if settings is None:
         return 1
     print(f"issuer:        {settings.issuer}")
     print(f"client id:     {settings.client_id}")
@@ -82,13 +93,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _sessions(args: argparse.Namespace) -> int:
     from .admin import run_sessions_command
-    from .settings import Settings
 
-    try:
-        settings = Settings.load(args.config)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+    settings = _load_settings(args.config)
+    if settings is None:
         return 1
     return run_sessions_command(settings, args.action, args.email, getattr(args, "all", False))
 

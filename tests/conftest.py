@@ -286,6 +286,19 @@ def make_client(
 
 
 @pytest.fixture
+def make_instance(
+    make_client: Callable[..., AppClient], make_settings: Callable[..., Settings], session_store: str
+) -> Callable[[], AppClient]:
+    """Clients of one service's instances: the same settings and the same session store
+    (one MemoryStore object shared, or one Redis URL), as behind a load balancer."""
+    from cqrs_sso_middleware.stores import MemoryStore
+
+    settings = make_settings()
+    shared = MemoryStore() if session_store == "memory" else None
+    return lambda: make_client(store=shared, settings=settings)
+
+
+@pytest.fixture
 def app_client(make_client: Callable[..., AppClient]) -> AppClient:
     return make_client()
 

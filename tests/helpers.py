@@ -5,8 +5,10 @@ from __future__ import annotations
 import html
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -250,3 +252,19 @@ def record_provider_requests(client: AppClient) -> list[str]:
 
 def jwks_fetches(seen: list[str]) -> int:
     return sum(1 for url in seen if "keys" in url.rsplit("/", 1)[-1] or url.endswith("/jwks"))
+
+
+def wait_for_http(url: str, process: Any, what: str, seconds: float = 20, log: Any = None) -> None:
+    """Wait until ``url`` answers at all (any status); fail with ``what`` (and the end of
+    ``log``, a path) if ``process`` exits or the time runs out. The process is killed then."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                detail = f":\n{Path(log).read_text(errors='replace')[-2000:]}" if log else ""
+                raise RuntimeError(f"{what} did not start{detail}") from None
+            time.sleep(0.05)

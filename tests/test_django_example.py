@@ -8,7 +8,6 @@ import secrets
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from cqrs_sso_middleware.provider import DemoClient, NHSmailLikeProvider
 
 from .conftest import CLIENT_SECRET, GP_USER, NEW_USER, SENSITIVE
-from .helpers import HTML, form_fields, require
+from .helpers import HTML, form_fields, require, wait_for_http
 from .proxy.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -78,16 +77,7 @@ def django_site(provider: NHSmailLikeProvider, tmp_path: Path) -> Iterator[tuple
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(origin + "/healthz", timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("the Django example did not start") from None
-            time.sleep(0.1)
+    wait_for_http(origin + "/healthz", process, "the Django example", seconds=30)
     yield origin, database
     process.terminate()
     process.wait(timeout=20)

@@ -109,6 +109,16 @@ def test_demo_step5_new_user_has_no_cqrs_account(demo: DemoStack) -> None:
     assert NEW_USER in page.text
 
 
+def write_config(tmp_path: Path, provider: NHSmailLikeProvider, extra: str = "") -> Path:
+    config = tmp_path / "cqrs-sso.toml"
+    config.write_text(
+        f'issuer = "{provider.issuer}"\nclient_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"\n'
+        f'secret_keys = ["{secrets.token_urlsafe(32)}"]\nbase_url = "http://localhost"\n'
+        f'account_lookup = "csv:{ROOT / "examples" / "accounts.csv"}"\n{extra}'
+    )
+    return config
+
+
 def check_config(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cqrs_sso_middleware.cli", "check-config", "--config", str(config)],
@@ -122,12 +132,7 @@ def check_config(config: Path) -> subprocess.CompletedProcess[str]:
 def test_cli_check_config_validates_and_fetches_metadata(
     provider: NHSmailLikeProvider, tmp_path: Path
 ) -> None:
-    config = tmp_path / "cqrs-sso.toml"
-    config.write_text(
-        f'issuer = "{provider.issuer}"\nclient_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"\n'
-        f'secret_keys = ["{secrets.token_urlsafe(32)}"]\nbase_url = "http://localhost"\n'
-        f'account_lookup = "csv:{ROOT / "examples" / "accounts.csv"}"\n'
-    )
+    config = write_config(tmp_path, provider)
     ok = check_config(config)
     assert ok.returncode == 0, ok.stderr
     assert "redirect URI:  http://localhost/oauth2/callback" in ok.stdout
@@ -142,13 +147,7 @@ def test_cli_check_config_validates_and_fetches_metadata(
 def test_cli_check_config_warns_about_public_paths_that_open_everything(
     provider: NHSmailLikeProvider, tmp_path: Path
 ) -> None:
-    config = tmp_path / "cqrs-sso.toml"
-    config.write_text(
-        f'issuer = "{provider.issuer}"\nclient_id = "{CLIENT_ID}"\nclient_secret = "{CLIENT_SECRET}"\n'
-        f'secret_keys = ["{secrets.token_urlsafe(32)}"]\nbase_url = "http://localhost"\n'
-        f'account_lookup = "csv:{ROOT / "examples" / "accounts.csv"}"\n'
-        'public_paths = ["/static/**", "/*"]\n'
-    )
+    config = write_config(tmp_path, provider, 'public_paths = ["/static/**", "/*"]\n')
     result = check_config(config)
     assert result.returncode == 0, result.stderr
     assert "warning: public_paths pattern '/*'" in result.stderr

@@ -11,10 +11,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from cqrs_sso_middleware import Settings
 from cqrs_sso_middleware.provider import NHSmailLikeProvider
 from cqrs_sso_middleware.provider.logout import logout_token
-from cqrs_sso_middleware.stores import MemoryStore
 
 from ..conftest import CLIENT_ID, GP_USER
 from ..helpers import APP_ORIGIN, HTML, AppClient, Journey, path_of
@@ -93,13 +91,9 @@ def test_without_provider_sign_out_the_next_person_is_let_straight_in(
 def test_provider_front_channel_logout_ends_our_session_on_every_instance(
     entra_like: NHSmailLikeProvider,
     make_journey: Callable[..., Journey],
-    make_client: Callable[..., AppClient],
-    make_settings: Callable[..., Settings],
-    session_store: str,
+    make_instance: Callable[[], AppClient],
 ) -> None:
-    settings = make_settings()
-    shared = MemoryStore() if session_store == "memory" else None
-    journey = make_journey(make_client(store=shared, settings=settings))
+    journey = make_journey(make_instance())
     assert journey.sign_in(GP_USER).status == 303
     cookie = session_cookie(journey.app)
     # Signing out at NHSmail itself (another app, or the NHSmail portal): its page loads our
@@ -109,7 +103,7 @@ def test_provider_front_channel_logout_ends_our_session_on_every_instance(
     assert frame, logout.text[:400]
     iframe_url = frame.group(1).replace("&amp;", "&")
     assert parse_qs(urlsplit(iframe_url).query)["iss"] == [entra_like.issuer]
-    other_instance = make_client(store=shared, settings=settings)
+    other_instance = make_instance()
     answer = other_instance.get(path_of(iframe_url), HTML)
     assert answer.status == 200
     assert f"frame-ancestors {urlsplit(entra_like.issuer).scheme}://{urlsplit(entra_like.issuer).netloc}" in (
@@ -123,18 +117,14 @@ def test_provider_front_channel_logout_ends_our_session_on_every_instance(
 def test_back_channel_logout_ends_our_session_on_every_instance(
     entra_like: NHSmailLikeProvider,
     make_journey: Callable[..., Journey],
-    make_client: Callable[..., AppClient],
-    make_settings: Callable[..., Settings],
-    session_store: str,
+    make_instance: Callable[[], AppClient],
 ) -> None:
-    settings = make_settings()
-    shared = MemoryStore() if session_store == "memory" else None
-    journey = make_journey(make_client(store=shared, settings=settings))
+    journey = make_journey(make_instance())
     assert journey.sign_in(GP_USER).status == 303
     cookie = session_cookie(journey.app)
     (sso,) = entra_like.sso_sessions.values()
     token = logout_token(entra_like.signing_key, entra_like.issuer, CLIENT_ID, sid=sso.sid)
-    other_instance = make_client(store=shared, settings=settings)
+    other_instance = make_instance()
     assert other_instance.post("/oauth2/backchannel_logout", {"logout_token": token}).status == 200
     journey.app.set_cookie("cqrs_sso", cookie)
     assert journey.open("/messages").status == 303

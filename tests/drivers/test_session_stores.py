@@ -18,9 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from cqrs_sso_middleware import Settings
 from cqrs_sso_middleware.core.session_store import NOTICE_GRACE_SECONDS
-from cqrs_sso_middleware.stores import MemoryStore
 
 from ..conftest import GP_USER, REDIS_URL
 from ..helpers import HTML, AppClient, Journey, require
@@ -124,15 +122,11 @@ def test_redis_holds_no_usable_cookie_and_expires_with_the_idle_timeout(
 @pytest.mark.parametrize("session_store", SERVER_SIDE)
 def test_two_instances_share_sessions_and_a_sign_out_on_one_ends_it_on_both(
     make_journey: Callable[..., Journey],
-    make_client: Callable[..., AppClient],
-    make_settings: Callable[..., Settings],
-    session_store: str,
+    make_instance: Callable[[], AppClient],
 ) -> None:
-    settings = make_settings()
-    shared = MemoryStore() if session_store == "memory" else None  # Redis is shared by URL
-    first = signed_in(make_journey, client=make_client(store=shared, settings=settings))
+    first = signed_in(make_journey, client=make_instance())
     cookie = session_cookie(first.app)
-    second = make_journey(make_client(store=shared, settings=settings))
+    second = make_journey(make_instance())
     second.app.set_cookie("cqrs_sso", cookie)
     assert second.open("/messages").status == 200
     sign_out(second)
@@ -143,13 +137,9 @@ def test_two_instances_share_sessions_and_a_sign_out_on_one_ends_it_on_both(
 @pytest.mark.parametrize("session_store", SERVER_SIDE)
 def test_callback_replayed_to_another_instance_is_refused(
     make_journey: Callable[..., Journey],
-    make_client: Callable[..., AppClient],
-    make_settings: Callable[..., Settings],
-    session_store: str,
+    make_instance: Callable[[], AppClient],
 ) -> None:
-    settings = make_settings()
-    shared = MemoryStore() if session_store == "memory" else None
-    first = make_journey(make_client(store=shared, settings=settings))
+    first = make_journey(make_instance())
     answer = first.provider_login(first.start(), GP_USER, "cqrs-demo")
     callback = answer.headers["location"]
     attempt_cookies = {
@@ -158,7 +148,7 @@ def test_callback_replayed_to_another_instance_is_refused(
         if "-attempt-" in name or name.endswith("_csrf")
     }
     assert first.callback(callback).status == 303
-    second = make_journey(make_client(store=shared, settings=settings))
+    second = make_journey(make_instance())
     for name, value in attempt_cookies.items():
         second.app.set_cookie(name, value)
     replay = second.callback(callback)

@@ -20,7 +20,7 @@ from cqrs_sso_middleware.provider import DemoClient, NHSmailLikeProvider
 from cqrs_sso_middleware.serving import bind_socket
 
 from ..conftest import CLIENT_SECRET, SENSITIVE
-from ..helpers import HTML, form_fields
+from ..helpers import HTML, form_fields, wait_for_http
 
 
 def free_port() -> int:
@@ -88,16 +88,7 @@ def legacy() -> Iterator[LegacyServer]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(url + "/ping", timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("gunicorn did not start") from None
-            time.sleep(0.1)
+    wait_for_http(url + "/ping", process, "gunicorn")
     yield LegacyServer(url, process)
     process.terminate()
     process.wait(timeout=15)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from ..conftest import GP_USER, NEW_USER
-from ..helpers import form_fields, require
+from ..helpers import form_fields, require, wait_for_http
 from .conftest import Browser, LegacyServer, ProxyProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -48,16 +47,7 @@ def caddy_stack(
     process = subprocess.Popen(
         [CADDY, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"], env=env, stdout=log, stderr=log
     )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            httpx.get(origin + "/oauth2/sign_in", timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError((tmp_path / "caddy.log").read_text()[-2000:]) from None
-            time.sleep(0.05)
+    wait_for_http(origin + "/oauth2/sign_in", process, "caddy", log=tmp_path / "caddy.log")
     yield origin
     process.terminate()
     process.wait(timeout=10)

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import GP_USER, NEW_USER
-from ..helpers import require
+from ..conftest import GP_USER, NEW_USER, REDIS_URL
+from ..helpers import require, wait_for_http
 from .conftest import Browser, LegacyServer, ProxyProcess, free_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "nginx" / "cqrs-sso.conf"
@@ -58,25 +58,27 @@ http {{
 
 
 @pytest.fixture
+def nginx_service_env() -> dict[str, str]:
+    """Extra settings of the sign-in service behind nginx; tests override it."""
+    return {}
+
+
+@pytest.fixture
 def nginx_stack(
-    start_proxy: Callable[..., ProxyProcess], legacy: LegacyServer, tmp_path: Path
+    start_proxy: Callable[..., ProxyProcess],
+    legacy: LegacyServer,
+    tmp_path: Path,
+    nginx_service_env: dict[str, str],
 ) -> Iterator[str]:
     require_nginx()
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    sso = start_proxy(CQRS_SSO_UPSTREAM="", CQRS_SSO_BASE_URL=origin, redirect_origin=origin)
+    sso = start_proxy(
+        CQRS_SSO_UPSTREAM="", CQRS_SSO_BASE_URL=origin, redirect_origin=origin, **nginx_service_env
+    )
     conf = nginx_conf(tmp_path, port, sso.url.removeprefix("http://"), legacy.url.removeprefix("http://"))
     process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            httpx.get(origin + "/oauth2/sign_in", timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(f"nginx did not start: {(tmp_path / 'error.log').read_text()}") from None
-            time.sleep(0.05)
+    wait_for_http(origin + "/oauth2/sign_in", process, "nginx", log=tmp_path / "error.log")
     yield origin
     process.terminate()
     process.wait(timeout=10)
@@ -113,7 +115,7 @@ def test_sign_out_through_nginx_ends_access(nginx_stack: str, make_browser: Call
     page = browser.get("/messages")
     assert (
         "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text
-    )  # the cached 202 is not reused
+    )  # every request is checked: nothing of the old session is reused
 
 
 def test_no_cqrs_account_through_nginx(nginx_stack: str, make_browser: Callable[[str], Browser]) -> None:
@@ -157,3 +159,32 @@ def test_forward_auth_answers_202_or_401_never_a_redirect(
     assert ok.headers["x-auth-request-user"] == GP_USER
     assert ok.headers["x-auth-request-email"] == GP_USER
     assert ok.headers["x-cqrs-account"] == "CQRS-0001"
+
+
+@pytest.mark.parametrize(
+    "nginx_service_env",
+    [pytest.param({"CQRS_SSO_SESSION_STORE": REDIS_URL}, id="redis")],
+)
+def test_revoked_session_is_refused_through_nginx_within_a_second(
+    nginx_stack: str, make_browser: Callable[[str], Browser], redis_prefix: str
+) -> None:
+    """Revocation reaches nginx at once (the example checks every request): sign out, then
+    the copied cookie through nginx. An auth cache in nginx would delay this (docs/proxy.md)."""
+    browser = make_browser(nginx_stack)
+    browser.sign_in(GP_USER)
+    assert browser.get("/messages").json()["headers"]["x-forwarded-user"] == GP_USER
+    cookie = browser.client.cookies["cqrs_sso"]
+    confirm = browser.get("/oauth2/sign_out")
+    from ..helpers import form_fields
+
+    browser.client.post(nginx_stack + "/oauth2/sign_out", data=form_fields(confirm.text))
+    signed_out_at = time.monotonic()
+    browser.client.cookies.set("cqrs_sso", cookie)
+    while True:
+        page = browser.get("/messages")
+        if "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text:
+            break
+        assert time.monotonic() - signed_out_at <= 1.5, "a revoked session still passes nginx"
+        time.sleep(0.05)
+    lag = time.monotonic() - signed_out_at
+    assert lag <= 1.0, f"revocation took {lag:.2f} s to reach nginx"

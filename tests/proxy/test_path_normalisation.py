@@ -8,15 +8,14 @@ import socket
 import socketserver
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cqrs_sso_middleware.core.paths import PathRefused, normalise_path
 
+from ..helpers import wait_for_http
 from ..path_cases import PUBLIC_PATTERN, VARIANTS, served_from_public
 from .conftest import ProxyProcess, free_port
 from .test_nginx_forward_auth import NGINX, nginx_conf, require_nginx
@@ -139,16 +138,7 @@ def nginx_in_front_of_recorder(
     )
     conf = nginx_conf(tmp_path, port, sso.url.removeprefix("http://"), recorder.url.removeprefix("http://"))
     process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            httpx.get(origin + "/oauth2/sign_in", timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("nginx did not start") from None
-            time.sleep(0.05)
+    wait_for_http(origin + "/oauth2/sign_in", process, "nginx", log=tmp_path / "error.log")
     yield origin
     process.terminate()
     process.wait(timeout=10)
