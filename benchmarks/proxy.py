@@ -84,9 +84,8 @@ def profiled(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     """py-spy (PyPI) sampling the process and its workers for ``seconds``; writes ``out``."""
     command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", str(seconds)]
     style = ["--format", "raw"] if out.suffix == ".txt" else []  # collapsed stacks, for reading as text
-    return subprocess.Popen(
-        [*command, *style, "--output", str(out), "--rate", "250"], stdout=subprocess.DEVNULL
-    )  # noqa: S603
+    arguments = [*command, *style, "--output", str(out), "--rate", "250"]
+    return subprocess.Popen(arguments, stdout=subprocess.DEVNULL)  # noqa: S603 - our own fixed command
 
 
 def sign_in(start_url: str, provider: NHSmailLikeProvider) -> str:
