@@ -132,7 +132,9 @@ class SignOutRoutes(FlowBase):
         return f"{self.settings.base_url}{self.prefix}/signed_out"
 
     def _signed_out(self, request: IncomingRequest) -> Outcome:
-        return self._page(200, "signed_out.html", set_cookies=[self._clear_session()], at_provider=True)
+        # Changes nothing: POST /sign_out already ended the session. A GET that cleared the
+        # cookie would let any link sign a person out (logout CSRF).
+        return self._page(200, "signed_out.html", at_provider=True)
 
     # -- front-channel logout: the provider's iframe ---------------------------------------
 

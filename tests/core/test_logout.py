@@ -95,6 +95,13 @@ def test_signed_out_page_takes_no_parameters(server_side: Browser) -> None:
     assert b"evil.example" not in reply.body
 
 
+def test_signed_out_page_changes_nothing(server_side: Browser) -> None:
+    """A link to it (logout CSRF) must not end or clear anything."""
+    reply = server_side.request("GET", "/oauth2/signed_out")
+    assert isinstance(reply, Respond) and not [v for k, v in reply.headers if k == "Set-Cookie"]
+    assert signed_in(server_side)
+
+
 def test_sign_out_everywhere_ends_every_session_of_that_person(
     server_side: Browser, provider: ScriptedProvider
 ) -> None:
