@@ -212,6 +212,12 @@ class Settings:
             "proxy mode: addresses or CIDRs whose `X-Forwarded-*` and `X-Real-IP` are believed; empty: nobody"
         ),
     )
+    keep_alive_seconds: int = field(
+        default=75,
+        metadata=_doc(
+            "proxy mode: how long an idle client connection is kept open; longer than the idle time-out of a load balancer in front (nginx's default: 75)"
+        ),
+    )
     upstream_timeout_seconds: float = field(
         default=30.0, metadata=_doc("proxy mode: no answer from the upstream within this → 504")
     )
@@ -393,6 +399,8 @@ class Settings:
             problems.append("account_recheck_seconds: must be 0 (never) or more")
         if not 0 < self.account_lookup_timeout_seconds <= 60:
             problems.append("account_lookup_timeout_seconds: must be between 0 and 60")
+        if not 1 <= self.keep_alive_seconds <= 3600:
+            problems.append("keep_alive_seconds: must be between 1 and 3600")
         if not 0 < self.http_timeout_seconds <= 60:
             problems.append("http_timeout_seconds: must be between 0 and 60")
         if not 0 <= self.clock_leeway_seconds <= 600:
@@ -469,6 +477,7 @@ _FIELD_TYPES = {
     "metrics_allow": tuple,
     "upstream_timeout_seconds": float,
     "session_store_timeout_seconds": float,
+    "keep_alive_seconds": int,
 }
 
 

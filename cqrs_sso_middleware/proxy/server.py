@@ -86,6 +86,7 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         server_header=False,  # the upstream's Server header passes; no second one
         access_log=False,  # the proxy writes its own JSON access log, without query strings
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=settings.keep_alive_seconds,
         log_level="info",
     )
     return 0

@@ -325,3 +325,30 @@ def test_start_up_line_says_what_runs_and_never_a_secret(start_proxy: Callable[.
     everything = "\n".join(proxy.log_lines())
     assert "pw-s3cret-pw" not in everything
     assert "cqrs-test-secret" not in everything
+
+
+def test_idle_keep_alive_connection_outlives_five_seconds(proxy: ProxyProcess, signed_in: Browser) -> None:
+    """keep_alive_seconds (default 75, as nginx) must outlast a load balancer's idle time-out;
+    uvicorn's own default closes idle connections after 5 s."""
+    import socket
+
+    cookie = "; ".join(f"{name}={value}" for name, value in signed_in.client.cookies.items())
+    host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+    request = (
+        f"GET /messages HTTP/1.1\r\nHost: {host}:{port}\r\nCookie: {cookie}\r\nAccept: text/html\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        for attempt in range(2):
+            sock.sendall(request.encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                assert chunk, f"connection closed before answer {attempt + 1}"
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200"), head[:100]
+            length = int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+            body = head.split(b"\r\n\r\n", 1)[1]
+            while len(body) < length:
+                body += sock.recv(65536)
+            if attempt == 0:
+                time.sleep(6)
