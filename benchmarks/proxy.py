@@ -207,6 +207,43 @@ OIDCSessionInactivityTimeout 3600
     return path
 
 
+def start_static_upstream(stack: ExitStack, tmp: Path, port: int, workers: int) -> None:
+    """nginx serving a small page at every path: an upstream that costs almost nothing,
+    so the table shows what the layer in front costs."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    root = tmp / "static"
+    (root / "upstream").mkdir(parents=True)
+    (root / "upstream" / "page.json").write_text('{"page": "messages", "items": []}\n')
+    temp = {name: root / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir()
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"""{user}worker_processes {workers};
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        default_type application/json;
+        location / {{ root {root}/upstream; try_files /page.json =404; }}
+    }}
+}}
+"""
+    )
+    start(stack, [nginx, "-p", str(root), "-c", str(conf)])
+
+
 def run_proxy(
     stack: ExitStack, port: int, workers: int, env: dict[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
@@ -221,6 +258,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--only", default="a,b,b',c,d", help="setups to run, e.g. b,d")
+    parser.add_argument(
+        "--upstream",
+        choices=["gunicorn", "static"],
+        default="gunicorn",
+        help="the legacy app under gunicorn, or nginx serving a small static page (a fast upstream)",
+    )
     parser.add_argument("--profile", help="directory for py-spy flame graphs of (b), (b') and (c)'s service")
     parser.add_argument(
         "--profile-format", choices=["svg", "txt"], default="svg", help="txt: collapsed stacks"
@@ -244,25 +287,28 @@ def main() -> None:
         stack.callback(server.stop)
 
         app_port = free_port()
-        start(
-            stack,
-            [
-                python,
-                "-m",
-                "gunicorn",
-                "-b",
-                f"127.0.0.1:{app_port}",
-                "-w",
-                str(args.workers),
-                "-k",
-                "gthread",
-                "--threads",
-                "16",
-                "--chdir",
-                str(ROOT),
-                "tests.proxy.legacy_app:legacy_app",
-            ],
-        )
+        if args.upstream == "static":
+            start_static_upstream(stack, tmp, app_port, args.workers)
+        else:
+            start(
+                stack,
+                [
+                    python,
+                    "-m",
+                    "gunicorn",
+                    "-b",
+                    f"127.0.0.1:{app_port}",
+                    "-w",
+                    str(args.workers),
+                    "-k",
+                    "gthread",
+                    "--threads",
+                    "16",
+                    "--chdir",
+                    str(ROOT),
+                    "tests.proxy.legacy_app:legacy_app",
+                ],
+            )
         app = f"127.0.0.1:{app_port}"
         wait_for(f"http://{app}/")
         if "a" in only:
@@ -340,7 +386,7 @@ def main() -> None:
 def report(results: dict[str, tuple[float, float, float]], args: argparse.Namespace) -> None:
     reference = results.get("(d) Apache + mod_auth_openidc")
     print(
-        f"wrk -t2 -c{args.connections} -d{args.seconds}s, authenticated GET {PAGE}, "
+        f"wrk -t2 -c{args.connections} -d{args.seconds}s, GET {PAGE} signed in, {args.upstream} upstream, "
         f"{args.workers} workers each, {os.cpu_count()} CPUs"
     )
     print(f"{'setup':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s vs (d)':>13} {'p99 vs (d)':>11}")
