@@ -48,15 +48,13 @@ class SessionAdmin:
 
     def sessions(self, email: str | None = None) -> Iterator[StoredSession]:
         wanted = email.strip().lower() if email else None
-        client = self.store._sync_client()  # admin path: a SCAN, never on a request
-        for raw_key in client.scan_iter(match=f"{self.keeper.prefix}s:*", count=500):
-            key = raw_key.decode("ascii")
+        for key, ttl in self.store.scan(f"{self.keeper.prefix}s:*"):
             reply = self.store.perform(StoreGet(key))
             record = reply.value if isinstance(reply, StoreReply) else None
             session = session_from_record(record) if isinstance(record, bytes) else None
             if session is None or (wanted and session.user.email != wanted):
                 continue
-            yield StoredSession(key, session, int(client.ttl(key)))
+            yield StoredSession(key, session, ttl)
 
     def revoke(self, stored: StoredSession, by: str = "cli") -> bool:
         indexes = self.keeper.indexes_of(stored.session.user.identity)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -247,6 +247,14 @@ class RedisStore:
             return _interpret(effect, replies)
         except self._errors as error:
             return StoreFailed(f"redis: {type(error).__name__}")
+
+    def scan(self, pattern: str) -> Iterator[tuple[str, int]]:
+        """Keys matching ``pattern`` with their time to live, by SCAN (never KEYS). For the
+        command line (``cqrs-sso sessions``), never on a request's path."""
+        client = self._sync_client()
+        for raw in client.scan_iter(match=pattern, count=500):
+            key = raw.decode("ascii", "replace")
+            yield key, int(client.ttl(key))
 
     def close(self) -> None:
         if self._sync is not None:
