@@ -154,6 +154,10 @@ class AccessRoutes(FlowBase):
             return self._unavailable(request)
         if account is None:
             self._audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
+            if not self.sessions.stateless:
+                # Ended where it lives, so no instance accepts this cookie again. A store
+                # failure raises StoreProblem: the caller answers "temporarily unavailable".
+                yield from self.sessions.end(session)
             if self._is_api_request(request):
                 return json_response(403, {"error": "no_account"}, set_cookies=[self._clear_session()])
             return self._no_account(session.user.identity, [self._clear_session()])

@@ -113,6 +113,25 @@ def test_sign_out_everywhere_ends_every_session_of_that_person(
     assert not signed_in(other_pc)
 
 
+def test_a_removed_account_ends_the_session_in_the_store(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+) -> None:
+    from cqrs_sso_middleware.core.actions import LookupReturned
+
+    browser = Browser(make_flow(session_store="memory", account_recheck_seconds=600), provider)
+    browser.sign_in()
+    copied = dict(browser.cookies)
+    provider.lookup = lambda identity: LookupReturned(None)
+    clock.offset += 601
+    removed = browser.request("GET", "/messages")
+    assert isinstance(removed, Respond) and removed.status == 403
+    from cqrs_sso_middleware.core.identity import Account
+
+    provider.lookup = lambda identity: LookupReturned(Account("A-1", identity.email))
+    browser.cookies = copied  # the account is back, but that session stays ended
+    assert not signed_in(browser)
+
+
 # -- front-channel logout -----------------------------------------------------------------------
 
 
