@@ -86,6 +86,20 @@ def test_provider_sign_out_can_be_switched_off(
     assert reply.status == 200 and b"You have signed out of CQRS" in reply.body
 
 
+def test_provider_without_end_session_endpoint_gets_the_signed_out_page(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+) -> None:
+    from cqrs_sso_middleware.core.actions import HttpReply
+
+    document = {k: v for k, v in provider.discovery().items() if k != "end_session_endpoint"}
+    provider.metadata = lambda: HttpReply(200, json.dumps(document).encode())
+    browser = Browser(make_flow(), provider)
+    browser.sign_in()
+    reply = post(browser, "/oauth2/sign_out", sign_out_form(browser), ORIGIN)
+    assert reply.status == 200 and b"You have signed out of CQRS" in reply.body
+    assert not signed_in(browser)
+
+
 def test_signed_out_page_takes_no_parameters(server_side: Browser) -> None:
     reply = server_side.request(
         "GET", "/oauth2/signed_out?post_logout_redirect_uri=https://evil.example/&rd=//evil.example&state=x"
