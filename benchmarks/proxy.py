@@ -244,6 +244,26 @@ http {{
     start(stack, [nginx, "-p", str(root), "-c", str(conf)])
 
 
+def start_provider(stack: ExitStack, tmp: Path) -> tuple[NHSmailLikeProvider, Path]:
+    """The built-in provider on a free port, and the accounts file the proxies look up."""
+    accounts = tmp / "accounts.csv"
+    accounts.write_text(f"email,account_id\n{EMAIL},CQRS-0001\n")
+    sock = bind_socket()
+    provider = NHSmailLikeProvider(
+        f"http://127.0.0.1:{sock.getsockname()[1]}", TENANT, [DemoUser(EMAIL, PASSWORD, "Dr Gita Patel")], []
+    )
+    server = BackgroundASGIServer(provider.app, sock).start()
+    stack.callback(server.stop)
+    return provider, accounts
+
+
+def start_legacy_app(stack: ExitStack, port: int, workers: int) -> None:
+    """tests/proxy/legacy_app.py under gunicorn: the legacy upstream."""
+    command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
+    command += ["-k", "gthread", "--threads", "16", "--chdir", str(ROOT), "tests.proxy.legacy_app:legacy_app"]
+    start(stack, command)
+
+
 def run_proxy(
     stack: ExitStack, port: int, workers: int, env: dict[str, str], log: Path
 ) -> subprocess.Popen[bytes]:
@@ -270,45 +290,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
-    python = sys.executable
     results: dict[str, tuple[float, float, float]] = {}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as temp:
         tmp = Path(temp)
-        accounts = tmp / "accounts.csv"
-        accounts.write_text(f"email,account_id\n{EMAIL},CQRS-0001\n")
-        sock = bind_socket()
-        provider = NHSmailLikeProvider(
-            f"http://127.0.0.1:{sock.getsockname()[1]}",
-            TENANT,
-            [DemoUser(EMAIL, PASSWORD, "Dr Gita Patel")],
-            [],
-        )
-        server = BackgroundASGIServer(provider.app, sock).start()
-        stack.callback(server.stop)
-
+        provider, accounts = start_provider(stack, tmp)
         app_port = free_port()
         if args.upstream == "static":
             start_static_upstream(stack, tmp, app_port, args.workers)
         else:
-            start(
-                stack,
-                [
-                    python,
-                    "-m",
-                    "gunicorn",
-                    "-b",
-                    f"127.0.0.1:{app_port}",
-                    "-w",
-                    str(args.workers),
-                    "-k",
-                    "gthread",
-                    "--threads",
-                    "16",
-                    "--chdir",
-                    str(ROOT),
-                    "tests.proxy.legacy_app:legacy_app",
-                ],
-            )
+            start_legacy_app(stack, app_port, args.workers)
         app = f"127.0.0.1:{app_port}"
         wait_for(f"http://{app}/")
         if "a" in only:
@@ -394,7 +384,7 @@ def report(results: dict[str, tuple[float, float, float]], args: argparse.Namesp
         ratio = f"{rps / reference[0]:.2f}x" if reference else "n/a"
         p99_ratio = f"{p99 / reference[2]:.2f}x" if reference else "n/a"
         print(f"{name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {ratio:>13} {p99_ratio:>11}")
-    if reference is None:
+    if reference is None and "d" in args.only.split(","):
         print("(d) skipped: apt-get install apache2 libapache2-mod-auth-openidc to compare")
 
 

@@ -29,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import proxy as bench  # benchmarks/proxy.py: the shared set-up helpers
 
-from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider
-from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
+from cqrs_sso_middleware.provider import DemoClient
 
 MIB = 1024 * 1024
 
@@ -113,31 +112,9 @@ def main() -> None:
     args = parser.parse_args()
     with ExitStack() as stack, tempfile.TemporaryDirectory() as temp:
         tmp = Path(temp)
-        accounts = tmp / "accounts.csv"
-        accounts.write_text(f"email,account_id\n{bench.EMAIL},CQRS-0001\n")
-        sock = bind_socket()
-        provider = NHSmailLikeProvider(
-            f"http://127.0.0.1:{sock.getsockname()[1]}",
-            bench.TENANT,
-            [DemoUser(bench.EMAIL, bench.PASSWORD, "Dr Gita Patel")],
-            [],
-        )
-        server = BackgroundASGIServer(provider.app, sock).start()
-        stack.callback(server.stop)
+        provider, accounts = bench.start_provider(stack, tmp)
         app_port = bench.free_port()
-        gunicorn = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-b",
-            f"127.0.0.1:{app_port}",
-            "-w",
-            "2",
-            "-k",
-            "gthread",
-        ]
-        gunicorn += ["--threads", "16", "--chdir", str(bench.ROOT), "tests.proxy.legacy_app:legacy_app"]
-        bench.start(stack, gunicorn)
+        bench.start_legacy_app(stack, app_port, 2)
         bench.wait_for(f"http://127.0.0.1:{app_port}/")
         port = bench.free_port()
         url = f"http://127.0.0.1:{port}"
