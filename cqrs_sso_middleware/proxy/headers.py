@@ -160,13 +160,16 @@ def rewrite_location(value: bytes, upstream_origin: str, public_origin: str) -> 
 def downstream_headers(
     headers: Sequence[tuple[bytes, bytes]], upstream_origin: str, public_origin: str
 ) -> RawHeaders:
+    """The upstream's response headers for the client, names lower-cased (ASGI's form)."""
+    named = _connection_tokens(headers)
     result = []
-    for name, value in without_hop_by_hop(headers):
-        if name.lower() == b"date":
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP or lowered in named or lowered == b"date":
             continue  # the serving uvicorn adds a fresh Date; two would be ambiguous
-        if name.lower() == b"location":
+        if lowered == b"location":
             value = rewrite_location(value, upstream_origin, public_origin)
-        result.append((name, value))
+        result.append((lowered, value))
     return result
 
 

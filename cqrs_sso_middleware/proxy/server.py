@@ -28,6 +28,7 @@ def configure_logging() -> None:
     per-request lines are quieted: they would repeat upstream URLs with query strings."""
     json_lines = logging.StreamHandler(sys.stderr)
     json_lines.setFormatter(logging.Formatter("%(message)s"))
+    json_lines.cqrs_sso_json_lines = True  # type: ignore[attr-defined]  # access_log.line_sink batches to it
     for name in ("cqrs_sso.access", "cqrs_sso.audit"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [json_lines]
