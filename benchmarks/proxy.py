@@ -23,12 +23,17 @@ import re
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -88,10 +93,22 @@ def profiled(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(arguments, stdout=subprocess.DEVNULL)  # noqa: S603 - our own fixed command
 
 
-def sign_in(start_url: str, provider: NHSmailLikeProvider) -> str:
-    """Sign in through whatever guards start_url; return the Cookie header to replay."""
+def sign_in(
+    start_url: str, provider: NHSmailLikeProvider, at_sign_in: Callable[[], None] | None = None
+) -> str:
+    """Sign in through whatever guards start_url; return the Cookie header to replay.
+
+    ``at_sign_in`` is called just before the request that leads to the provider: pressing
+    Sign In on our sign-in page, or (Apache, which has no such page) the first request.
+    """
     with httpx.Client(follow_redirects=False, timeout=30, headers={"Accept": "text/html"}) as client:
-        reply = client.get(start_url)
+        page = client.get(start_url)
+        if at_sign_in is not None and page.headers.get("location", "").startswith(
+            provider.issuer.split("/v2.0")[0]
+        ):
+            at_sign_in()  # the first request went straight to the provider: time from there
+            page = client.get(start_url)
+        reply = page
         for _ in range(10):
             location = reply.headers.get("location", "")
             if reply.status_code in (301, 302, 303) and not location.startswith(
@@ -102,6 +119,8 @@ def sign_in(start_url: str, provider: NHSmailLikeProvider) -> str:
             break
         if reply.status_code == 200 and "csrf_token" in reply.text:  # our sign-in page
             fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', reply.text))
+            if at_sign_in is not None:
+                at_sign_in()
             reply = client.post(httpx.URL(str(reply.url)).join("/oauth2/start"), data=fields)
         authorize = reply.headers["location"]
         page = client.get(authorize)
@@ -244,7 +263,9 @@ http {{
     start(stack, [nginx, "-p", str(root), "-c", str(conf)])
 
 
-def start_provider(stack: ExitStack, tmp: Path) -> tuple[NHSmailLikeProvider, Path]:
+def start_provider(
+    stack: ExitStack, tmp: Path, timed: bool = False
+) -> tuple[NHSmailLikeProvider, Path, ProviderClock]:
     """The built-in provider on a free port, and the accounts file the proxies look up."""
     accounts = tmp / "accounts.csv"
     accounts.write_text(f"email,account_id\n{EMAIL},CQRS-0001\n")
@@ -252,9 +273,10 @@ def start_provider(stack: ExitStack, tmp: Path) -> tuple[NHSmailLikeProvider, Pa
     provider = NHSmailLikeProvider(
         f"http://127.0.0.1:{sock.getsockname()[1]}", TENANT, [DemoUser(EMAIL, PASSWORD, "Dr Gita Patel")], []
     )
-    server = BackgroundASGIServer(provider.app, sock).start()
+    clock = ProviderClock(provider.app)
+    server = BackgroundASGIServer(clock if timed else provider.app, sock).start()
     stack.callback(server.stop)
-    return provider, accounts
+    return provider, accounts, clock
 
 
 def start_legacy_app(stack: ExitStack, port: int, workers: int) -> None:
@@ -271,11 +293,45 @@ def run_proxy(
     return start(stack, [*command, "--workers", str(workers)], env, log)
 
 
+@dataclass
+class Setup:
+    """One way of serving the page, started and signed in, ready for wrk."""
+
+    key: str
+    name: str
+    url: str
+    cookie: str
+    pid: int | None = None
+    start_url: str = ""
+    runs: list[tuple[float, float, float]] = field(default_factory=list)
+
+
+class ProviderClock:
+    """Wraps the provider's ASGI app and adds up the time it spends on each request, so a
+    sign-in round trip can be measured without the provider's own share."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seconds = 0.0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                self.seconds += time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="authenticated GET throughput, four ways")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="wrk runs per setup, interleaved; medians shown"
+    )
+    parser.add_argument("--sign-ins", type=int, default=40, help="timed sign-in round trips for (b) and (d)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--only", default="a,b,b',c,d", help="setups to run, e.g. b,d")
     parser.add_argument(
@@ -290,10 +346,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
-    results: dict[str, tuple[float, float, float]] = {}
+    setups: list[Setup] = []
     with ExitStack() as stack, tempfile.TemporaryDirectory() as temp:
         tmp = Path(temp)
-        provider, accounts = start_provider(stack, tmp)
+        provider, accounts, clock = start_provider(stack, tmp, timed=True)
         app_port = free_port()
         if args.upstream == "static":
             start_static_upstream(stack, tmp, app_port, args.workers)
@@ -302,7 +358,7 @@ def main() -> None:
         app = f"127.0.0.1:{app_port}"
         wait_for(f"http://{app}/")
         if "a" in only:
-            results["(a) legacy app direct"] = wrk(f"http://{app}{PAGE}", "", args.seconds, args.connections)
+            setups.append(Setup("a", "(a) legacy app direct", f"http://{app}{PAGE}", ""))
 
         for key, name, client_id, store in (
             ("b", "(b) cqrs-sso proxy", "proxy-bench", "cookie"),
@@ -324,15 +380,9 @@ def main() -> None:
             )
             process = run_proxy(stack, port, args.workers, env, tmp / f"{client_id}.log")
             wait_for(url + "/healthz")
-            cookie = sign_in(url + PAGE, provider)
-            spy = (
-                profiled(process.pid, args.seconds, Path(args.profile) / f"{key}.{args.profile_format}")
-                if args.profile
-                else None
+            setups.append(
+                Setup(key, name, url + PAGE, sign_in(url + PAGE, provider), process.pid, url + PAGE)
             )
-            results[name] = wrk(url + PAGE, cookie, args.seconds, args.connections)
-            if spy is not None:
-                spy.wait(timeout=60)
 
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if Path(nginx).exists() and "c" in only:
@@ -344,7 +394,7 @@ def main() -> None:
                 "nginx-bench", SECRET, (f"{origin}/oauth2/callback",)
             )
             env = proxy_env(provider, origin, "nginx-bench", accounts)
-            run_proxy(stack, sso_port, args.workers, env, tmp / "sso.log")
+            process = run_proxy(stack, sso_port, args.workers, env, tmp / "sso.log")
             wait_for(f"http://127.0.0.1:{sso_port}/healthz")
             (tmp / "nginx").mkdir()
             conf = nginx_conf(tmp / "nginx", nginx_port, f"127.0.0.1:{sso_port}", app)
@@ -353,7 +403,7 @@ def main() -> None:
             start(stack, [nginx, "-p", str(tmp / "nginx"), "-c", str(conf)])
             wait_for(origin + "/oauth2/sign_in")
             cookie = sign_in(origin + PAGE, provider)
-            results["(c) nginx + forward-auth"] = wrk(origin + PAGE, cookie, args.seconds, args.connections)
+            setups.append(Setup("c", "(c) nginx + forward-auth", origin + PAGE, cookie, process.pid))
 
         if apache_available() and "d" in only:
             apache_port = free_port()
@@ -365,27 +415,79 @@ def main() -> None:
             conf = apache_config(tmp / "apache", apache_port, provider, app, args.workers)
             start(stack, ["apache2", "-f", str(conf), "-DFOREGROUND"])
             wait_for(f"http://127.0.0.1:{apache_port}/")
-            cookie = sign_in(f"http://127.0.0.1:{apache_port}{PAGE}", provider)
-            results["(d) Apache + mod_auth_openidc"] = wrk(
-                f"http://127.0.0.1:{apache_port}{PAGE}", cookie, args.seconds, args.connections
-            )
+            url = f"http://127.0.0.1:{apache_port}{PAGE}"
+            setups.append(Setup("d", "(d) Apache + mod_auth_openidc", url, sign_in(url, provider), None, url))
 
-    report(results, args)
+        # Rounds interleave the setups, so that drift on the shared machine (another
+        # process waking, the CPU's clock) falls on all of them rather than on one.
+        for round_number in range(args.rounds):
+            for setup in setups:
+                spy = None
+                if args.profile and round_number == 0 and setup.pid is not None:
+                    out = Path(args.profile) / f"{setup.key}.{args.profile_format}"
+                    spy = profiled(setup.pid, args.seconds, out)
+                setup.runs.append(wrk(setup.url, setup.cookie, args.seconds, args.connections))
+                if spy is not None:
+                    spy.wait(timeout=60)
+        timed = {s.name: s.start_url for s in setups if s.key in ("b", "d") and s.start_url}
+        sign_ins = time_sign_ins(timed, provider, clock, args.sign_ins) if args.sign_ins > 0 else {}
+
+    report(setups, args)
+    report_sign_ins(sign_ins, args.sign_ins)
 
 
-def report(results: dict[str, tuple[float, float, float]], args: argparse.Namespace) -> None:
-    reference = results.get("(d) Apache + mod_auth_openidc")
+def _press(mark: list[float], clock: ProviderClock) -> None:
+    mark[:] = [time.perf_counter(), clock.seconds]
+
+
+def time_sign_ins(
+    start_urls: dict[str, str], provider: NHSmailLikeProvider, clock: ProviderClock, count: int
+) -> dict[str, list[float]]:
+    """Sign-in round trips from new browsers (Sign In → provider → callback → the page), in
+    ms, less the time the provider spent answering (its pages and its token endpoint).
+    The setups take turns, one sign-in each, so drift on the machine falls on all alike."""
+    times: dict[str, list[float]] = {name: [] for name in start_urls}
+    for _ in range(count):
+        for name, start_url in start_urls.items():
+            mark: list[float] = []
+            sign_in(start_url, provider, partial(_press, mark, clock))
+            total = time.perf_counter() - mark[0]
+            times[name].append((total - (clock.seconds - mark[1])) * 1000)
+    return times
+
+
+def report(setups: list[Setup], args: argparse.Namespace) -> None:
+    medians = {s.name: tuple(statistics.median(run[i] for run in s.runs) for i in range(3)) for s in setups}
+    reference = medians.get("(d) Apache + mod_auth_openidc")
     print(
         f"wrk -t2 -c{args.connections} -d{args.seconds}s, GET {PAGE} signed in, {args.upstream} upstream, "
-        f"{args.workers} workers each, {os.cpu_count()} CPUs"
+        f"{args.workers} workers each, {os.cpu_count()} CPUs, median of {args.rounds} interleaved rounds"
     )
-    print(f"{'setup':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s vs (d)':>13} {'p99 vs (d)':>11}")
-    for name, (rps, p50, p99) in results.items():
+    print(
+        f"{'setup':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'req/s vs (d)':>13} {'p99 vs (d)':>11}"
+        "   req/s of each round"
+    )
+    for setup in setups:
+        rps, p50, p99 = medians[setup.name]
         ratio = f"{rps / reference[0]:.2f}x" if reference else "n/a"
         p99_ratio = f"{p99 / reference[2]:.2f}x" if reference else "n/a"
-        print(f"{name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {ratio:>13} {p99_ratio:>11}")
+        rounds = " ".join(f"{run[0]:.0f}" for run in setup.runs)
+        print(f"{setup.name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {ratio:>13} {p99_ratio:>11}   {rounds}")
     if reference is None and "d" in args.only.split(","):
         print("(d) skipped: apt-get install apache2 libapache2-mod-auth-openidc to compare")
+
+
+def report_sign_ins(sign_ins: dict[str, list[float]], count: int) -> None:
+    if not sign_ins:
+        return
+    print(f"\nsign-in round trip, {count} new browsers each, ms without the provider's own time")
+    print(f"{'setup':34} {'median':>8} {'p90':>8} {'vs (d)':>8}")
+    reference = sign_ins.get("(d) Apache + mod_auth_openidc")
+    for name, times in sign_ins.items():
+        median = statistics.median(times)
+        p90 = statistics.quantiles(times, n=10)[-1] if len(times) > 1 else median
+        ratio = f"{median / statistics.median(reference):.2f}x" if reference else "n/a"
+        print(f"{name:34} {median:8.2f} {p90:8.2f} {ratio:>8}")
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     with ExitStack() as stack, tempfile.TemporaryDirectory() as temp:
         tmp = Path(temp)
-        provider, accounts = bench.start_provider(stack, tmp)
+        provider, accounts, _ = bench.start_provider(stack, tmp)
         app_port = bench.free_port()
         bench.start_legacy_app(stack, app_port, 2)
         bench.wait_for(f"http://127.0.0.1:{app_port}/")

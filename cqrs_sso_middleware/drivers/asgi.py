@@ -40,7 +40,7 @@ from ..core.actions import (
 from ..core.audit import begin_request
 from ..core.flow import SignInFlow
 from ..core.forms import parse_form
-from ..core.identity import IDENTITY_HEADERS
+from ..core.identity import IDENTITY_HEADERS, runs_inline
 from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
 from ..core.responses import PageRenderer, internal_error
 from ..pages import JinjaPages
@@ -288,11 +288,14 @@ class ASGISSOMiddleware:
         lookup = self.settings.lookup
         timeout = self.settings.account_lookup_timeout_seconds
         try:
+            result: Any
             with anyio.fail_after(timeout):
-                if inspect.iscoroutinefunction(lookup) or inspect.iscoroutinefunction(
+                if runs_inline(lookup):
+                    result = lookup(effect.identity)
+                elif inspect.iscoroutinefunction(lookup) or inspect.iscoroutinefunction(
                     getattr(lookup, "__call__", None)  # noqa: B004 - async callable objects
                 ):
-                    result: Any = await lookup(effect.identity)  # type: ignore[misc]
+                    result = await lookup(effect.identity)  # type: ignore[misc]
                 else:
                     # abandon_on_cancel: a stuck sync lookup must not hold the request past
                     # its time-out; its thread finishes in the background.

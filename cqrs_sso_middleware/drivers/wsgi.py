@@ -41,7 +41,7 @@ from ..core.actions import (
 from ..core.audit import begin_request
 from ..core.flow import SignInFlow
 from ..core.forms import parse_form
-from ..core.identity import IDENTITY_HEADERS, Identity
+from ..core.identity import IDENTITY_HEADERS, Identity, runs_inline
 from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
 from ..core.responses import PageRenderer, internal_error
 from ..pages import JinjaPages
@@ -241,6 +241,11 @@ class SSOMiddleware:
 
     def _look_up(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
         timeout = self.settings.account_lookup_timeout_seconds
+        if runs_inline(self.settings.lookup):
+            try:
+                return LookupReturned(self.settings.lookup(effect.identity))
+            except Exception as error:
+                return LookupFailed(f"raised {type(error).__name__}")
         future = self._lookups.submit(_call_lookup, self.settings.lookup, effect.identity)
         try:
             return LookupReturned(future.result(timeout=timeout))

@@ -76,6 +76,8 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
     )
     import uvicorn
 
+    from .http_protocol import CoalescingHttpToolsProtocol
+
     host, _, port = settings.listen.rpartition(":")
     uvicorn.run(
         "cqrs_sso_middleware.proxy.server:app_from_environment",
@@ -84,6 +86,7 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         port=int(port),
         workers=workers,
         proxy_headers=False,
+        http=CoalescingHttpToolsProtocol,  # head and small body in one write (http_protocol.py)
         server_header=False,  # the upstream's Server header passes; no second one
         access_log=False,  # the proxy writes its own JSON access log, without query strings
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -85,6 +86,29 @@ def test_raising_lookup_is_503_and_its_message_is_not_logged(
     assert "hunter2" not in reply.text
     assert "hunter2" not in caplog.text
     assert "ConnectionError" in caplog.text
+
+
+class ThreadRecordingLookup:
+    def __init__(self, nonblocking: bool) -> None:
+        self.nonblocking = nonblocking
+        self.threads: list[str] = []
+
+    def __call__(self, identity: Identity) -> Account | None:
+        self.threads.append(threading.current_thread().name)
+        if self.nonblocking:
+            raise ConnectionError("an inline lookup failing is a 503 like any other")
+        return Account("T-1", identity.email)
+
+
+def test_nonblocking_lookup_runs_inline_and_others_in_a_worker_thread(
+    make_journey: Callable[..., Journey],
+) -> None:
+    inline, threaded = ThreadRecordingLookup(True), ThreadRecordingLookup(False)
+    assert make_journey(account_lookup=inline).sign_in(GP_USER).status == 503
+    assert make_journey(account_lookup=threaded).sign_in(GP_USER).status == 303
+    workers = ("cqrs-sso-lookup", "AnyIO worker thread")  # the WSGI and ASGI lookup threads
+    assert inline.threads and not inline.threads[0].startswith(workers)
+    assert threaded.threads and threaded.threads[0].startswith(workers)
 
 
 def test_head_request_to_a_page_has_no_body(app_client: AppClient) -> None:
