@@ -23,6 +23,7 @@ from .identity import User
 from .paths import PathRefused
 from .redirects import safe_return_path
 from .responses import (
+    allowed_response,
     json_response,
     redirect,
 )
@@ -85,7 +86,7 @@ class AccessRoutes(FlowBase):
             # An answer about a path, not a session: a proxy that caches auth answers by
             # cookie (the nginx example) must never reuse it for another path.
             # X-Accel-Expires is honoured by nginx even where Cache-Control is ignored.
-            return json_response(202, {"status": "public"}, [("X-Accel-Expires", "0")])
+            return allowed_response([("X-Accel-Expires", "0")])
         now = self.clock()
         return self._with_session(
             request, now, lambda session, cookies: self._forward_auth_with(request, session, cookies, now)
@@ -121,7 +122,7 @@ class AccessRoutes(FlowBase):
             ("X-Auth-Request-Preferred-Username", user.identity.name),
             (settings.account_header, user.account.account_id),
         ]
-        return json_response(202, {"status": "authenticated"}, headers, set_cookies)
+        return allowed_response(headers, set_cookies)
 
     def _userinfo(self, request: IncomingRequest) -> Decision:
         return self._with_session(

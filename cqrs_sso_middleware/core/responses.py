@@ -95,6 +95,23 @@ def json_response(
     return Respond(status, tuple(headers), body)
 
 
+def allowed_response(
+    extra_headers: Sequence[tuple[str, str]] = (), set_cookies: Sequence[str] = ()
+) -> Respond:
+    """Forward-auth's "allowed": 202 with an empty body.
+
+    Empty on purpose: nginx reads only the head of an ``auth_request`` answer, and closes
+    the connection to the sign-in service when a body follows, so a body would cost a new
+    TCP connection for every page (oauth2-proxy's ``/oauth2/auth`` answers the same way).
+    """
+    headers = (
+        *SECURITY_HEADERS,
+        *extra_headers,
+        *(("Set-Cookie", cookie) for cookie in set_cookies),
+    )
+    return Respond(202, headers, b"")
+
+
 def static_response(body: bytes, content_type: str) -> Respond:
     headers = (
         ("Content-Type", content_type),
