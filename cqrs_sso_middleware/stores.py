@@ -197,6 +197,8 @@ class RedisStore:
         self._async: Any = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._waiting_gets: list[tuple[str, asyncio.Future[Any]]] = []
+        self._sending: set[asyncio.Task[None]] = set()  # held, so that no batch is collected
 
     def _sync_client(self) -> Any:
         if self._sync is None:
@@ -234,6 +236,8 @@ class RedisStore:
 
     async def aperform(self, effect: StoreEffect) -> StoreResult:
         try:
+            if isinstance(effect, StoreGet):
+                return _interpret(effect, [await self._batched_get(effect.key)])
             client = self._async_client()
             commands = _plan(effect)
             if len(commands) == 1:
@@ -247,6 +251,40 @@ class RedisStore:
             return _interpret(effect, replies)
         except self._errors as error:
             return StoreFailed(f"redis: {type(error).__name__}")
+
+    async def _batched_get(self, key: str) -> Any:
+        """GET, batched: the reads that requests ask for during one turn of the event loop
+        go to Redis as one ``MGET`` when that turn ends (auto-pipelining). Every request
+        still reads Redis — nothing is cached — but under load one round trip and one pass
+        through redis-py serve many requests (benchmarks/proxy.py, setup (b'))."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        self._waiting_gets.append((key, waiter))
+        if len(self._waiting_gets) == 1:
+            loop.call_soon(self._send_gets, loop)
+        return await waiter
+
+    def _send_gets(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._waiting_gets = self._waiting_gets, []
+        task = loop.create_task(self._mget(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _mget(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        try:
+            values = await self._async_client().mget([key for key, _ in batch])
+            if not isinstance(values, list) or len(values) != len(batch):
+                raise _NotRedis(type(values).__name__)
+        except BaseException as error:  # every waiter learns of it; none is left hanging
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(error if isinstance(error, Exception) else _NotRedis("cancelled"))
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, waiter), value in zip(batch, values, strict=True):
+            if not waiter.done():
+                waiter.set_result(value)
 
     def scan(self, pattern: str) -> Iterator[tuple[str, int]]:
         """Keys matching ``pattern`` with their time to live, by SCAN (never KEYS). For the

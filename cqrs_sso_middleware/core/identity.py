@@ -171,5 +171,7 @@ def runs_inline(lookup: object) -> bool:
     csv:/json: lookups) is called directly; any other plain function runs in a worker
     thread under the time-out, since it may wait on a database or a network."""
     return getattr(lookup, "nonblocking", False) is True
+
+
 """The deployer's account check (design §3): a plain or ``async`` callable; ``None`` means
 "no CQRS account" (seed step 5); an exception or a time-out is *not* "no account"."""
