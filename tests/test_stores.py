@@ -131,6 +131,44 @@ def test_unreachable_redis_is_a_failure_not_an_exception() -> None:
     assert isinstance(asyncio.run(store.aperform(StorePing())), StoreFailed)
 
 
+def test_concurrent_reads_share_one_mget_and_each_gets_its_own_value(redis_prefix: str) -> None:
+    store = RedisStore(REDIS_URL)
+    keys = [f"{redis_prefix}r{i}" for i in range(20)]
+    for i, key in enumerate(keys[::2]):
+        store.perform(StorePut(key, b"v%d" % i, 30, (), 30))
+    calls: list[int] = []
+
+    async def scenario() -> list[StoreReply | StoreFailed]:
+        client = store._async_client()
+        mget = client.mget
+
+        async def counted(names: list[str]) -> Any:
+            calls.append(len(names))
+            return await mget(names)
+
+        client.mget = counted
+        try:
+            return await asyncio.gather(*(store.aperform(StoreGet(key)) for key in keys))
+        finally:
+            await store.aclose()
+
+    results = asyncio.run(scenario())
+    assert calls == [20]  # one round trip for all twenty requests
+    assert [_value(r) for r in results] == [b"v%d" % (i // 2) if i % 2 == 0 else None for i in range(20)]
+
+
+def test_a_failed_batched_read_fails_every_request_in_it() -> None:
+    store = RedisStore("redis://127.0.0.1:1/0", timeout_seconds=0.5)
+
+    async def scenario() -> list[StoreReply | StoreFailed]:
+        try:
+            return await asyncio.gather(*(store.aperform(StoreGet(f"k{i}")) for i in range(5)))
+        finally:
+            await store.aclose()
+
+    assert all(isinstance(r, StoreFailed) for r in asyncio.run(scenario()))
+
+
 def run(step: Generator[Any, Any, Any], store: StoreBackend) -> Any:
     try:
         effect = next(step)
