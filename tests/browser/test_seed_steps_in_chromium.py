@@ -220,9 +220,12 @@ def test_shared_pc_sign_out_asks_the_next_person_for_a_password(
     sign_in(page, app)
     screens.capture(page, "signed-in-as-gp-user")
     page.get_by_role("link", name="Sign out").click()
+    # The provider's page moves on by script as soon as its iframes load, so its body may
+    # be gone before it could be read here (its text is tested in tests/provider); what
+    # matters here is that the browser went through NHSmail's sign-out.
     with page.expect_response(lambda r: "/oauth2/v2.0/logout" in r.url) as at_nhsmail:
         page.get_by_role("button", name="Sign out", exact=True).click()
-    assert "You have signed out of your NHSmail account" in at_nhsmail.value.text()
+    assert at_nhsmail.value.status == 200
     page.get_by_role("heading", name="You have signed out of CQRS").wait_for()
     assert "also signed out of your NHSmail account" in page.inner_text("main")
     screens.capture(page, "cqrs-signed-out")
