@@ -16,6 +16,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -199,6 +200,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._waiting_gets: list[tuple[str, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # held, so that no batch is collected
+        self._batch_loop: asyncio.AbstractEventLoop | None = None
 
     def _sync_client(self) -> Any:
         if self._sync is None:
@@ -253,11 +255,14 @@ class RedisStore:
             return StoreFailed(f"redis: {type(error).__name__}")
 
     async def _batched_get(self, key: str) -> Any:
-        """GET, batched: the reads that requests ask for during one turn of the event loop
-        go to Redis as one ``MGET`` when that turn ends (auto-pipelining). Every request
-        still reads Redis — nothing is cached — but under load one round trip and one pass
-        through redis-py serve many requests (benchmarks/proxy.py, setup (b'))."""
+        """GET, batched: the reads that requests ask for while the previous batch is on its
+        way go to Redis together as one ``MGET`` (auto-pipelining, one batch in flight per
+        process). Every request still reads Redis — nothing is cached — but under load one
+        round trip and one pass through redis-py serve many requests, and the busier the
+        proxy the larger the batches (benchmarks/proxy.py, setup (b'))."""
         loop = asyncio.get_running_loop()
+        if self._batch_loop is not loop:  # a new event loop (tests, a restarted worker)
+            self._batch_loop, self._waiting_gets, self._sending = loop, [], set()
         waiter: asyncio.Future[Any] = loop.create_future()
         self._waiting_gets.append((key, waiter))
         if len(self._waiting_gets) == 1:
@@ -265,10 +270,16 @@ class RedisStore:
         return await waiter
 
     def _send_gets(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sending or not self._waiting_gets:
+            return  # the batch in flight sends what is waiting when it returns
         batch, self._waiting_gets = self._waiting_gets, []
         task = loop.create_task(self._mget(batch))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(partial(self._sent, loop))
+
+    def _sent(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._send_gets(loop)
 
     async def _mget(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         try:
