@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
@@ -120,6 +120,9 @@ class ASGISSOMiddleware:
             )
         )
         self.flow = SignInFlow(settings, pages or JinjaPages(settings.templates_dir), clock)
+        # Performs the provider calls instead of ``self.http`` when set (cqrs-sso proxy
+        # sets its own pooled client: proxy/provider_client.py).
+        self.provider_call: Callable[[HttpCall], Awaitable[HttpReply | HttpFailure]] | None = None
         self.http = http_client or httpx.AsyncClient(
             timeout=settings.http_timeout_seconds,
             follow_redirects=False,
@@ -231,6 +234,8 @@ class ASGISSOMiddleware:
 
     async def _perform(self, effect: Effect, scope: Scope, receive: Receive) -> EffectResult:
         if isinstance(effect, HttpCall):
+            if self.provider_call is not None:
+                return await self.provider_call(effect)
             return await self._http(effect)
         if isinstance(effect, ReadForm):
             return await self._read_form(effect, scope, receive)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +31,7 @@ from ..settings import Settings
 from .access_log import AccessLog
 from .headers import TrustedProxies, downstream_headers, identity_headers, upstream_headers
 from .metrics import ProxyMetrics
+from .provider_client import PooledProviderClient
 from .upstream import UpstreamBroken, UpstreamError, UpstreamPool, UpstreamTimeout
 from .websockets import relay_websocket
 
@@ -64,6 +65,7 @@ class ReverseProxy:
             }
         )
         self.pool: UpstreamPool | None = None
+        self.closing: list[Callable[[], None]] = []  # more to close at shut-down
         if settings.upstream:
             self.pool = UpstreamPool(
                 self.upstream_origin,
@@ -76,6 +78,8 @@ class ReverseProxy:
     async def aclose(self) -> None:
         if self.pool is not None:
             self.pool.close()
+        for close in self.closing:
+            close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -267,7 +271,10 @@ def create_proxy_app(settings: Settings) -> ASGIApp:
         await holder["proxy"](scope, receive, send)
 
     middleware = ASGISSOMiddleware(late, settings)
+    provider = PooledProviderClient(settings.http_timeout_seconds, fallback=middleware._http)
+    middleware.provider_call = provider
     holder["proxy"] = ReverseProxy(settings, middleware, metrics)
+    holder["proxy"].closing.append(provider.close)
     metrics.watch(middleware)
     return AccessLog(MetricsEndpoint(middleware, metrics, settings))
 
