@@ -185,23 +185,62 @@ def upstream_headers(
     identity_names: frozenset[bytes],
     identity: RawHeaders,
 ) -> RawHeaders:
-    host = _first(incoming, b"host") or b""
-    # Configured identity header names may be custom: a client copy of them never passes.
-    ours = identity_names
-    kept = [
-        (k, v)
-        for k, v in without_hop_by_hop(incoming)
-        if k.lower() not in _FORWARDED
-        and k.lower() != b"host"
-        and k.lower().replace(b"_", b"-") not in ours
-        and (trusted or k.lower().replace(b"_", b"-") not in CLIENT_ADDRESS_HEADERS)
+    """The request headers for the upstream, in one pass over the client's (this runs for
+    every proxied request; the rules are those of the functions above)."""
+    host = b""
+    named: set[bytes] | None = None
+    chain = proto = forwarded_host = real_ip = None
+    kept: RawHeaders = [(b"host", upstream_host)]
+    for name, value in incoming:
+        lowered = name.lower()
+        if lowered in _NOT_UPSTREAM:
+            if lowered == b"host":
+                host = host or value
+            elif lowered == b"connection":
+                named = (named or set()) | {t.strip().lower() for t in value.split(b",") if t.strip()}
+            elif trusted:  # a trusted proxy's view of the client is re-emitted below
+                if lowered == b"x-forwarded-for":
+                    chain = chain or value
+                elif lowered == b"x-forwarded-proto":
+                    proto = proto or value
+                elif lowered == b"x-forwarded-host":
+                    forwarded_host = forwarded_host or value
+                elif lowered == b"x-real-ip":
+                    real_ip = real_ip or value
+            continue
+        if b"_" in lowered:
+            lowered = lowered.replace(b"_", b"-")  # some servers read X_Forwarded_User as X-Forwarded-User
+            if not trusted and lowered in _NOT_UPSTREAM and lowered not in HOP_BY_HOP:
+                continue  # X_Forwarded_For & co. from a client: a spoof in another spelling
+        if lowered in identity_names or (not trusted and lowered in CLIENT_ADDRESS_HEADERS):
+            continue
+        if lowered == b"cookie":
+            value = _without_our_cookies(value, own_cookie_names, own_cookie_prefixes)
+            if not value:
+                continue
+        kept.append((name, value))
+    if named:
+        kept = [(k, v) for k, v in kept if k.lower() not in named or k == b"host"]
+    peer = (client or "unknown").encode("latin-1")
+    kept += [
+        (b"x-forwarded-for", chain + b", " + peer if chain else peer),
+        (b"x-forwarded-proto", proto or scheme.encode("latin-1")),
+        (b"x-forwarded-host", forwarded_host or host),
+        (b"x-real-ip", real_ip or peer),
     ]
-    if trusted:  # the trusted proxy's X-Real-IP is re-emitted by forwarded_headers
-        kept = [(k, v) for k, v in kept if k.lower() != b"x-real-ip"]
-    kept = without_cookies(kept, own_cookie_names, own_cookie_prefixes)
-    return [
-        (b"host", upstream_host),
-        *kept,
-        *forwarded_headers(incoming, client, scheme, host, trusted),
-        *identity,
-    ]
+    kept += identity
+    return kept
+
+
+# What never goes upstream as the client sent it: hop-by-hop headers, Host (the upstream's
+# own is sent), the forwarding headers and X-Real-IP (rebuilt by this proxy).
+_NOT_UPSTREAM = HOP_BY_HOP | _FORWARDED | {b"host", b"x-real-ip"}
+
+
+def _without_our_cookies(value: bytes, names: frozenset[str], prefixes: tuple[str, ...]) -> bytes:
+    kept = []
+    for pair in value.decode("latin-1").split(";"):
+        cookie_name = pair.split("=", 1)[0].strip()
+        if cookie_name and cookie_name not in names and not cookie_name.startswith(prefixes):
+            kept.append(pair.strip())
+    return "; ".join(kept).encode("latin-1")

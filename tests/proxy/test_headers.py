@@ -204,3 +204,26 @@ def test_downstream_drops_hop_by_hop_and_connection_named_headers() -> None:
 def test_without_hop_by_hop_keeps_end_to_end_headers() -> None:
     kept = [(b"accept", b"*/*"), (b"authorization", b"Bearer x"), (b"cache-control", b"no-cache")]
     assert without_hop_by_hop(kept) == kept
+
+
+@pytest.mark.parametrize(
+    "name", [b"X_Forwarded_For", b"x_forwarded_host", b"X_Forwarded_Proto", b"Forwarded"]
+)
+def test_forwarding_headers_in_another_spelling_never_pass_from_a_client(name: bytes) -> None:
+    """WSGI servers map X_Forwarded_For and X-Forwarded-For to the same HTTP_X_FORWARDED_FOR."""
+    sent = upstream([(b"host", b"cqrs.example.nhs.uk"), (name, b"6.6.6.6")])
+    assert b"6.6.6.6" not in sent.values()
+    assert sent[b"x-forwarded-for"] == b"192.0.2.10"
+
+
+def test_headers_named_in_connection_are_dropped_wherever_they_stand() -> None:
+    sent = upstream(
+        [
+            (b"x-legacy-hop", b"1"),
+            (b"host", b"h"),
+            (b"connection", b"X-Legacy-Hop, close"),
+            (b"accept", b"*/*"),
+        ]
+    )
+    assert b"x-legacy-hop" not in sent and sent[b"accept"] == b"*/*"
+    assert sent[b"host"] == b"legacy.internal:9000"
