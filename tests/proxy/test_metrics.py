@@ -1,0 +1,39 @@
+"""The proxy's Prometheus exposition: per-request numbers kept without locks, same text."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cqrs_sso_middleware.proxy.metrics import ProxyMetrics
+
+
+def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_per_request_metrics_read_as_prometheus_client_would_have_written_them() -> None:
+    metrics = ProxyMetrics()
+    reference = CollectorRegistry()
+    checks = Counter("cqrs_sso_session_checks", "x", ["result"], registry=reference)
+    responses = Counter("cqrs_sso_upstream_responses", "x", ["status"], registry=reference)
+    latency = Histogram("cqrs_sso_upstream_seconds", "x", registry=reference)
+    for result in ("authenticated", "public"):
+        checks.labels(result)
+    for n in range(1, 6):
+        responses.labels(f"{n}xx")
+    for seconds, status in [(0.004, 200), (0.005, 200), (0.3, 404), (12.0, 502), (0.0, 304), (1.0, 200)]:
+        metrics.session_check(status != 304)
+        checks.labels("authenticated" if status != 304 else "public").inc()
+        metrics.upstream(seconds, status)
+        responses.labels(f"{status // 100}xx").inc()
+        latency.observe(seconds)
+    ours = samples(metrics.exposition()[0])
+    expected = samples(generate_latest(reference))
+    assert {k: v for k, v in ours.items() if k in expected} == expected
+    assert ours[("cqrs_sso_upstream_seconds_bucket", (("le", "0.005"),))] == 3  # bounds are inclusive
