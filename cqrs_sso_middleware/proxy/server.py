@@ -8,6 +8,7 @@ is switched off: the proxy decides whom to trust (``trusted_proxies``).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -48,7 +49,13 @@ def app_from_environment() -> ASGIApp:
     """uvicorn's factory: each worker builds its app (and its logging) from the environment."""
     configure_logging()
     settings = Settings.load(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
-    return create_proxy_app(settings)
+    app = create_proxy_app(settings)
+    # What start-up built (modules, templates, settings) lives as long as the worker: moved
+    # out of the collector's sight, so that collections during requests scan only what
+    # requests allocate (shorter pauses, fewer slow outliers).
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def serve(config_file: str | None, upstream: str | None, listen: str | None, workers: int) -> int:
