@@ -139,14 +139,13 @@ def test_concurrent_reads_share_one_mget_and_each_gets_its_own_value(redis_prefi
     calls: list[int] = []
 
     async def scenario() -> list[StoreReply | StoreFailed]:
-        client = store._async_client()
-        mget = client.mget
+        send = store._mget_on_own_connection
 
         async def counted(names: list[str]) -> Any:
             calls.append(len(names))
-            return await mget(names)
+            return await send(names)
 
-        client.mget = counted
+        store._mget_on_own_connection = counted  # type: ignore[method-assign]
         try:
             return await asyncio.gather(*(store.aperform(StoreGet(key)) for key in keys))
         finally:
@@ -214,3 +213,27 @@ def test_session_ttl_never_outlives_the_absolute_timeout() -> None:
 )
 def test_store_url_password_is_masked(url: str, shown: str) -> None:
     assert display_url(url) == shown
+
+
+def test_batched_reads_survive_redis_dropping_their_connection(redis_prefix: str) -> None:
+    """Redis restarted or the connection was killed: the next read is retried on a new
+    connection instead of failing one request for nothing."""
+    import redis
+
+    store = RedisStore(REDIS_URL)
+    store.perform(StorePut(redis_prefix + "k", b"v", 30, (), 30))
+    killer = redis.Redis.from_url(REDIS_URL)
+
+    async def scenario() -> list[StoreReply | StoreFailed]:
+        try:
+            first = await store.aperform(StoreGet(redis_prefix + "k"))
+            killer.client_kill_filter(_type="normal", skipme=True)
+            second = await store.aperform(StoreGet(redis_prefix + "k"))
+            return [first, second]
+        finally:
+            await store.aclose()
+
+    first, second = asyncio.run(scenario())
+    killer.close()
+    assert _value(first) == b"v"
+    assert _value(second) == b"v"
