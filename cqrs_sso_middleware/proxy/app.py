@@ -49,8 +49,7 @@ class ReverseProxy:
         self.pages = JinjaPages(settings.templates_dir)
         parts = urlsplit(settings.upstream)
         self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
-        self.upstream_base = settings.upstream.rstrip("/")
-        self.upstream_prefix = urlsplit(self.upstream_base).path.encode("latin-1")
+        self.upstream_prefix = parts.path.rstrip("/").encode("latin-1")
         self.upstream_host = parts.netloc.encode("latin-1")
         self.public_origin = settings.base_url
         self.trusted = TrustedProxies.parse(settings.trusted_proxies)
@@ -138,15 +137,12 @@ class ReverseProxy:
         started = time.perf_counter()
         if self.metrics is not None:
             self.metrics.session_check("cqrs_sso.user" in scope)
-        headers = self.upstream_request_headers(scope)
         has_body, length = request_framing(scope["headers"])
-        if length is not None or has_body:  # framing is the upstream client's to write
-            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         try:
             response = await self.pool.request(
                 scope["method"].encode("latin-1"),
                 self.upstream_target(scope),
-                headers,
+                self.upstream_request_headers(scope),  # without Content-Length: the pool frames
                 _request_body(receive) if has_body else None,
                 length if has_body else None,
             )

@@ -2,7 +2,8 @@
 
 What goes upstream: the client's headers without hop-by-hop headers (RFC 9110 §7.6.1),
 without our own cookies, without any identity header the client sent (the middleware
-already removed those), plus ``X-Forwarded-For/-Proto/-Host`` and the signed-in user's
+already removed those) and without ``Content-Length`` (the upstream client frames the
+body), plus ``X-Forwarded-For/-Proto/-Host``, ``X-Real-IP`` and the signed-in user's
 identity headers. What comes back: the upstream's headers without hop-by-hop headers, with
 a ``Location`` that points at the upstream's own origin rewritten to the public origin.
 
@@ -62,12 +63,6 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return tokens
 
 
-def without_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> RawHeaders:
-    """Drop hop-by-hop headers, including any the Connection header names (§7.6.1)."""
-    named = _connection_tokens(headers)
-    return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP and k.lower() not in named]
-
-
 @dataclass(frozen=True)
 class TrustedProxies:
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
@@ -84,52 +79,6 @@ class TrustedProxies:
         except ValueError:
             return False
         return any(ip in network for network in self.networks)
-
-
-def _first(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None
-
-
-def forwarded_headers(
-    incoming: Sequence[tuple[bytes, bytes]], client: str | None, scheme: str, host: bytes, trusted: bool
-) -> RawHeaders:
-    """``X-Forwarded-For/-Proto/-Host`` and ``X-Real-IP`` for the upstream.
-
-    From a trusted proxy the incoming chain is kept and the peer appended, and its
-    ``X-Real-IP`` kept; from anyone else the incoming values are discarded and ours stand
-    alone (``X-Real-IP`` is then the address this proxy saw).
-    """
-    chain = _first(incoming, b"x-forwarded-for") if trusted else None
-    peer = (client or "unknown").encode("latin-1")
-    proto = (_first(incoming, b"x-forwarded-proto") if trusted else None) or scheme.encode("latin-1")
-    forwarded_host = (_first(incoming, b"x-forwarded-host") if trusted else None) or host
-    real_ip = (_first(incoming, b"x-real-ip") if trusted else None) or peer
-    return [
-        (b"x-forwarded-for", chain + b", " + peer if chain else peer),
-        (b"x-forwarded-proto", proto),
-        (b"x-forwarded-host", forwarded_host),
-        (b"x-real-ip", real_ip),
-    ]
-
-
-def without_cookies(headers: RawHeaders, names: frozenset[str], prefixes: tuple[str, ...]) -> RawHeaders:
-    """Remove our own cookies (session, CSRF, login attempts) from the Cookie header(s)."""
-    result: RawHeaders = []
-    for name, value in headers:
-        if name.lower() != b"cookie":
-            result.append((name, value))
-            continue
-        kept = []
-        for pair in value.decode("latin-1").split(";"):
-            cookie_name = pair.split("=", 1)[0].strip()
-            if cookie_name and cookie_name not in names and not cookie_name.startswith(prefixes):
-                kept.append(pair.strip())
-        if kept:
-            result.append((b"cookie", "; ".join(kept).encode("latin-1")))
-    return result
 
 
 def identity_headers(
@@ -233,8 +182,9 @@ def upstream_headers(
 
 
 # What never goes upstream as the client sent it: hop-by-hop headers, Host (the upstream's
-# own is sent), the forwarding headers and X-Real-IP (rebuilt by this proxy).
-_NOT_UPSTREAM = HOP_BY_HOP | _FORWARDED | {b"host", b"x-real-ip"}
+# own is sent), the forwarding headers and X-Real-IP (rebuilt by this proxy), and
+# Content-Length (framing is written by the upstream client, proxy/upstream.py).
+_NOT_UPSTREAM = HOP_BY_HOP | _FORWARDED | {b"host", b"x-real-ip", b"content-length"}
 
 
 def _without_our_cookies(value: bytes, names: frozenset[str], prefixes: tuple[str, ...]) -> bytes:
