@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .core.actions import StoreDelete, StoreGet, StoreReply
 from .core.audit import audit
 from .core.session_store import SessionKeeper, store_kind
-from .core.sessions import Session, SessionTimeouts, session_from_record
+from .core.sessions import Deployment, Session, SessionTimeouts
 from .settings import Settings
 from .stores import RedisStore
 
@@ -40,19 +40,24 @@ class SessionAdmin:
         self.settings = settings
         timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
         self.keeper = SessionKeeper(
-            settings.session_store, settings.secret_keys, timeouts, settings.session_key_prefix
+            settings.session_store,
+            settings.secret_keys,
+            timeouts,
+            Deployment(settings.issuer, settings.client_id),
+            settings.session_key_prefix,
         )
         self.store = RedisStore(
             settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
         )
 
     def sessions(self, email: str | None = None) -> Iterator[StoredSession]:
-        wanted = email.strip().lower() if email else None
+        """Every stored session, or only those of ``email`` (``None``: every one)."""
+        wanted = email.strip().lower() if email is not None else None
         for key, ttl in self.store.scan(f"{self.keeper.prefix}s:*"):
             reply = self.store.perform(StoreGet(key))
             record = reply.value if isinstance(reply, StoreReply) else None
-            session = session_from_record(record) if isinstance(record, bytes) else None
-            if session is None or (wanted and session.user.email != wanted):
+            session = self.keeper.open_record(key, record) if isinstance(record, bytes) else None
+            if session is None or (wanted is not None and session.user.email != wanted):
                 continue
             yield StoredSession(key, session, ttl)
 
@@ -66,6 +71,11 @@ class SessionAdmin:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _is_email_address(value: str) -> bool:
+    local, at, domain = value.strip().rpartition("@")
+    return bool(local and at and domain) and not any(char.isspace() for char in value.strip())
 
 
 def _when(moment: int) -> str:
@@ -88,8 +98,12 @@ def run_sessions_command(settings: Settings, action: str, email: str | None, eve
             file=sys.stderr,
         )
         return 2
-    if action == "revoke" and not (email or everyone):
+    if action == "revoke" and email is None and not everyone:
         print("revoke needs --email EMAIL or --all", file=sys.stderr)
+        return 2
+    if email is not None and not _is_email_address(email):
+        # A blank filter matches everyone: "--email ' '" must never mean "--all".
+        print(f"--email needs an email address, got {email!r}; --all ends every session", file=sys.stderr)
         return 2
     admin = SessionAdmin(settings)
     try:

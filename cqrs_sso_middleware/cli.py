@@ -70,13 +70,19 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"redirect URI:  {settings.redirect_uri}  (register this with NHSmail)")
     print(f"token auth:    {settings.token_auth_method}")
     print(f"session store: {settings.display_store}")
-    from .core.paths import too_broad
+    from .core.paths import extension_style, too_broad
 
     for pattern in settings.public_paths:
         if too_broad(pattern):
             print(
                 f"warning: public_paths pattern {pattern!r} opens the site root or every page "
                 "without sign-in; '*' stays within one segment, '**' crosses them",
+                file=sys.stderr,
+            )
+        elif extension_style(pattern):
+            print(
+                f"warning: public_paths pattern {pattern!r} opens any path by its ending (such as "
+                "'/admin.css' under any folder); name the folder instead, e.g. '/static/**'",
                 file=sys.stderr,
             )
     try:

@@ -6,10 +6,10 @@ import html
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
@@ -18,6 +18,7 @@ import webtest
 from starlette.testclient import TestClient
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
+T = TypeVar("T")
 APP_ORIGIN = "http://localhost"
 
 
@@ -252,6 +253,20 @@ def record_provider_requests(client: AppClient) -> list[str]:
 
 def jwks_fetches(seen: list[str]) -> int:
     return sum(1 for url in seen if "keys" in url.rsplit("/", 1)[-1] or url.endswith("/jwks"))
+
+
+def wait_until(condition: Callable[[], T | None], what: str, seconds: float = 10) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail naming
+    ``what`` when the time runs out. For things that happen soon but not at once (a log
+    line flushed in a batch, a process that finished starting), instead of a fixed sleep."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:g}s for {what}")
+        time.sleep(0.02)
 
 
 def wait_for_http(url: str, process: Any, what: str, seconds: float = 20, log: Any = None) -> None:

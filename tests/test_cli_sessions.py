@@ -15,12 +15,14 @@ import pytest
 
 from cqrs_sso_middleware.core.identity import Account, Identity, User
 from cqrs_sso_middleware.core.session_store import SessionKeeper
-from cqrs_sso_middleware.core.sessions import Session, SessionTimeouts
+from cqrs_sso_middleware.core.sessions import Deployment, Session, SessionTimeouts
 from cqrs_sso_middleware.stores import RedisStore
 
 from .conftest import REDIS_URL
 
 ROOT = Path(__file__).parents[1]
+KEY = secrets.token_urlsafe(32)
+ISSUER, CLIENT_ID = "http://127.0.0.1:9/tenant/v2.0", "c"
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,8 +40,8 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     def write(store: str, prefix: str = "cqrs_sso:") -> Path:
         config = tmp_path / "cqrs-sso.toml"
         config.write_text(
-            'issuer = "http://127.0.0.1:9/tenant/v2.0"\nclient_id = "c"\nclient_secret = "s"\n'
-            f'secret_keys = ["{secrets.token_urlsafe(32)}"]\nbase_url = "http://localhost"\n'
+            f'issuer = "{ISSUER}"\nclient_id = "{CLIENT_ID}"\nclient_secret = "s"\n'
+            f'secret_keys = ["{KEY}"]\nbase_url = "http://localhost"\n'
             f'account_lookup = "csv:{ROOT / "examples" / "accounts.csv"}"\n'
             f'session_store = "{store}"\nsession_key_prefix = "{prefix}"\n'
         )
@@ -49,14 +51,15 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 
 
 def save_sessions(prefix: str, *emails: str) -> list[str]:
-    keeper = SessionKeeper(REDIS_URL, ["k" * 32], SessionTimeouts(3600, 43200), prefix)
+    deployment = Deployment(ISSUER, CLIENT_ID)
+    keeper = SessionKeeper(REDIS_URL, [KEY], SessionTimeouts(3600, 43200), deployment, prefix)
     store = RedisStore(REDIS_URL)
     ids = []
     for email in emails:
         user = User(
             Identity(email=email, subject=f"sub-{email}", issuer="i", object_id=f"oid-{email}"), Account("A")
         )
-        session = Session.start(user, time.time())
+        session = Session.start(user, time.time(), deployment)
         step = keeper.save(session, time.time())
         effect = next(step)
         with contextlib.suppress(StopIteration):
@@ -83,6 +86,19 @@ def test_list_and_revoke_one_persons_sessions(write_config: Callable[..., Path],
     assert "gp.user@nhs.net" not in after.stdout and "1 session(s)" in after.stdout
     assert "revoked 1 session(s)" in cli(config, "revoke", "--all").stdout
     assert "0 session(s)" in cli(config, "list").stdout
+
+
+@pytest.mark.parametrize("email", [" ", "", "nobody", "   @  ", "gp.user@"])
+def test_revoke_with_a_blank_or_malformed_email_is_refused_and_ends_nothing(
+    write_config: Callable[..., Path], redis_prefix: str, email: str
+) -> None:
+    """A blank filter once matched everyone: "--email ' '" revoked every session."""
+    save_sessions(redis_prefix, "gp.user@nhs.net", "other.user@nhs.net")
+    config = write_config(REDIS_URL, redis_prefix)
+    refused = cli(config, "revoke", "--email", email)
+    assert refused.returncode == 2, refused.stdout
+    assert "--all" in refused.stderr and "Traceback" not in refused.stderr
+    assert "2 session(s)" in cli(config, "list").stdout
 
 
 @pytest.mark.parametrize("store", ["cookie", "memory"])

@@ -152,3 +152,13 @@ def test_cli_check_config_warns_about_public_paths_that_open_everything(
     assert result.returncode == 0, result.stderr
     assert "warning: public_paths pattern '/*'" in result.stderr
     assert "'/static/**'" not in result.stderr
+
+
+def test_cli_check_config_warns_about_extension_style_public_paths(
+    provider: NHSmailLikeProvider, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, provider, 'public_paths = ["/static/**", "re:.*\\\\.css", "**.js"]\n')
+    result = check_config(config)
+    assert result.returncode == 0, result.stderr
+    assert "warning: public_paths pattern 're:.*\\\\.css' opens any path by its ending" in result.stderr
+    assert "'**.js'" in result.stderr and "'/static/**' opens" not in result.stderr

@@ -23,10 +23,12 @@ from cqrs_sso_middleware.core.actions import (
 )
 from cqrs_sso_middleware.core.identity import Account, Identity, User
 from cqrs_sso_middleware.core.session_store import NOTICE_GRACE_SECONDS, SessionKeeper
-from cqrs_sso_middleware.core.sessions import Session, SessionTimeouts
+from cqrs_sso_middleware.core.sessions import Deployment, Session, SessionTimeouts
 from cqrs_sso_middleware.stores import MemoryStore, RedisStore, StoreBackend, display_url
 
 from .conftest import REDIS_URL
+
+DEPLOYMENT = Deployment("https://login.example/tenant/v2.0", "app-a")
 
 
 class Clock:
@@ -179,11 +181,11 @@ def run(step: Generator[Any, Any, Any], store: StoreBackend) -> Any:
 
 def test_ending_all_of_one_persons_sessions(backend: tuple[StoreBackend, str]) -> None:
     store, prefix = backend
-    keeper = SessionKeeper("memory", ["k" * 32], SessionTimeouts(3600, 43200), prefix)
+    keeper = SessionKeeper("memory", ["k" * 32], SessionTimeouts(3600, 43200), DEPLOYMENT, prefix)
     now = time.time()
     gita = User(Identity(email="gp.user@nhs.net", subject="s", issuer="i", object_id="oid-1"), Account("A"))
     nia = User(Identity(email="new.user@nhs.net", subject="t", issuer="i", object_id="oid-2"), Account("B"))
-    sessions = [Session.start(gita, now), Session.start(gita, now), Session.start(nia, now)]
+    sessions = [Session.start(u, now, DEPLOYMENT) for u in (gita, gita, nia)]
     for session in sessions:
         run(keeper.save(session, now), store)
     assert run(keeper.end_all_of(gita.identity), store) == 2
@@ -193,10 +195,43 @@ def test_ending_all_of_one_persons_sessions(backend: tuple[StoreBackend, str]) -
     assert run(keeper.load(ids[2:], now), store).session.user.email == "new.user@nhs.net"
 
 
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param(Deployment(DEPLOYMENT.issuer, "app-b"), id="another-client-id"),
+        pytest.param(
+            Deployment("https://login.example/other/v2.0", DEPLOYMENT.client_id), id="another-issuer"
+        ),
+    ],
+)
+def test_another_deployment_sharing_the_store_and_prefix_finds_nothing(
+    backend: tuple[StoreBackend, str], other: Deployment
+) -> None:
+    """Two services on one Redis with the default key prefix and the same secret_keys: the
+    session id of one is no key at all to the other (the store key digest names the
+    deployment), nor are its sid and user indexes."""
+    store, prefix = backend
+    timeouts = SessionTimeouts(3600, 43200)
+    ours = SessionKeeper("redis://x", ["k" * 32], timeouts, DEPLOYMENT, prefix)
+    theirs = SessionKeeper("redis://x", ["k" * 32], timeouts, other, prefix)
+    now = time.time()
+    gita = User(
+        Identity(email="gp.user@nhs.net", subject="s", issuer="i", object_id="o", claims={"sid": "p1"}),
+        Account("A"),
+    )
+    session = Session.start(gita, now, DEPLOYMENT)
+    run(ours.save(session, now), store)
+    assert run(ours.load([session.session_id], now), store).session is not None
+    assert run(theirs.load([session.session_id], now), store).session is None
+    assert run(theirs.end_indexed(theirs.sid_index("i", "p1")), store) == 0
+    assert run(theirs.end_all_of(gita.identity), store) == 0
+    assert run(ours.load([session.session_id], now), store).session is not None
+
+
 def test_session_ttl_never_outlives_the_absolute_timeout() -> None:
-    keeper = SessionKeeper("memory", ["k" * 32], SessionTimeouts(3600, 7200), "p:")
+    keeper = SessionKeeper("memory", ["k" * 32], SessionTimeouts(3600, 7200), DEPLOYMENT, "p:")
     user = User(Identity(email="a@nhs.net", subject="s", issuer="i"), Account("A"))
-    session = replace(Session.start(user, 0), renewed_at=6900)
+    session = replace(Session.start(user, 0, DEPLOYMENT), renewed_at=6900)
     step = keeper.save(session, 7000)  # 200 s of the absolute time-out left, ~1 h idle
     put = next(step)
     assert isinstance(put, StorePut) and put.ttl_seconds == 200 + NOTICE_GRACE_SECONDS

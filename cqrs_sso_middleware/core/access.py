@@ -111,8 +111,12 @@ class AccessRoutes(FlowBase):
         outcome = yield from self._recheck_account(request, session, now)
         if isinstance(outcome, PassThrough) and outcome.user is not None:
             return self._authorised(outcome.user, list(outcome.set_cookies))
-        status = outcome.status if isinstance(outcome, Respond) else 401
-        return json_response(401 if status == 403 else status, {"error": "unauthenticated"})
+        if isinstance(outcome, Respond) and outcome.status == 503:
+            return json_response(503, {"error": "temporarily_unavailable"}, [("Retry-After", "30")])
+        # The account is gone: the session has ended; the proxy in front sends the person to
+        # the sign-in page, which explains.
+        cleared = [v for k, v in outcome.headers if k == "Set-Cookie"] if isinstance(outcome, Respond) else []
+        return json_response(401, {"error": "unauthenticated"}, set_cookies=cleared)
 
     def _authorised(self, user: User, set_cookies: list[str]) -> Respond:
         settings = self.settings

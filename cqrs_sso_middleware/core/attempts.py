@@ -78,7 +78,7 @@ class LoginAttempt:
 class AttemptCookies:
     """Encodes attempts into signed cookies and finds them again by ``state``."""
 
-    def __init__(self, secret_keys: Sequence[str], cookie_base: str) -> None:
+    def __init__(self, secret_keys: Sequence[str], cookie_prefix: str) -> None:
         # itsdangerous signs with the *last* key and accepts all; our settings list the
         # signing key first, hence the reversal.
         self._signer = Signer(
@@ -86,7 +86,7 @@ class AttemptCookies:
             salt="cqrs-sso.login-attempt",
             digest_method=hashlib.sha256,
         )
-        self.prefix = f"{cookie_base}-attempt-"
+        self.prefix = cookie_prefix
 
     def cookie_name(self, state: str) -> str:
         return self.prefix + state

@@ -82,3 +82,42 @@ class CookiePolicy:
 
     def delete_cookie(self, name: str) -> str:
         return self.set_cookie(name, "", max_age=0) + "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+@dataclass(frozen=True, slots=True)
+class CookieNames:
+    """Every cookie of one deployment is named from one base (``cookie_name``): the session,
+    the CSRF cookie, the sign-in page's notice and one cookie per open login attempt.
+
+    ``is_ours`` is the one test of "is this cookie ours?" — the proxy strips ours from the
+    upstream request by it, so a cookie added later can never be forwarded by oversight.
+    """
+
+    base: str
+    secure: bool
+
+    @property
+    def _stem(self) -> str:
+        return f"__Host-{self.base}" if self.secure else self.base
+
+    @property
+    def session(self) -> str:
+        return self._stem
+
+    @property
+    def csrf(self) -> str:
+        return f"{self._stem}_csrf"
+
+    @property
+    def notice(self) -> str:
+        """Why the last session ended (``idle``, ``max``, ``ended``), for the sign-in page."""
+        return f"{self._stem}_notice"
+
+    @property
+    def attempt_prefix(self) -> str:
+        return f"{self._stem}-attempt-"
+
+    def is_ours(self, name: str) -> bool:
+        """Any name that starts with our base, with or without a ``__Host-``/``__Secure-``
+        prefix (a client may send either spelling; neither is the upstream's business)."""
+        return name.removeprefix("__Host-").removeprefix("__Secure-").startswith(self.base)

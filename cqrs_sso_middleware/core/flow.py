@@ -75,6 +75,8 @@ class SignInFlow(SignInRoutes, AccessRoutes, SignOutRoutes, ProbeRoutes):
         Every rule below sees the normalised path (``core.paths``); an ambiguous path is
         refused before any rule runs.
         """
+        if request.is_websocket and self._cross_origin_websocket(request):
+            return Respond(403, ())
         path = normalise_path(request.path)
         if isinstance(path, PathRefused) or not _under_root(path, request.root_path):
             reason = path.reason if isinstance(path, PathRefused) else "outside_mount"
@@ -89,6 +91,16 @@ class SignInFlow(SignInRoutes, AccessRoutes, SignOutRoutes, ProbeRoutes):
         if isinstance(decision, Respond):
             return decision
         return self._handing_on_path(decision, path)
+
+    def _cross_origin_websocket(self, request: IncomingRequest) -> bool:
+        """A browser's upgrade names its page's origin (RFC 6455 §4.1, item 8; §10.2): one
+        from another origin, a sibling sub-domain included, is cross-site WebSocket
+        hijacking, which SameSite=Lax does not stop. Non-browser clients send no Origin."""
+        origin = request.headers.get("origin")
+        if origin is None or origin.lower() == self.settings.base_url.lower():
+            return False
+        self._audit("websocket_refused", reason="cross_origin")
+        return True
 
     def _route(self, request: IncomingRequest) -> Decision:
         path = request.path

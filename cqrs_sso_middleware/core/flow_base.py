@@ -29,10 +29,10 @@ from .actions import (
 from .attempts import AttemptCookies, LoginAttempt, SpentStates
 from .audit import audit
 from .config import CoreSettings
-from .cookies import CookiePolicy, cookie_values
+from .cookies import CookieNames, CookiePolicy, cookie_values
 from .csrf import FIELD_NAME, cross_origin, csrf_token_valid, new_csrf_cookie_value
 from .errors import ProviderError
-from .identity import Account, AccountCache, Identity
+from .identity import Account, AccountCache, Identity, has_control_characters
 from .oidc import ProviderState, RelyingParty
 from .paths import PathRefused, compile_path_pattern, normalise_target
 from .redirects import safe_return_path
@@ -44,7 +44,7 @@ from .responses import (
     redirect,
 )
 from .session_store import LoadedSession, SessionKeeper, StoreProblem
-from .sessions import Session, SessionTimeouts
+from .sessions import Deployment, Session, SessionTimeouts
 
 
 class LookupProblem(Exception):
@@ -66,14 +66,18 @@ class FlowBase:
         self.clock = clock
         self.rp = RelyingParty(settings, provider_state)
         self.cookie_policy = CookiePolicy(secure=settings.is_https)
-        self.session_cookie = self.cookie_policy.name(settings.cookie_name)
-        self.csrf_cookie = self.cookie_policy.name(f"{settings.cookie_name}_csrf")
-        # Why the last session ended ("idle", "max", "ended"), for the sign-in page to say.
-        self.notice_cookie = self.cookie_policy.name(f"{settings.cookie_name}_notice")
-        self.attempts = AttemptCookies(settings.secret_keys, self.cookie_policy.name(settings.cookie_name))
+        self.cookie_names = CookieNames(settings.cookie_name, secure=settings.is_https)
+        self.session_cookie = self.cookie_names.session
+        self.csrf_cookie = self.cookie_names.csrf
+        self.notice_cookie = self.cookie_names.notice
+        self.attempts = AttemptCookies(settings.secret_keys, self.cookie_names.attempt_prefix)
         self.timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
         self.sessions = SessionKeeper(
-            settings.session_store, settings.secret_keys, self.timeouts, settings.session_key_prefix
+            settings.session_store,
+            settings.secret_keys,
+            self.timeouts,
+            Deployment(settings.issuer, settings.client_id),
+            settings.session_key_prefix,
         )
         self.codec = self.sessions.codec
         self.spent_states = SpentStates()  # the cookie store's per-process memory of states
@@ -81,14 +85,17 @@ class FlowBase:
         # Called with (event, fields) for every audit event; the proxy's metrics listen here.
         self.observers: list[Callable[[str, Mapping[str, object]], None]] = []
         self.prefix = settings.path_prefix
-        self._public = [compile_path_pattern(p) for p in settings.public_paths]
-
-        self.prefix = settings.path_prefix
+        self.forward_auth_path = f"{self.prefix}/auth"
         self._public = [compile_path_pattern(p) for p in settings.public_paths]
         issuer = urlsplit(settings.issuer)
         self.csp = content_security_policy([f"{issuer.scheme}://{issuer.netloc}"])
 
     def _is_public(self, path: str) -> bool:
+        # Tomcat, Jetty and Spring drop ";…" path parameters before routing, so "/admin;.css"
+        # is served as "/admin": a path with one never counts as public, whatever pattern
+        # (such as "re:.*\\.css") its text would match.
+        if ";" in path or "%3B" in path:
+            return False
         return any(matches(path) for matches in self._public)
 
     def _with_session(
@@ -144,6 +151,8 @@ class FlowBase:
         short-lived notice tells the sign-in page why the person has to sign in again."""
         if loaded.session is not None:
             return []
+        if loaded.refused is not None:
+            self._audit("session_refused", reason=loaded.refused)
         if loaded.expired is not None:
             self._audit("session_expired", reason=loaded.expired)
         notice = loaded.expired or "ended"
@@ -190,10 +199,10 @@ class FlowBase:
         every = self.settings.account_recheck_seconds
         return bool(every) and now - session.account_checked_at >= every
 
-    @staticmethod
-    def _is_api_request(request: IncomingRequest) -> bool:
-        """API/XHR callers get 401 JSON; only browser navigations are redirected."""
-        if request.method not in ("GET", "HEAD"):
+    def _is_api_request(self, request: IncomingRequest) -> bool:
+        """API/XHR callers get 401 JSON; only browser navigations are redirected. Forward-auth
+        is always an API: nginx reads its status and headers, never a page."""
+        if request.method not in ("GET", "HEAD") or request.path == self.forward_auth_path:
             return True
         headers = request.headers
         if headers.get("x-requested-with"):
@@ -213,6 +222,10 @@ class FlowBase:
             self._audit("lookup_failed", reason=result.reason, email=identity.email)
             raise LookupProblem(result.reason)
         value = result.value if isinstance(result, LookupReturned) else result
+        if isinstance(value, Account) and has_control_characters(value.account_id):
+            # The account id is sent on as a header value (X-CQRS-Account): refused here.
+            self._audit("lookup_failed", reason="account id with control characters")
+            raise LookupProblem("account id with control characters")
         if value is None or isinstance(value, Account):
             self.account_cache.put(identity, value, self.clock())
             return value

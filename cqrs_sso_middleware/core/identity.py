@@ -121,6 +121,12 @@ def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
     )
 
 
+def has_control_characters(text: str) -> bool:
+    """C0 controls (CR, LF, NUL among them), DEL and C1 controls: never part of a name, an
+    address or an account id, and in a header value they split the header (RFC 9110 §5.5)."""
+    return any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in text)
+
+
 def email_domain_allowed(email: str, allowed_domains: tuple[str, ...]) -> bool:
     """True when ``allowed_domains`` is empty or the address is exactly in one of them.
 

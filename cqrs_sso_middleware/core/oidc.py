@@ -33,6 +33,8 @@ from .tokens import (
     SigningKeys,
     TokenExpectations,
     check_logout_claims,
+    check_logout_header,
+    read_header,
     validate_id_token,
     verify_signature,
 )
@@ -188,6 +190,7 @@ class RelyingParty:
         expect = self._expectations(metadata, "", LOGOUT_TOKEN_ALGORITHMS)
 
         def check(keys: KeySet) -> LogoutRequest:
+            check_logout_header(read_header(token))
             claims = verify_signature(token, keys, expect.algorithms)
             return check_logout_claims(claims, expect, now)
 

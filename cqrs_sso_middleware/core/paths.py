@@ -184,3 +184,18 @@ def too_broad(pattern: str) -> bool:
     """Whether a ``public_paths`` pattern opens the site root or every top-level page."""
     matches = compile_path_pattern(pattern)
     return any(matches(probe) for probe in ("/", "/c9a1f0e2", "/c9a1f0e2/7b3d"))
+
+
+_EXTENSIONS = ("css", "js", "png", "jpg", "gif", "svg", "ico", "woff2", "map", "json", "txt", "html")
+
+
+def extension_style(pattern: str) -> bool:
+    """Whether a ``public_paths`` pattern opens any path that merely *ends* a certain way
+    (``re:.*\\.css``, ``**.js``): such a pattern makes public whatever page a server serves
+    for ``/admin.css`` or ``/admin/x.js``, and on servers that read suffixes loosely (Spring's
+    suffix matching, rewrite rules) that can be a protected page. Prefer ``/static/**``."""
+    matches = compile_path_pattern(pattern)
+    return any(
+        matches(f"/c9a1f0e2/7b3d.{extension}") or matches(f"/c9a1f0e2.{extension}")
+        for extension in _EXTENSIONS
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from .actions import Respond
 
@@ -32,6 +33,11 @@ class PageRenderer(Protocol):
     def asset(self, name: str) -> bytes: ...
 
 
+def provider_origin(issuer: str) -> str:
+    parts = urlsplit(issuer)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def content_security_policy(form_targets: Sequence[str]) -> str:
     # form-action also governs the redirect that follows a form POST (Chromium enforces
     # it), so the provider's origin must be listed for the Sign In button to work.
@@ -42,41 +48,60 @@ def content_security_policy(form_targets: Sequence[str]) -> str:
     )
 
 
-def html_response(status: int, html: str, csp: str, set_cookies: Sequence[str] = ()) -> Respond:
+# What a response that is not a page (JSON, a redirect, text) may do: nothing at all.
+_NOTHING_ALLOWED = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+
+
+def _respond(
+    status: int,
+    content_type: str,
+    body: bytes,
+    *,
+    csp: str = _NOTHING_ALLOWED,
+    extra: Sequence[tuple[str, str]] = (),
+    set_cookies: Sequence[str] = (),
+    security: Sequence[tuple[str, str]] = SECURITY_HEADERS,
+) -> Respond:
+    """Every response this package makes is built here, so none lacks the headers above."""
     headers = [
-        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Type", content_type),
         ("Content-Security-Policy", csp),
-        *SECURITY_HEADERS,
+        *security,
+        *extra,
         *(("Set-Cookie", cookie) for cookie in set_cookies),
     ]
-    return Respond(status, tuple(headers), html.encode("utf-8"))
+    return Respond(status, tuple(headers), body)
+
+
+def html_response(status: int, html: str, csp: str, set_cookies: Sequence[str] = ()) -> Respond:
+    return _respond(
+        status, "text/html; charset=utf-8", html.encode("utf-8"), csp=csp, set_cookies=set_cookies
+    )
 
 
 def frameable_html_response(html: str, frame_ancestor: str, set_cookies: Sequence[str] = ()) -> Respond:
     """A page that only ``frame_ancestor`` (the provider's origin) may frame: the
     front-channel logout iframe (Front-Channel Logout 1.0 §4). No ``X-Frame-Options``:
     ``ALLOW-FROM`` is obsolete, and CSP ``frame-ancestors`` supersedes it."""
-    headers = [
-        ("Content-Type", "text/html; charset=utf-8"),
-        (
-            "Content-Security-Policy",
-            f"default-src 'none'; style-src 'self'; frame-ancestors {frame_ancestor}; base-uri 'none'",
-        ),
-        *(pair for pair in SECURITY_HEADERS if pair[0] != "X-Frame-Options"),
-        *(("Set-Cookie", cookie) for cookie in set_cookies),
-    ]
-    return Respond(200, tuple(headers), html.encode("utf-8"))
+    return _respond(
+        200,
+        "text/html; charset=utf-8",
+        html.encode("utf-8"),
+        csp=f"default-src 'none'; style-src 'self'; frame-ancestors {frame_ancestor}; base-uri 'none'",
+        set_cookies=set_cookies,
+        security=tuple(pair for pair in SECURITY_HEADERS if pair[0] != "X-Frame-Options"),
+    )
 
 
 def redirect(location: str, set_cookies: Sequence[str] = ()) -> Respond:
     """``303 See Other``: the browser follows with a GET, whatever the request method was."""
-    headers = [
-        ("Location", location),
-        ("Content-Type", "text/plain; charset=utf-8"),
-        *SECURITY_HEADERS,
-        *(("Set-Cookie", cookie) for cookie in set_cookies),
-    ]
-    return Respond(303, tuple(headers), b"See Other\n")
+    return _respond(
+        303,
+        "text/plain; charset=utf-8",
+        b"See Other\n",
+        extra=(("Location", location),),
+        set_cookies=set_cookies,
+    )
 
 
 def json_response(
@@ -85,14 +110,13 @@ def json_response(
     extra_headers: Sequence[tuple[str, str]] = (),
     set_cookies: Sequence[str] = (),
 ) -> Respond:
-    headers = [
-        ("Content-Type", "application/json"),
-        *SECURITY_HEADERS,
-        *extra_headers,
-        *(("Set-Cookie", cookie) for cookie in set_cookies),
-    ]
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    return Respond(status, tuple(headers), body)
+    return _respond(status, "application/json", body, extra=extra_headers, set_cookies=set_cookies)
+
+
+def text_response(status: int, body: bytes, content_type: str) -> Respond:
+    """A non-HTML body such as the Prometheus exposition."""
+    return _respond(status, content_type, body)
 
 
 def allowed_response(
@@ -103,22 +127,16 @@ def allowed_response(
     Empty on purpose: nginx reads only the head of an ``auth_request`` answer, and closes
     the connection to the sign-in service when a body follows, so a body would cost a new
     TCP connection for every page (oauth2-proxy's ``/oauth2/auth`` answers the same way).
+    The Content-Type is dropped with the body.
     """
-    headers = (
-        *SECURITY_HEADERS,
-        *extra_headers,
-        *(("Set-Cookie", cookie) for cookie in set_cookies),
-    )
-    return Respond(202, headers, b"")
+    response = _respond(202, "", b"", extra=extra_headers, set_cookies=set_cookies)
+    return Respond(202, tuple(h for h in response.headers if h[0] != "Content-Type"), b"")
 
 
 def static_response(body: bytes, content_type: str) -> Respond:
-    headers = (
-        ("Content-Type", content_type),
-        ("Cache-Control", "public, max-age=3600"),
-        ("X-Content-Type-Options", "nosniff"),
-    )
-    return Respond(200, headers, body)
+    """A packaged asset (the stylesheet): the same headers, but cacheable for an hour."""
+    cacheable = (("Cache-Control", "public, max-age=3600"), *SECURITY_HEADERS[2:])
+    return _respond(200, content_type, body, security=cacheable)
 
 
 def internal_error() -> Respond:
@@ -127,4 +145,4 @@ def internal_error() -> Respond:
         b"<!DOCTYPE html><html lang=en><title>Sign in is temporarily unavailable</title>"
         b"<h1>Sign in is temporarily unavailable</h1><p>Please try again later.</p></html>"
     )
-    return Respond(500, (("Content-Type", "text/html; charset=utf-8"), *SECURITY_HEADERS), body)
+    return _respond(500, "text/html; charset=utf-8", body)

@@ -6,11 +6,12 @@ copied cookie works until its idle or absolute time-out, whatever sign-out does.
 
 ``memory`` (one process) and ``redis://…`` (any number of instances): the cookie holds a
 random 256-bit id and nothing else. The store keeps the record under ``sha256(id)``, so a
-store dump holds no usable cookie, with a time to live that follows the idle time-out and
-never outlives the absolute one. Signing out deletes it: a copied cookie stops working at
-once, everywhere. Each session is also filed under its user (issuer + ``oid``) so that all
-of one person's sessions can be ended together. Login states are claimed in the store too,
-so a callback replayed to another process or instance is refused.
+store dump holds no usable cookie, encrypted (``SessionRecordCipher``), with a time to live
+that follows the idle time-out and never outlives the absolute one. Signing out deletes it:
+a copied cookie stops working at once, everywhere. Each session is also filed under its
+user (issuer + ``oid``) so that all of one person's sessions can be ended together. Login
+states are claimed in the store too, so a callback replayed to another process or instance
+is refused.
 
 Everything here yields effects (``core/actions.py``); the drivers perform them. A store
 that fails raises :class:`StoreProblem`, which the flow turns into "temporarily
@@ -38,11 +39,11 @@ from .actions import (
 )
 from .identity import Identity
 from .sessions import (
+    Deployment,
     Session,
     SessionCookieCodec,
+    SessionRecordCipher,
     SessionTimeouts,
-    session_from_record,
-    session_record,
 )
 
 StoreStep = Generator[StoreEffect, EffectResult, object]
@@ -68,10 +69,8 @@ def store_kind(session_store: str) -> str:
 class LoadedSession:
     session: Session | None
     expired: str | None = None  # "idle" / "max" when a session was found but had timed out
-
-
-def _digest(kind: str, value: str) -> str:
-    return hashlib.sha256(f"{kind}\x00{value}".encode()).hexdigest()
+    # "other_deployment" when a session was found that another deployment made.
+    refused: str | None = None
 
 
 class SessionKeeper:
@@ -82,35 +81,44 @@ class SessionKeeper:
         session_store: str,
         secret_keys: Sequence[str],
         timeouts: SessionTimeouts,
+        deployment: Deployment,
         key_prefix: str = "cqrs_sso:",
     ) -> None:
         self.kind = store_kind(session_store)
         self.stateless = self.kind == "cookie"
-        self.codec = SessionCookieCodec(secret_keys)
+        self.deployment = deployment
+        self.codec = SessionCookieCodec(secret_keys, deployment)
+        self.records = SessionRecordCipher(secret_keys, deployment)
         self.timeouts = timeouts
         self.prefix = key_prefix
+        # Every key digest names the deployment: another deployment sharing this Redis and
+        # prefix computes other keys for the same cookie, sid or state, and finds nothing.
+        self._digest_prefix = b"cqrs-sso.store-key.v3\x00" + deployment.binding + b"\x00"
         # Decoded records by (cookie value, record bytes): the store is still read on every
         # request — revocation is immediate — but an unchanged record is not parsed again.
         self._decoded: OrderedDict[tuple[str, bytes], Session] = OrderedDict()
 
     # -- keys: hashed, so a store dump holds no cookie value or state ------------------------
 
+    def _digest(self, kind: str, value: str) -> str:
+        return hashlib.sha256(self._digest_prefix + f"{kind}\x00{value}".encode()).hexdigest()
+
     def session_key(self, cookie_value: str) -> str:
-        return f"{self.prefix}s:{_digest('session', cookie_value)}"
+        return f"{self.prefix}s:{self._digest('session', cookie_value)}"
 
     def user_index(self, identity: Identity) -> str:
         """All sessions of one person: the stable identity is issuer + ``oid`` (Entra), else
         issuer + ``sub``."""
         who = identity.object_id or identity.subject
-        return f"{self.prefix}u:{_digest('user', f'{identity.issuer} {who}')}"
+        return f"{self.prefix}u:{self._digest('user', f'{identity.issuer} {who}')}"
 
     def subject_index(self, issuer: str, subject: str) -> str:
         """Sessions by the ID token's ``sub`` (back-channel logout may name only ``sub``)."""
-        return f"{self.prefix}sub:{_digest('sub', f'{issuer} {subject}')}"
+        return f"{self.prefix}sub:{self._digest('sub', f'{issuer} {subject}')}"
 
     def sid_index(self, issuer: str, sid: str) -> str:
         """Sessions by the provider's session id ``sid`` (front- and back-channel logout)."""
-        return f"{self.prefix}sid:{_digest('sid', f'{issuer} {sid}')}"
+        return f"{self.prefix}sid:{self._digest('sid', f'{issuer} {sid}')}"
 
     def indexes_of(self, identity: Identity) -> tuple[str, ...]:
         indexes = [self.user_index(identity), self.subject_index(identity.issuer, identity.subject)]
@@ -120,48 +128,59 @@ class SessionKeeper:
         return tuple(indexes)
 
     def state_key(self, state: str) -> str:
-        return f"{self.prefix}st:{_digest('state', state)}"
+        return f"{self.prefix}st:{self._digest('state', state)}"
 
     def jti_key(self, issuer: str, jti: str) -> str:
         """A logout token's ``jti``, spent once (Back-Channel Logout 1.0 §2.6 point 10)."""
-        return f"{self.prefix}jti:{_digest('jti', f'{issuer} {jti}')}"
+        return f"{self.prefix}jti:{self._digest('jti', f'{issuer} {jti}')}"
 
     # -- cookie store (no I/O at all) ------------------------------------------------------
 
     def from_cookie(self, values: Sequence[str], now: float) -> LoadedSession:
-        expired = None
+        expired = refused = None
         for value in values:
             session = self.codec.decode(value)
             if session is None:
                 continue
+            if session.deployment != self.deployment:
+                refused = "other_deployment"
+                continue
             expired = self.timeouts.expired(session, now)
             if expired is None:
                 return LoadedSession(session)
-        return LoadedSession(None, expired)
+        return LoadedSession(None, expired, refused)
 
     # -- server-side stores (effects) ------------------------------------------------------
 
     def load(self, values: Sequence[str], now: float) -> Generator[StoreEffect, EffectResult, LoadedSession]:
-        expired = None
+        expired = refused = None
         for value in list(dict.fromkeys(values))[:MAX_SESSION_COOKIES_LOOKED_UP]:
             if not 32 <= len(value) <= 64:
                 continue  # not an id we issued: no round trip for it
-            record = _reply((yield StoreGet(self.session_key(value))))
+            key = self.session_key(value)
+            record = _reply((yield StoreGet(key)))
             if not isinstance(record, bytes):
                 continue
-            session = self._decode(value, record)
+            session = self._decode(value, key, record)
             if session is None:
                 continue  # damaged: no session (closed), sign in again
+            if session.deployment != self.deployment:
+                refused = "other_deployment"
+                continue
             expired = self.timeouts.expired(session, now)
             if expired is None:
                 return LoadedSession(session)
-        return LoadedSession(None, expired)
+        return LoadedSession(None, expired, refused)
 
-    def _decode(self, value: str, record: bytes) -> Session | None:
+    def open_record(self, key: str, record: bytes) -> Session | None:
+        """The session in a stored record (``cqrs-sso sessions`` reads the store with this)."""
+        return self.records.open(record, key)
+
+    def _decode(self, value: str, key: str, record: bytes) -> Session | None:
         cached = self._decoded.get((value, record))
         if cached is not None:
             return cached
-        session = session_from_record(record)
+        session = self.records.open(record, key)
         if session is None:
             return None
         # The record never holds the id (the cookie); its key is the id's hash.
@@ -178,11 +197,12 @@ class SessionKeeper:
         absolute_left = session.created_at + self.timeouts.max_seconds - int(now)
         idle_left = session.renewed_at + self.timeouts.idle_seconds - int(now)
         ttl = max(1, min(absolute_left, idle_left) + NOTICE_GRACE_SECONDS)
+        key = self.session_key(session.session_id)
         _reply(
             (
                 yield StorePut(
-                    self.session_key(session.session_id),
-                    session_record(replace(session, session_id="")),
+                    key,
+                    self.records.seal(replace(session, session_id=""), key),
                     ttl,
                     self.indexes_of(session.user.identity),
                     self.timeouts.max_seconds,

@@ -25,7 +25,7 @@ from .cookies import parse_cookie_header
 from .csrf import csrf_token
 from .errors import ProviderError, TokenRejected
 from .flow_base import FlowBase, LookupProblem
-from .identity import Identity, User, email_domain_allowed, identity_from_claims
+from .identity import Identity, User, email_domain_allowed, has_control_characters, identity_from_claims
 from .redirects import safe_return_path
 from .responses import (
     json_response,
@@ -180,6 +180,11 @@ class SignInRoutes(FlowBase):
         if not identity.email:
             self._audit("sign_in_failed", reason="no_email_claim", oid=identity.object_id)
             return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
+        if has_control_characters(identity.email) or has_control_characters(identity.name):
+            # The email and name travel on as header values (REMOTE_USER, X-Forwarded-User):
+            # a CR/LF there would split an upstream request (RFC 9110 §5.5).
+            self._audit("sign_in_failed", reason="control_character_in_claim", oid=identity.object_id)
+            return self._page(401, "sign_in_failed.html", set_cookies=set_cookies)
         if not email_domain_allowed(identity.email, self.settings.allowed_email_domains):
             self._audit("sign_in_no_account", reason="domain_not_allowed", email=identity.email)
             return self._no_account(identity, set_cookies)
@@ -194,7 +199,7 @@ class SignInRoutes(FlowBase):
             return self._no_account(identity, set_cookies)
         # Server-side stores keep the ID token for RP-initiated logout's id_token_hint.
         kept_token = "" if self.sessions.stateless else id_token
-        session = Session.start(User(identity, account), self.clock(), kept_token)
+        session = Session.start(User(identity, account), self.clock(), self.sessions.deployment, kept_token)
         try:
             set_cookies += yield from self._keep(session, self.clock(), new=True)
         except StoreProblem as problem:

@@ -7,9 +7,10 @@
   Logout 1.0 §2) so that the next person at a shared PC must type a password again.
 * ``GET /signed_out``: where the provider sends the browser back
   (``post_logout_redirect_uri``). It takes no parameters, so it cannot redirect anywhere.
-* ``GET /frontchannel_logout?iss=…&sid=…`` (OpenID Connect Front-Channel Logout 1.0):
+* ``GET /frontchannel_logout?sid=…[&iss=…]`` (OpenID Connect Front-Channel Logout 1.0):
   the provider's iframe. Ends the sessions of that provider session (server-side stores),
-  always clears our cookie, and may be framed by the provider's origin only.
+  clears our cookie only when its session has that ``sid``, and may be framed by the
+  provider's origin only.
 * ``POST /backchannel_logout`` (OpenID Connect Back-Channel Logout 1.0 §2.5–2.8): a signed
   ``logout_token`` from the provider, server to server. Valid → the sessions of that
   ``sid`` (else of that ``sub``) end; 200. Invalid → 400. The ``jti`` is single use.
@@ -139,38 +140,56 @@ class SignOutRoutes(FlowBase):
     # -- front-channel logout: the provider's iframe ---------------------------------------
 
     def _frontchannel_logout(self, request: IncomingRequest) -> Decision:
+        """Front-Channel Logout 1.0 §2–3: end the sessions of the provider session ``sid``.
+
+        ``sid`` decides, and must name a session: a bare request ends nothing, so a
+        cross-site link cannot sign anybody out (logout CSRF). ``iss``, when sent, must be
+        our provider's issuer. Entra sends ``sid`` without ``iss`` (a known deviation from
+        §2, which asks for both); without ``iss`` the configured provider is meant. Our
+        cookie is cleared only when its own session has that ``sid``.
+        """
         params = parse_qs(request.query_string, max_num_fields=10)
         issuer, sid = params.get("iss", [""])[0], params.get("sid", [""])[0]
-        page = self._frontchannel_page()
-        if not issuer or not sid or self.sessions.stateless:
-            # Front-Channel Logout 1.0 §2: iss and sid come together. Without them (or
-            # with the cookie store) only the cookie this iframe carries can be cleared.
-            self._audit("frontchannel_logout", ended=0, with_sid=bool(sid))
-            return page
-        return self._frontchannel_end(request, issuer, sid, page)
+        if not sid or len(sid) > 256:
+            self._audit("frontchannel_logout_refused", reason="no_sid")
+            return self._frontchannel_page([])
+        return self._frontchannel_end(request, issuer, sid)
 
-    def _frontchannel_end(self, request: IncomingRequest, issuer: str, sid: str, page: Respond) -> Flow:
+    def _frontchannel_end(self, request: IncomingRequest, issuer: str, sid: str) -> Flow:
+        now = self.clock()
         try:
-            metadata = yield from self.rp.metadata(self.clock())
-        except ProviderError:
-            return page  # cannot tell whose iss this is: end nothing
-        if issuer != metadata.issuer:
+            provider_issuer = (yield from self.rp.metadata(now)).issuer
+        except ProviderError as error:
+            self._audit("provider_unavailable", step="frontchannel_logout", reason=str(error))
+            return self._frontchannel_page([])  # whose sid this is cannot be told: end nothing
+        if issuer and issuer not in (provider_issuer, self.settings.issuer):
             self._audit("frontchannel_logout_refused", reason="foreign_issuer")
-            return page
+            return self._frontchannel_page([])
         try:
-            ended = yield from self.sessions.end_indexed(self.sessions.sid_index(issuer, sid))
+            session, _ = yield from self._session_in_flow(request, now)
+            ended = 0
+            if not self.sessions.stateless:
+                ended = yield from self.sessions.end_indexed(self.sessions.sid_index(provider_issuer, sid))
         except StoreProblem as problem:
             self._audit("session_store_unavailable", reason=str(problem)[:200])
-            return page
-        self._audit("frontchannel_logout", ended=ended, with_sid=True)
-        return page
+            return self._frontchannel_page([])
+        own = session is not None and session.user.identity.claims.get("sid") == sid
+        if not ended and not own:
+            self._audit("frontchannel_logout_refused", reason="no_matching_session")
+            return self._frontchannel_page([])
+        self._audit("frontchannel_logout", ended=ended, cleared_cookie=own, with_iss=bool(issuer))
+        if not own:
+            return self._frontchannel_page([])
+        notice = self.cookie_policy.set_cookie(self.notice_cookie, "ended", max_age=600)
+        return self._frontchannel_page([self._clear_session(), notice])
 
-    def _frontchannel_page(self) -> Respond:
+    def _frontchannel_page(self, set_cookies: list[str]) -> Respond:
+        """Always 200: Entra requires the front-channel URL to answer 200, and the page says
+        nothing about whether a session ended."""
         html = self.pages.render(
             "frontchannel.html", {"status": 200, "css_url": f"{self.prefix}/static/cqrs.css"}
         )
-        notice = self.cookie_policy.set_cookie(self.notice_cookie, "ended", max_age=600)
-        return frameable_html_response(html, self.provider_origin, [self._clear_session(), notice])
+        return frameable_html_response(html, self.provider_origin, set_cookies)
 
     @property
     def provider_origin(self) -> str:
@@ -199,7 +218,7 @@ class SignOutRoutes(FlowBase):
                 501, {"error": "not_implemented", "error_description": "session_store=cookie"}
             )
         try:
-            ttl = int(logout.expires_at - now)
+            ttl = int(logout.keep_jti_until - now) + 1
             if not (yield from self.sessions.claim(self.sessions.jti_key(logout.issuer, logout.jti), ttl)):
                 return self._logout_refused("invalid_request", "jti_reused")
             index = (

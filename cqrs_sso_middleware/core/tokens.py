@@ -200,26 +200,61 @@ def validate_id_token(id_token: str, keys: KeySet, expect: TokenExpectations, no
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_ALGORITHMS = ("RS256",)
+# A logout token is a notification sent the moment a person signs out (providers give them
+# one to two minutes: oidc-provider 120 s). One issued longer ago than this, or valid for
+# longer than the lifetime below, is refused: a captured token must not stay usable, and
+# each spent jti is kept until its token expires, so a bounded lifetime bounds that memory.
+LOGOUT_TOKEN_MAX_AGE_SECONDS = 600
+LOGOUT_TOKEN_MAX_LIFETIME_SECONDS = 3600
+# Back-Channel Logout 1.0 §2.4 (errata set 1): "logout+jwt" is the explicit type; a token
+# without typ is accepted (older providers), any other typ is not a logout token. An ID
+# token's "JWT" is refused: cross-JWT confusion (RFC 8725 §3.11, §2.8).
+LOGOUT_TOKEN_TYPES = frozenset({"logout+jwt", "application/logout+jwt"})
 
 
 @dataclass(frozen=True, slots=True)
 class LogoutRequest:
-    """A validated logout token: whose sessions to end. ``jti`` must still be spent once."""
+    """A validated logout token: whose sessions to end. ``jti`` must still be spent once,
+    and kept spent until ``keep_jti_until`` (the token's ``exp`` plus the leeway)."""
 
     issuer: str
     subject: str | None
     sid: str | None
     jti: str
-    expires_at: float
+    keep_jti_until: float
+
+
+def check_logout_header(header: Mapping[str, Any]) -> None:
+    """Back-Channel Logout 1.0 §2.6 point 3 with the errata's explicit type (§2.4)."""
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.lower() not in LOGOUT_TOKEN_TYPES):
+        raise TokenRejected("wrong_typ", f"typ={typ!r}")
+
+
+def _check_logout_times(claims: Mapping[str, Any], leeway: int, now: float) -> float:
+    """``iat`` and ``exp`` (both REQUIRED, BCL 1.0 §2.4 errata set 1) within the limits;
+    returns ``exp``."""
+    issued = _number(claims, "iat", required=True)
+    expires = _number(claims, "exp", required=True)
+    assert issued is not None and expires is not None
+    if issued > now + leeway:
+        raise TokenRejected("issued_in_future", f"iat={issued}")
+    if issued < now - leeway - LOGOUT_TOKEN_MAX_AGE_SECONDS:
+        raise TokenRejected("issued_too_long_ago", f"iat={issued}")
+    if now - leeway >= expires:
+        raise TokenRejected("expired", f"exp={expires}")
+    if not issued < expires <= issued + LOGOUT_TOKEN_MAX_LIFETIME_SECONDS:
+        raise TokenRejected("absurd_lifetime", f"iat={issued} exp={expires}")
+    return expires
 
 
 def check_logout_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: float) -> LogoutRequest:
     """OpenID Connect Back-Channel Logout 1.0 §2.4 and §2.6 on verified claims.
 
-    ``iss`` exact, ``aud`` has our client id, ``iat`` present and not in the future,
-    ``exp`` (when present) not passed, ``events`` holds the back-channel logout event as a
-    JSON object, ``sid`` and/or ``sub``, a ``jti``, and **no** ``nonce`` — which is also
-    what stops an ID token from being replayed as a logout token.
+    ``iss`` exact, ``aud`` has our client id, ``iat`` and ``exp`` present and sane (see
+    ``_check_logout_times``), ``events`` holds the back-channel logout event as a JSON
+    object, ``sid`` and/or ``sub``, a ``jti``, and **no** ``nonce`` — which is also what
+    stops an ID token from being replayed as a logout token.
     """
     if claims.get("iss") != expect.issuer:
         raise TokenRejected("wrong_issuer", f"iss={claims.get('iss')!r}")
@@ -227,12 +262,7 @@ def check_logout_claims(claims: Mapping[str, Any], expect: TokenExpectations, no
     audiences = [audience] if isinstance(audience, str) else audience
     if not isinstance(audiences, list) or expect.client_id not in audiences:
         raise TokenRejected("wrong_audience", f"aud={audience!r}")
-    issued = _number(claims, "iat", required=True)
-    if issued is not None and issued > now + expect.leeway_seconds:
-        raise TokenRejected("issued_in_future", f"iat={issued}")
-    expires = _number(claims, "exp", required=False)
-    if expires is not None and now - expect.leeway_seconds >= expires:
-        raise TokenRejected("expired", f"exp={expires}")
+    expires = _check_logout_times(claims, expect.leeway_seconds, now)
     events = claims.get("events")
     if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
         raise TokenRejected("not_a_logout_token", "events has no back-channel logout event")
@@ -245,5 +275,5 @@ def check_logout_claims(claims: Mapping[str, Any], expect: TokenExpectations, no
         raise TokenRejected("no_sub_or_sid")
     if not isinstance(jti, str) or not jti or len(jti) > 256:
         raise TokenRejected("missing_jti")
-    lifetime = (expires if expires is not None else (issued or now) + 600) - now
-    return LogoutRequest(expect.issuer, subject, sid, jti, now + max(60.0, min(lifetime, 3600.0)))
+    # Kept while the token could still be accepted: until exp, plus the leeway we allow.
+    return LogoutRequest(expect.issuer, subject, sid, jti, expires + expect.leeway_seconds)

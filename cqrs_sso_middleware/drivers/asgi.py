@@ -52,6 +52,7 @@ _IDENTITY_HEADER_NAMES = frozenset(h.replace("_", "-").encode("latin-1") for h i
 USER_AGENT = "cqrs-sso-middleware"
 _PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
 WEBSOCKET_UNAUTHENTICATED = 4401
+WEBSOCKET_FORBIDDEN = 4403
 
 
 def _is_identity_header(name: bytes) -> bool:
@@ -154,9 +155,10 @@ class ASGISSOMiddleware:
         if isinstance(outcome, PassThrough):
             await self._pass_through(outcome, scope, receive, send)
         elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": WEBSOCKET_UNAUTHENTICATED})
+            code = WEBSOCKET_FORBIDDEN if outcome.status == 403 else WEBSOCKET_UNAUTHENTICATED
+            await send({"type": "websocket.close", "code": code})
         else:
-            await self._respond(outcome, scope, send)
+            await send_response(outcome, send, head=scope.get("method") == "HEAD")
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -212,14 +214,6 @@ class ASGISSOMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookies)
-
-    @staticmethod
-    async def _respond(outcome: Respond, scope: Scope, send: Send) -> None:
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-        body = b"" if scope.get("method") == "HEAD" else outcome.body
-        headers.append((b"content-length", str(len(outcome.body)).encode()))
-        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
     # -- effects ------------------------------------------------------------------------------
 
@@ -312,3 +306,11 @@ class ASGISSOMiddleware:
             return LookupFailed(f"timed out after {timeout:g}s")
         except Exception as error:
             return LookupFailed(f"raised {type(error).__name__}")
+
+
+async def send_response(outcome: Respond, send: Send, head: bool = False) -> None:
+    """An answer the package makes itself, as ASGI messages (body left out for HEAD)."""
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    headers.append((b"content-length", str(len(outcome.body)).encode()))
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else outcome.body})

@@ -125,6 +125,8 @@ class NHSmailLikeProvider:
         # until it signs out here. Tests that sign in many times in one browser turn it off.
         self.single_sign_on = single_sign_on
         self.sso_sessions: dict[str, SingleSignOnSession] = {}
+        # Entra's front-channel request carries sid only; True sends iss too (the spec's form).
+        self.frontchannel_sends_iss = False
         # Every code and token handed out, so tests can prove none of them reaches a log.
         self.issued_secrets: list[str] = []
         self.signing_key = self._new_key()
@@ -433,7 +435,8 @@ class NHSmailLikeProvider:
             for client_id in sorted(sso.clients):
                 signed_in = self.clients.get(client_id)
                 if signed_in is not None and signed_in.frontchannel_logout_uri:
-                    frames.append(frontchannel_url(signed_in.frontchannel_logout_uri, self.issuer, sso.sid))
+                    issuer = self.issuer if self.frontchannel_sends_iss else None
+                    frames.append(frontchannel_url(signed_in.frontchannel_logout_uri, sso.sid, issuer))
         if not frames and registered:
             response: Response = RedirectResponse(target, status_code=302)
         else:

@@ -94,7 +94,9 @@ def signed_out_page(frontchannel_urls: list[str], continue_to: str | None, notic
     )
 
 
-def frontchannel_url(base: str, issuer: str, sid: str) -> str:
-    """Front-Channel Logout 1.0 §2: the RP's URL with ``iss`` and ``sid``."""
+def frontchannel_url(base: str, sid: str, issuer: str | None = None) -> str:
+    """The RP's front-channel logout URL with ``sid``. Entra sends ``sid`` alone, although
+    Front-Channel Logout 1.0 §2 asks for ``iss`` too; ``issuer`` adds it, as the spec has it."""
     separator = "&" if "?" in base else "?"
-    return base + separator + urlencode({"iss": issuer, "sid": sid})
+    params = {"iss": issuer, "sid": sid} if issuer else {"sid": sid}
+    return base + separator + urlencode(params)

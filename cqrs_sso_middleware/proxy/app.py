@@ -24,15 +24,23 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..core.cookies import CookieNames
 from ..core.identity import IDENTITY_HEADERS, User
-from ..drivers.asgi import ASGISSOMiddleware
+from ..core.responses import (
+    content_security_policy,
+    html_response,
+    json_response,
+    provider_origin,
+    text_response,
+)
+from ..drivers.asgi import ASGISSOMiddleware, send_response
 from ..pages import JinjaPages
 from ..settings import Settings
 from .access_log import AccessLog
-from .headers import TrustedProxies, downstream_headers, identity_headers, upstream_headers
+from .headers import TrustedProxies, UpstreamHeaders, downstream_headers, identity_headers
 from .metrics import ProxyMetrics
 from .provider_client import PooledProviderClient
-from .upstream import UpstreamBroken, UpstreamError, UpstreamPool, UpstreamTimeout
+from .upstream import UpstreamBroken, UpstreamError, UpstreamPool, UpstreamRefused, UpstreamTimeout
 from .websockets import relay_websocket
 
 log = logging.getLogger("cqrs_sso.proxy")
@@ -41,9 +49,7 @@ log = logging.getLogger("cqrs_sso.proxy")
 class ReverseProxy:
     """Forwards each request to ``settings.upstream``; meant to sit behind the middleware."""
 
-    def __init__(
-        self, settings: Settings, middleware: ASGISSOMiddleware, metrics: ProxyMetrics | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, metrics: ProxyMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.pages = JinjaPages(settings.templates_dir)
@@ -53,16 +59,17 @@ class ReverseProxy:
         self.upstream_host = parts.netloc.encode("latin-1")
         self.public_origin = settings.base_url
         self.trusted = TrustedProxies.parse(settings.trusted_proxies)
-        flow = middleware.flow
-        self.own_cookie_names = frozenset({flow.session_cookie, flow.csrf_cookie})
-        self.own_cookie_prefixes = (flow.attempts.prefix,)
-        self.identity_names = frozenset(
-            {h.encode() for h in IDENTITY_HEADERS}
+        cookie_names = CookieNames(settings.cookie_name, secure=settings.is_https)
+        self.upstream_headers = UpstreamHeaders(
+            self.upstream_host,
+            identity_names={h.encode() for h in IDENTITY_HEADERS}
             | {
                 n.lower().encode()
                 for n in (settings.user_header, settings.email_header, settings.account_header)
-            }
+            },
+            is_own_cookie=cookie_names.is_ours,
         )
+        self.csp = content_security_policy([provider_origin(settings.issuer)])
         self.pool: UpstreamPool | None = None
         self.closing: list[Callable[[], None]] = []  # more to close at shut-down
         if settings.upstream:
@@ -105,15 +112,11 @@ class ReverseProxy:
         address = client[0] if client else None
         user: User | None = scope.get("cqrs_sso.user")
         s = self.settings
-        return upstream_headers(
+        return self.upstream_headers(
             scope["headers"],
             client=address,
             scheme=scope.get("scheme", "http"),
             trusted=self.trusted.trusts(address),
-            upstream_host=self.upstream_host,
-            own_cookie_names=self.own_cookie_names,
-            own_cookie_prefixes=self.own_cookie_prefixes,
-            identity_names=self.identity_names,
             identity=identity_headers(user, s.user_header, s.email_header, s.account_header),
         )
 
@@ -150,6 +153,11 @@ class ReverseProxy:
             log.warning("upstream timed out: %s %s", scope["method"], scope["path"])
             self._observe(started, 504)
             await self._page(send, 504, "upstream.html", title="The service took too long to answer")
+            return
+        except UpstreamRefused as error:
+            log.error("request not forwarded (%s): %s %s", error, scope["method"], scope["path"])
+            self._observe(started, 502)
+            await self._page(send, 502, "upstream.html", title="The service is not available")
             return
         except UpstreamError as error:
             log.warning("upstream unavailable (%s): %s %s", error, scope["method"], scope["path"])
@@ -197,14 +205,8 @@ class ReverseProxy:
                 "help_email": s.help_email,
                 "help_phone": s.help_phone,
             },
-        ).encode()
-        headers = [
-            (b"content-type", b"text/html; charset=utf-8"),
-            (b"cache-control", b"no-store"),
-            (b"content-length", str(len(html)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": html})
+        )
+        await send_response(html_response(status, html, self.csp), send)
 
 
 def request_framing(headers: Sequence[tuple[bytes, bytes]]) -> tuple[bool, int | None]:
@@ -248,14 +250,10 @@ class MetricsEndpoint:
             return
         client = scope.get("client")
         if not self.allowed.trusts(client[0] if client else None):
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+            await send_response(json_response(404, {"error": "not_found"}), send)
             return
         body, content_type = self.metrics.exposition()
-        await send(
-            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type)]}
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_response(text_response(200, body, content_type.decode("latin-1")), send)
 
 
 def create_proxy_app(settings: Settings) -> ASGIApp:
@@ -269,7 +267,7 @@ def create_proxy_app(settings: Settings) -> ASGIApp:
     middleware = ASGISSOMiddleware(late, settings)
     provider = PooledProviderClient(settings.http_timeout_seconds, fallback=middleware._http)
     middleware.provider_call = provider
-    holder["proxy"] = ReverseProxy(settings, middleware, metrics)
+    holder["proxy"] = ReverseProxy(settings, metrics)
     holder["proxy"].closing.append(provider.close)
     metrics.watch(middleware)
     return AccessLog(MetricsEndpoint(middleware, metrics, settings))

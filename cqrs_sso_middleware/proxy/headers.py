@@ -1,11 +1,8 @@
 """Header hygiene for the reverse proxy: pure functions over raw ASGI header lists.
 
-What goes upstream: the client's headers without hop-by-hop headers (RFC 9110 §7.6.1),
-without our own cookies, without any identity header the client sent (the middleware
-already removed those) and without ``Content-Length`` (the upstream client frames the
-body), plus ``X-Forwarded-For/-Proto/-Host``, ``X-Real-IP`` and the signed-in user's
-identity headers. What comes back: the upstream's headers without hop-by-hop headers, with
-a ``Location`` that points at the upstream's own origin rewritten to the public origin.
+What goes upstream is decided by :class:`UpstreamHeaders`. What comes back: the upstream's
+headers without hop-by-hop headers, with a ``Location`` that points at the upstream's own
+origin rewritten to the public origin.
 
 ``X-Forwarded-*`` sent by the client are believed only when the client's address is in
 ``trusted_proxies`` (like werkzeug's ``ProxyFix``: it is a security issue to trust values
@@ -15,7 +12,7 @@ that came from the client rather than a proxy). Default: trust none.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,7 +34,6 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
 # Headers that some upstream, CDN or framework takes as "the client's address". From anyone
 # but a trusted proxy they are the client's own claim, so they are dropped: an upstream
 # that rate-limits or audits by them would otherwise be spoofed with one header.
@@ -122,75 +118,118 @@ def downstream_headers(
     return result
 
 
-def upstream_headers(
-    incoming: Sequence[tuple[bytes, bytes]],
-    *,
-    client: str | None,
-    scheme: str,
-    trusted: bool,
-    upstream_host: bytes,
-    own_cookie_names: frozenset[str],
-    own_cookie_prefixes: tuple[str, ...],
-    identity_names: frozenset[bytes],
-    identity: RawHeaders,
-) -> RawHeaders:
-    """The request headers for the upstream, in one pass over the client's (this runs for
-    every proxied request; the rules are those of the functions above)."""
-    host = b""
-    named: set[bytes] | None = None
-    chain = proto = forwarded_host = real_ip = None
-    kept: RawHeaders = [(b"host", upstream_host)]
-    for name, value in incoming:
-        lowered = name.lower()
-        if lowered in _NOT_UPSTREAM:
-            if lowered == b"host":
+# Headers a router, framework or IIS module reads as "the URL really asked for" or "where I
+# am mounted" (IIS URL Rewrite, Symfony before CVE-2018-14773, Laminas before ZF2018-01,
+# Spring's ForwardedHeaderFilter). The access check judged the request path; a client copy
+# of one of these would make the upstream serve another path. None is ever forwarded.
+URL_REWRITING_HEADERS = frozenset(
+    {
+        b"x-original-url",
+        b"x-rewrite-url",
+        b"x-original-uri",
+        b"x-forwarded-uri",
+        b"x-forwarded-prefix",
+        b"x-forwarded-path",
+        b"x-forwarded-port",
+        b"x-forwarded-server",
+    }
+)
+# What a client's header becomes on the way upstream, by its lower-case name.
+_DROP, _HOST, _CONNECTION, _COOKIE, _CLIENT_ADDRESS = range(5)
+# The forwarding headers this proxy rebuilds; a trusted proxy's values are carried over.
+_FORWARDED_FOR, _FORWARDED_PROTO, _FORWARDED_HOST, _REAL_IP = range(10, 14)
+
+
+class UpstreamHeaders:
+    """The request headers for the upstream, built in one pass over the client's.
+
+    Removed: hop-by-hop headers (RFC 9110 §7.6.1) and those the ``Connection`` header
+    names; ``Content-Length`` (the upstream client frames the body); ``Forwarded`` and the
+    URL-rewriting headers; every identity header and every client-address header (the
+    latter kept from ``trusted_proxies`` only); and our own cookies (``is_own_cookie``).
+    A header spelled with underscores (``X_Forwarded_User``) that names one of these is
+    removed too: WSGI servers and CGI read it as the hyphenated header.
+    Added: ``Host`` of the upstream, ``X-Forwarded-For/-Proto/-Host`` and ``X-Real-IP``
+    (a trusted proxy's values carried over, else this proxy's own view), then the user's
+    identity headers.
+    """
+
+    def __init__(
+        self, upstream_host: bytes, identity_names: Iterable[bytes], is_own_cookie: Callable[[str], bool]
+    ) -> None:
+        self.upstream_host = upstream_host
+        self.is_own_cookie = is_own_cookie
+        rules: dict[bytes, int] = dict.fromkeys(
+            HOP_BY_HOP | URL_REWRITING_HEADERS | {b"content-length", b"forwarded"}, _DROP
+        )
+        rules.update(dict.fromkeys(identity_names, _DROP))
+        rules.update(dict.fromkeys(CLIENT_ADDRESS_HEADERS, _CLIENT_ADDRESS))
+        rules.update(
+            {
+                b"host": _HOST,
+                b"connection": _CONNECTION,
+                b"cookie": _COOKIE,
+                b"x-forwarded-for": _FORWARDED_FOR,
+                b"x-forwarded-proto": _FORWARDED_PROTO,
+                b"x-forwarded-host": _FORWARDED_HOST,
+                b"x-real-ip": _REAL_IP,
+            }
+        )
+        self._rules = rules
+
+    def __call__(
+        self,
+        incoming: Sequence[tuple[bytes, bytes]],
+        *,
+        client: str | None,
+        scheme: str,
+        trusted: bool,
+        identity: RawHeaders,
+    ) -> RawHeaders:
+        rules = self._rules
+        kept: RawHeaders = [(b"host", self.upstream_host)]
+        host = b""
+        named: set[bytes] = set()
+        forwarded: dict[int, bytes] = {}
+        for name, value in incoming:
+            lowered = name.lower()
+            if b"_" in lowered:
+                if lowered.replace(b"_", b"-") not in rules:
+                    kept.append((name, value))
+                continue  # another spelling of a header managed here: a spoof
+            rule = rules.get(lowered)
+            if rule is None:
+                kept.append((name, value))
+            elif rule == _COOKIE:
+                value = self._without_our_cookies(value)
+                if value:
+                    kept.append((name, value))
+            elif rule == _HOST:
                 host = host or value
-            elif lowered == b"connection":
-                named = (named or set()) | {t.strip().lower() for t in value.split(b",") if t.strip()}
-            elif trusted:  # a trusted proxy's view of the client is re-emitted below
-                if lowered == b"x-forwarded-for":
-                    chain = chain or value
-                elif lowered == b"x-forwarded-proto":
-                    proto = proto or value
-                elif lowered == b"x-forwarded-host":
-                    forwarded_host = forwarded_host or value
-                elif lowered == b"x-real-ip":
-                    real_ip = real_ip or value
-            continue
-        if b"_" in lowered:
-            lowered = lowered.replace(b"_", b"-")  # some servers read X_Forwarded_User as X-Forwarded-User
-            if not trusted and lowered in _NOT_UPSTREAM and lowered not in HOP_BY_HOP:
-                continue  # X_Forwarded_For & co. from a client: a spoof in another spelling
-        if lowered in identity_names or (not trusted and lowered in CLIENT_ADDRESS_HEADERS):
-            continue
-        if lowered == b"cookie":
-            value = _without_our_cookies(value, own_cookie_names, own_cookie_prefixes)
-            if not value:
-                continue
-        kept.append((name, value))
-    if named:
-        kept = [(k, v) for k, v in kept if k.lower() not in named or k == b"host"]
-    peer = (client or "unknown").encode("latin-1")
-    kept += [
-        (b"x-forwarded-for", chain + b", " + peer if chain else peer),
-        (b"x-forwarded-proto", proto or scheme.encode("latin-1")),
-        (b"x-forwarded-host", forwarded_host or host),
-        (b"x-real-ip", real_ip or peer),
-    ]
-    kept += identity
-    return kept
+            elif rule == _CONNECTION:
+                named.update(t.strip().lower() for t in value.split(b",") if t.strip())
+            elif rule >= _FORWARDED_FOR:
+                if trusted:  # a trusted proxy's view of the client is carried over below
+                    forwarded.setdefault(rule, value)
+            elif rule == _CLIENT_ADDRESS and trusted:
+                kept.append((name, value))
+        if named:
+            kept = [(k, v) for k, v in kept if k == b"host" or k.lower() not in named]
+        peer = (client or "unknown").encode("latin-1")
+        chain = forwarded.get(_FORWARDED_FOR)
+        kept += [
+            (b"x-forwarded-for", chain + b", " + peer if chain else peer),
+            (b"x-forwarded-proto", forwarded.get(_FORWARDED_PROTO) or scheme.encode("latin-1")),
+            (b"x-forwarded-host", forwarded.get(_FORWARDED_HOST) or host),
+            (b"x-real-ip", forwarded.get(_REAL_IP) or peer),
+        ]
+        kept += identity
+        return kept
 
-
-# What never goes upstream as the client sent it: hop-by-hop headers, Host (the upstream's
-# own is sent), the forwarding headers and X-Real-IP (rebuilt by this proxy), and
-# Content-Length (framing is written by the upstream client, proxy/upstream.py).
-_NOT_UPSTREAM = HOP_BY_HOP | _FORWARDED | {b"host", b"x-real-ip", b"content-length"}
-
-
-def _without_our_cookies(value: bytes, names: frozenset[str], prefixes: tuple[str, ...]) -> bytes:
-    kept = []
-    for pair in value.decode("latin-1").split(";"):
-        cookie_name = pair.split("=", 1)[0].strip()
-        if cookie_name and cookie_name not in names and not cookie_name.startswith(prefixes):
-            kept.append(pair.strip())
-    return "; ".join(kept).encode("latin-1")
+    def _without_our_cookies(self, value: bytes) -> bytes:
+        kept = []
+        for pair in value.decode("latin-1").split(";"):
+            cookie_name = pair.split("=", 1)[0].strip()
+            if cookie_name and not self.is_own_cookie(cookie_name):
+                kept.append(pair.strip())
+        return "; ".join(kept).encode("latin-1")

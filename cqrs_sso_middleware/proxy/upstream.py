@@ -29,6 +29,7 @@ What it guarantees, and the specs behind it:
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections import deque
@@ -58,6 +59,22 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamBroken(UpstreamError):
     """The upstream failed after its response had started: the response must be cut."""
+
+
+class UpstreamRefused(UpstreamError):
+    """This client refused to send the request (a header it must not write): a 502."""
+
+
+_FORBIDDEN_IN_FIELDS = re.compile(rb"[\r\n\x00]")
+
+
+def has_forbidden_bytes(fields: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether any name or value holds CR, LF or NUL. RFC 9110 §5.5: such a value must not
+    be forwarded; written as it is, it starts a second header line, or a second request on
+    a keep-alive connection (request smuggling)."""
+    return any(
+        _FORBIDDEN_IN_FIELDS.search(name) or _FORBIDDEN_IN_FIELDS.search(value) for name, value in fields
+    )
 
 
 class _Connection(asyncio.Protocol):
@@ -332,6 +349,8 @@ class UpstreamPool:
         included) except framing, which this client owns: ``Content-Length`` when
         ``content_length`` is known, else ``Transfer-Encoding: chunked`` when there is a body.
         """
+        if has_forbidden_bytes(headers) or _FORBIDDEN_IN_FIELDS.search(target):
+            raise UpstreamRefused("a header or the target holds CR, LF or NUL")
         head = [method, b" ", target, b" HTTP/1.1\r\n"]
         for name, value in headers:
             head += [name, b": ", value, b"\r\n"]

@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from .headers import RawHeaders
+from .upstream import has_forbidden_bytes
 
 log = logging.getLogger("cqrs_sso.proxy")
 _SKIP = {
@@ -32,6 +33,10 @@ async def relay_websocket(
     library)."""
     message = await receive()
     if message["type"] != "websocket.connect":
+        return
+    if has_forbidden_bytes(upstream_headers):
+        log.error("refused to relay a websocket: a header holds CR, LF or NUL: %s", scope["path"])
+        await send({"type": "websocket.close", "code": 1011})
         return
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream_headers if k not in _SKIP]
     subprotocols = [

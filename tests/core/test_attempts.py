@@ -46,7 +46,7 @@ def test_attempt_expires_after_ten_minutes() -> None:
 
 
 def test_attempt_cookie_round_trips_and_is_found_by_state() -> None:
-    codec = AttemptCookies(KEYS, "cqrs_sso")
+    codec = AttemptCookies(KEYS, "cqrs_sso-attempt-")
     attempt = LoginAttempt.start("/messages?tab=a;b", NOW)
     assert codec.find(jar(codec, [attempt]), attempt.state) == attempt
 
@@ -61,34 +61,37 @@ def test_attempt_cookie_round_trips_and_is_found_by_state() -> None:
     ],
 )
 def test_tampered_attempt_cookie_is_ignored(tamper: object) -> None:
-    codec = AttemptCookies(KEYS, "cqrs_sso")
+    codec = AttemptCookies(KEYS, "cqrs_sso-attempt-")
     attempt = LoginAttempt.start("/", NOW)
     value = tamper(codec.encode(attempt))  # type: ignore[operator]
     assert codec.find({codec.cookie_name(attempt.state): [value]}, attempt.state) is None
 
 
 def test_attempt_cookie_of_another_state_does_not_match() -> None:
-    codec = AttemptCookies(KEYS, "cqrs_sso")
+    codec = AttemptCookies(KEYS, "cqrs_sso-attempt-")
     mine, other = LoginAttempt.start("/", NOW), LoginAttempt.start("/", NOW)
     cookies = {codec.cookie_name(mine.state): [codec.encode(other)]}
     assert codec.find(cookies, mine.state) is None
 
 
 def test_attempt_signed_by_another_deployment_is_ignored() -> None:
-    ours, theirs = AttemptCookies(KEYS, "cqrs_sso"), AttemptCookies((secrets.token_urlsafe(32),), "cqrs_sso")
+    ours, theirs = (
+        AttemptCookies(KEYS, "cqrs_sso-attempt-"),
+        AttemptCookies((secrets.token_urlsafe(32),), "cqrs_sso-attempt-"),
+    )
     attempt = LoginAttempt.start("/", NOW)
     assert ours.find(jar(theirs, [attempt]), attempt.state) is None
 
 
 def test_open_attempts_are_bounded_oldest_dropped_first() -> None:
-    codec = AttemptCookies(KEYS, "cqrs_sso")
+    codec = AttemptCookies(KEYS, "cqrs_sso-attempt-")
     attempts = [LoginAttempt.start("/", NOW + i) for i in range(MAX_OPEN_ATTEMPTS)]
     drop = codec.to_drop_before_adding(jar(codec, attempts), 200, NOW + 100)
     assert drop == [codec.cookie_name(attempts[0].state)]
 
 
 def test_attempt_cookies_stay_under_nginx_header_limits_with_long_return_paths() -> None:
-    codec = AttemptCookies(KEYS, "cqrs_sso")
+    codec = AttemptCookies(KEYS, "cqrs_sso-attempt-")
     attempts = [LoginAttempt.start("/" + "p" * 1500, NOW + i) for i in range(MAX_OPEN_ATTEMPTS)]
     cookies = jar(codec, attempts)
     drop = set(codec.to_drop_before_adding(cookies, 2000, NOW + 100))
@@ -98,7 +101,7 @@ def test_attempt_cookies_stay_under_nginx_header_limits_with_long_return_paths()
 
 
 def test_twenty_short_attempts_fit_without_dropping() -> None:
-    codec = AttemptCookies(KEYS, "__Host-cqrs_sso")
+    codec = AttemptCookies(KEYS, "__Host-cqrs_sso-attempt-")
     attempts = [LoginAttempt.start("/messages", NOW + i) for i in range(MAX_OPEN_ATTEMPTS - 1)]
     cookies = jar(codec, attempts)
     new = codec.encode(LoginAttempt.start("/messages", NOW))
@@ -110,7 +113,7 @@ def test_twenty_short_attempts_fit_without_dropping() -> None:
 
 
 def test_expired_attempt_cookies_are_dropped() -> None:
-    codec = AttemptCookies(KEYS, "cqrs_sso")
+    codec = AttemptCookies(KEYS, "cqrs_sso-attempt-")
     old = LoginAttempt.start("/", NOW)
     drop = codec.to_drop_before_adding(jar(codec, [old]), 200, NOW + ATTEMPT_LIFETIME_SECONDS + 1)
     assert drop == [codec.cookie_name(old.state)]

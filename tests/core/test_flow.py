@@ -597,3 +597,43 @@ def test_forward_auth_allows_with_an_empty_body(
     assert isinstance(allowed, Respond) and (allowed.status, allowed.body) == (202, b"")
     assert dict(allowed.headers)["X-Auth-Request-Email"] == "gp.user@nhs.net"
     assert dict(allowed.headers)["Cache-Control"] == "no-store"
+
+
+def test_forward_auth_faults_answer_503_json_with_retry_after(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+) -> None:
+    """A lookup failing at the account re-check, or the store failing, is an outage: 503
+    with the outage's own body and Retry-After (it once said "unauthenticated")."""
+    browser = Browser(make_flow(account_recheck_seconds=60), provider)
+    browser.sign_in()
+    provider.lookup = lambda identity: LookupFailed("raised TimeoutError")
+    clock.offset += 61
+    for headers in ({"accept": "text/html"}, {"accept": "application/json"}):
+        reply = browser.request("GET", "/oauth2/auth", headers)
+        assert isinstance(reply, Respond) and reply.status == 503
+        assert json.loads(reply.body) == {"error": "temporarily_unavailable"}
+        assert dict(reply.headers)["Retry-After"] == "30"
+    from cqrs_sso_middleware.core.actions import StoreFailed
+
+    stored = Browser(make_flow(session_store="memory"), provider)
+    provider.lookup = lambda identity: LookupReturned(Account("A-1", identity.email))
+    stored.sign_in()
+    provider.store.perform = lambda effect: StoreFailed("redis: ConnectionError")  # type: ignore[method-assign]
+    reply = stored.request("GET", "/oauth2/auth", {"accept": "text/html"})
+    assert isinstance(reply, Respond) and reply.status == 503
+    assert json.loads(reply.body) == {"error": "temporarily_unavailable"}
+    assert dict(reply.headers)["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize("pattern", ["re:.*\\.css", "re:.*\\.(css|js)$", "/**/*.css", "**.js"])
+def test_a_path_parameter_never_counts_as_public(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, pattern: str
+) -> None:
+    browser = Browser(make_flow(public_paths=(pattern,)), provider)
+    suffix = "css" if "css" in pattern else "js"
+    assert isinstance(browser.request("GET", f"/site/a.{suffix}"), PassThrough)
+    for path in (f"/admin;.{suffix}", f"/admin;jsessionid=1.{suffix}", f"/admin%3B.{suffix}"):
+        reply = browser.request("GET", path)
+        assert isinstance(reply, Respond) and reply.status in (303, 400), path
+    auth = browser.request("GET", "/oauth2/auth", {"x-original-uri": f"/admin;.{suffix}"})
+    assert isinstance(auth, Respond) and auth.status == 401

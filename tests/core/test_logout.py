@@ -149,6 +149,10 @@ def test_a_removed_account_ends_the_session_in_the_store(
 # -- front-channel logout -----------------------------------------------------------------------
 
 
+def cleared(reply: Respond) -> bool:
+    return any(v.startswith("__Host-cqrs_sso=;") for k, v in reply.headers if k == "Set-Cookie")
+
+
 def test_frontchannel_logout_ends_the_sessions_of_that_sid_and_may_be_framed_by_the_provider_only(
     server_side: Browser, provider: ScriptedProvider
 ) -> None:
@@ -159,25 +163,62 @@ def test_frontchannel_logout_ends_the_sessions_of_that_sid_and_may_be_framed_by_
     assert "frame-ancestors https://login.microsoftonline.com;" in headers["Content-Security-Policy"]
     assert "X-Frame-Options" not in headers
     assert headers["Cache-Control"] == "no-store"
-    assert any(v.startswith("__Host-cqrs_sso=;") for k, v in reply.headers if k == "Set-Cookie")
+    assert not cleared(reply)  # no cookie came: none is touched
     assert not signed_in(server_side)
 
 
+def test_entra_shaped_frontchannel_logout_with_sid_only_ends_the_session(
+    server_side: Browser, provider: ScriptedProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entra sends ``?sid=`` without ``iss``: the configured provider is meant."""
+    reply = Browser(server_side.flow, provider).request("GET", f"/oauth2/frontchannel_logout?sid={SID}")
+    assert isinstance(reply, Respond) and reply.status == 200
+    assert not signed_in(server_side)
+    assert '"event": "frontchannel_logout"' in caplog.text and '"with_iss": false' in caplog.text
+
+
+@pytest.mark.parametrize("store", ["cookie", "memory"])
+def test_frontchannel_logout_clears_the_cookie_only_when_its_session_has_that_sid(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, store: str
+) -> None:
+    flow = make_flow(session_store=store)
+    provider.claims = {"sid": "another-provider-session"}
+    someone_else = Browser(flow, provider)
+    someone_else.sign_in()
+    provider.claims = {"sid": SID}
+    browser = Browser(flow, provider)
+    browser.sign_in()
+    other = browser.request("GET", "/oauth2/frontchannel_logout?sid=another-provider-session")
+    assert isinstance(other, Respond) and not cleared(other)
+    assert signed_in(browser)
+    assert signed_in(someone_else) == (store == "cookie")  # a server-side store ended theirs
+    own = browser.request("GET", f"/oauth2/frontchannel_logout?sid={SID}")
+    assert isinstance(own, Respond) and cleared(own)
+    assert not signed_in(browser)
+
+
 @pytest.mark.parametrize(
-    "query",
+    "query,reason",
     [
-        pytest.param(f"iss=https://login.microsoftonline.com/other-tenant/v2.0&sid={SID}", id="foreign-iss"),
-        pytest.param(f"sid={SID}", id="no-iss"),
-        pytest.param(f"iss={ISSUER}&sid=another-session", id="other-sid"),
-        pytest.param("", id="nothing"),
+        pytest.param(
+            f"iss=https://login.microsoftonline.com/other-tenant/v2.0&sid={SID}",
+            "foreign_issuer",
+            id="foreign-iss",
+        ),
+        pytest.param(f"iss={ISSUER}&sid=another-session", "no_matching_session", id="other-sid"),
+        pytest.param(f"iss={ISSUER}", "no_sid", id="iss-without-sid"),
+        pytest.param("", "no_sid", id="bare"),
     ],
 )
 def test_frontchannel_logout_for_another_issuer_or_session_ends_nothing(
-    server_side: Browser, provider: ScriptedProvider, query: str
+    server_side: Browser, query: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    reply = Browser(server_side.flow, provider).request("GET", f"/oauth2/frontchannel_logout?{query}")
+    """A top-level cross-site GET carries our SameSite=Lax cookie: it must clear nothing."""
+    reply = server_side.request("GET", f"/oauth2/frontchannel_logout?{query}")
     assert isinstance(reply, Respond) and reply.status == 200
+    assert not cleared(reply)
     assert signed_in(server_side)
+    assert f'"reason": "{reason}"' in caplog.text
 
 
 # -- back-channel logout: the forgery table --------------------------------------------------------
@@ -192,6 +233,7 @@ def unsigned(alg: str) -> str:
         "iss": ISSUER,
         "aud": CLIENT_ID,
         "iat": int(time.time()),
+        "exp": int(time.time()) + 120,
         "jti": "j",
         "sid": SID,
         "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
@@ -226,7 +268,19 @@ FORGERIES: list[tuple[str, Callable[[ScriptedProvider], str]]] = [
     ("neither-sid-nor-sub", lambda p: token(p, sid=None)),
     ("id-token-as-logout-token", lambda p: p.id_token()),
     ("expired", lambda p: token(p, now=time.time() - 3600)),
-    ("far-future-iat", lambda p: token(p, now=time.time() + 3600, exp=None)),
+    ("far-future-iat", lambda p: token(p, now=time.time() + 3600)),
+    ("no-exp", lambda p: token(p, exp=None)),
+    ("no-iat", lambda p: token(p, iat=None)),
+    ("thirty-day-exp", lambda p: token(p, exp=int(time.time()) + 30 * 86400)),
+    ("year-old-iat-no-exp", lambda p: token(p, now=time.time() - 365 * 86400, exp=None)),
+    (
+        # Within the lifetime limit (21 min), but issued 20 minutes ago: a stale notification.
+        "issued-twenty-minutes-ago-still-unexpired",
+        lambda p: token(p, now=time.time() - 1200, exp=int(time.time()) + 60),
+    ),
+    ("exp-before-iat", lambda p: token(p, exp=int(time.time()) - 1)),
+    ("typ-jwt", lambda p: token(p, header={"alg": "RS256", "kid": p.key.kid, "typ": "JWT"})),
+    ("typ-at-jwt", lambda p: token(p, header={"alg": "RS256", "kid": p.key.kid, "typ": "at+jwt"})),
     ("alg-rs512", lambda p: token(p, header={"alg": "RS512", "kid": p.key.kid})),
     ("garbage", lambda p: "not.a.jwt"),
 ]
@@ -255,6 +309,57 @@ def test_valid_logout_token_ends_the_session_and_its_jti_is_single_use(
     assert not signed_in(server_side)
     again = post(server, "/oauth2/backchannel_logout", {"logout_token": token})
     assert again.status == 400 and json.loads(again.body)["error_description"] == "jti_reused"
+
+
+@pytest.mark.parametrize("typ", [None, "logout+jwt", "application/logout+jwt"])
+def test_logout_token_with_the_logout_type_or_none_is_accepted(
+    server_side: Browser, provider: ScriptedProvider, typ: str | None
+) -> None:
+    from joserfc import jws
+
+    if typ is None:  # joserfc's jwt.encode would add "typ": "JWT"
+        claims = json.loads(base64.urlsafe_b64decode(token(provider).split(".")[1] + "=="))
+        header = {"alg": "RS256", "kid": provider.key.kid}
+        logout = jws.serialize_compact(header, json.dumps(claims).encode(), provider.key)
+    else:
+        logout = token(provider, header={"alg": "RS256", "kid": provider.key.kid, "typ": typ})
+    assert ("typ" in jws.extract_compact(logout.encode()).headers()) == (typ is not None)
+    reply = post(Browser(server_side.flow, provider), "/oauth2/backchannel_logout", {"logout_token": logout})
+    assert reply.status == 200
+    assert not signed_in(server_side)
+
+
+def test_valid_logout_token_for_another_sid_ends_nothing(
+    server_side: Browser, provider: ScriptedProvider
+) -> None:
+    reply = post(
+        Browser(server_side.flow, provider),
+        "/oauth2/backchannel_logout",
+        {"logout_token": token(provider, sid="another-provider-session")},
+    )
+    assert reply.status == 200
+    assert signed_in(server_side)
+
+
+def test_spent_jti_is_kept_until_the_token_could_no_longer_be_accepted(
+    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+) -> None:
+    """A token expiring in 30 s is accepted for 30 s plus the 180 s leeway: its jti must be
+    remembered that long (it was once kept only 60 s, so a replay at 100 s got through)."""
+    from cqrs_sso_middleware.stores import MemoryStore
+
+    provider.store = MemoryStore(clock)
+    provider.claims = {"sid": SID}
+    flow = make_flow(session_store="memory")
+    captured = logout_token(provider.key, ISSUER, CLIENT_ID, sid=SID, exp=int(time.time()) + 30)
+    server = Browser(flow, provider)
+    assert post(server, "/oauth2/backchannel_logout", {"logout_token": captured}).status == 200
+    browser = Browser(flow, provider)
+    browser.sign_in()
+    clock.offset += 100
+    replayed = post(server, "/oauth2/backchannel_logout", {"logout_token": captured})
+    assert replayed.status == 400 and json.loads(replayed.body)["error_description"] == "jti_reused"
+    assert signed_in(browser)
 
 
 def test_logout_token_naming_only_sub_ends_all_of_that_subjects_sessions(

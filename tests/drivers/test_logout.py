@@ -87,12 +87,15 @@ def test_without_provider_sign_out_the_next_person_is_let_straight_in(
     assert not provider_asks_for_a_password(journey)
 
 
+@pytest.mark.parametrize("with_iss", [False, True], ids=["entra-sid-only", "spec-iss-and-sid"])
 @pytest.mark.parametrize("session_store", ["memory", "redis"])
 def test_provider_front_channel_logout_ends_our_session_on_every_instance(
     entra_like: NHSmailLikeProvider,
     make_journey: Callable[..., Journey],
     make_instance: Callable[[], AppClient],
+    with_iss: bool,
 ) -> None:
+    entra_like.frontchannel_sends_iss = with_iss
     journey = make_journey(make_instance())
     assert journey.sign_in(GP_USER).status == 303
     cookie = session_cookie(journey.app)
@@ -102,7 +105,8 @@ def test_provider_front_channel_logout_ends_our_session_on_every_instance(
     frame = re.search(r'<iframe src="([^"]+)"', logout.text)
     assert frame, logout.text[:400]
     iframe_url = frame.group(1).replace("&amp;", "&")
-    assert parse_qs(urlsplit(iframe_url).query)["iss"] == [entra_like.issuer]
+    query = parse_qs(urlsplit(iframe_url).query)
+    assert query.get("iss") == ([entra_like.issuer] if with_iss else None) and query["sid"]
     other_instance = make_instance()
     answer = other_instance.get(path_of(iframe_url), HTML)
     assert answer.status == 200
@@ -111,6 +115,20 @@ def test_provider_front_channel_logout_ends_our_session_on_every_instance(
     )
     journey.app.set_cookie("cqrs_sso", cookie)
     assert journey.open("/messages").status == 303  # the copied cookie opens nothing
+
+
+@pytest.mark.parametrize("session_store", ["cookie", "memory", "redis"])
+def test_cross_site_link_to_front_channel_logout_signs_nobody_out(journey: Journey) -> None:
+    """Logout CSRF: a top-level GET from another site carries our SameSite=Lax cookie. Bare,
+    with a foreign iss, or with a sid of nobody's, it must leave the session alone."""
+    assert journey.sign_in(GP_USER).status == 303
+    for query in ("", "?iss=https://evil.example/v2.0&sid=x", "?sid=not-a-provider-session"):
+        reply = journey.app.get(
+            f"/oauth2/frontchannel_logout{query}", {**HTML, "Sec-Fetch-Site": "cross-site"}
+        )
+        assert reply.status == 200
+        assert not [c for c in reply.all("set-cookie") if c.startswith("cqrs_sso=")]
+        assert journey.open("/messages").status == 200
 
 
 @pytest.mark.parametrize("session_store", ["memory", "redis"])

@@ -292,3 +292,79 @@ def test_slow_or_garbled_store_fails_closed_without_a_session(
         assert "cqrs_sso" not in journey.app.cookie_names()
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("session_store", ["cookie", "memory", "redis"])
+def test_a_session_of_another_deployment_sharing_keys_and_store_is_refused(
+    make_client: Callable[..., AppClient],
+    make_settings: Callable[..., Any],
+    make_journey: Callable[..., Journey],
+    session_store: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Deployment B (another client id and issuer, a lookup that admits nobody) shares A's
+    secret_keys and A's session store and key prefix: A's cookie must open nothing on B,
+    not even until B's next account re-check."""
+    from cqrs_sso_middleware.stores import MemoryStore
+
+    shared = MemoryStore() if session_store == "memory" else None
+    settings_a = make_settings()
+    settings_b = make_settings(
+        client_id="app-b",
+        issuer="http://127.0.0.1:9/other-tenant/v2.0",
+        secret_keys=settings_a.secret_keys,
+        account_lookup=lambda identity: None,
+        session_key_prefix=settings_a.session_key_prefix,
+    )
+    journey = make_journey(make_client(store=shared, settings=settings_a))
+    assert journey.sign_in(GP_USER).status == 303
+    cookie = session_cookie(journey.app)
+    deployment_b = make_client(store=shared, settings=settings_b)
+    deployment_b.set_cookie("cqrs_sso", cookie)
+    assert deployment_b.get("/messages", HTML).status == 303  # to B's sign-in page
+    assert deployment_b.get("/oauth2/userinfo", {"Accept": "application/json"}).status == 401
+    if session_store == "cookie":  # decryption itself fails under B's keys: refused as junk
+        assert journey.open("/messages").status == 200
+
+
+def _every_value_in(session_store: str, shared: Any) -> list[bytes]:
+    """The whole store as raw bytes: every key and every value (a dump, a backup)."""
+    if session_store == "memory":
+        values = [key.encode() + b" " + value for key, (value, _) in shared._values.items()]
+        values += [
+            key.encode() + b" " + " ".join(members).encode() for key, (members, _) in shared._indexes.items()
+        ]
+        return values
+    client = redis.Redis.from_url(REDIS_URL)
+    dumped = []
+    for key in client.scan_iter(count=1000):  # the whole test database, not just our prefix
+        kind = client.type(key)
+        if kind == b"string":
+            dumped.append(key + b" " + client.get(key))  # type: ignore[operator]
+        elif kind == b"set":
+            dumped.append(key + b" " + b" ".join(client.smembers(key)))  # type: ignore[arg-type]
+        else:
+            dumped.append(key + b" " + (client.dump(key) or b""))  # type: ignore[operator]
+    client.close()
+    return dumped
+
+
+@pytest.mark.parametrize("session_store", ["memory", "redis"])
+def test_a_store_dump_after_sign_in_holds_no_email_name_or_token(
+    make_client: Callable[..., AppClient], make_journey: Callable[..., Journey], session_store: str
+) -> None:
+    """Session records are encrypted: a dump or backup of the store shows neither the
+    person's address, nor their name, nor any JWT (the ID token kept for sign-out)."""
+    from cqrs_sso_middleware.stores import MemoryStore
+
+    shared = MemoryStore() if session_store == "memory" else None
+    journey = make_journey(make_client(store=shared))
+    assert journey.sign_in(GP_USER).status == 303
+    assert journey.open("/messages").status == 200
+    dump = _every_value_in(session_store, shared)
+    assert dump, "the sign-in wrote nothing to the store"
+    jwt = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")
+    for entry in dump:
+        lowered = entry.lower()
+        assert GP_USER.encode() not in lowered and b"gita" not in lowered and b"patel" not in lowered
+        assert not jwt.search(entry), entry[:80]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import signal
+import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,6 +187,69 @@ class Browser:
 
     def close(self) -> None:
         self.client.close()
+
+
+class RecordingUpstream(socketserver.ThreadingTCPServer):
+    """An HTTP/1.1 server that answers 200 with the request target exactly as received, and
+    keeps every request head byte for byte (``heads``): what really reached the upstream."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+        self.targets: list[bytes] = []
+        self.heads: list[bytes] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _RecordingHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server = self.server
+        assert isinstance(server, RecordingUpstream)
+        request_line = self.rfile.readline(65537)
+        head = [request_line]
+        while (line := self.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+            head.append(line)
+        target = request_line.split(b" ")[1] if request_line.count(b" ") >= 2 else b""
+        server.targets.append(target)
+        server.heads.append(b"".join(head))
+        body = json.dumps({"target": target.decode("latin-1")}).encode()
+        self.wfile.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+
+
+@pytest.fixture
+def recorder() -> Iterator[RecordingUpstream]:
+    server = RecordingUpstream()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def raw_get(
+    origin: str, target: str, headers: Sequence[tuple[str, str]] = ()
+) -> tuple[int, dict[str, str], bytes]:
+    """GET with the request target and ``headers`` sent byte for byte (HTTP clients
+    normalise both: names' case and spelling, the path)."""
+    host, port = origin.removeprefix("http://").rsplit(":", 1)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"GET " + target.encode("latin-1") + b" HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
+            + b"\r\nAccept: text/html\r\n" + extra + b"Connection: close\r\n\r\n"
+        )  # fmt: skip
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
 
 
 @pytest.fixture

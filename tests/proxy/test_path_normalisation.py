@@ -3,11 +3,7 @@ each in front of an upstream that records the raw request target it received."""
 
 from __future__ import annotations
 
-import json
-import socket
-import socketserver
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,65 +13,10 @@ from cqrs_sso_middleware.core.paths import PathRefused, normalise_path
 
 from ..helpers import wait_for_http
 from ..path_cases import PUBLIC_PATTERN, VARIANTS, served_from_public
-from .conftest import ProxyProcess, free_port
+from .conftest import ProxyProcess, RecordingUpstream, free_port, raw_get
 from .test_nginx_forward_auth import NGINX, nginx_conf, require_nginx
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingUpstream(socketserver.ThreadingTCPServer):
-    """An HTTP/1.1 server that answers 200 with the request target exactly as received."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _RecordingHandler)
-        self.targets: list[bytes] = []
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _RecordingHandler(socketserver.StreamRequestHandler):
-    def handle(self) -> None:
-        server = self.server
-        assert isinstance(server, RecordingUpstream)
-        request_line = self.rfile.readline(65537)
-        while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-            pass
-        target = request_line.split(b" ")[1] if request_line.count(b" ") >= 2 else b""
-        server.targets.append(target)
-        body = json.dumps({"target": target.decode("latin-1")}).encode()
-        self.wfile.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        )
-
-
-@pytest.fixture
-def recorder() -> Iterator[RecordingUpstream]:
-    server = RecordingUpstream()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-def raw_get(origin: str, target: str) -> tuple[int, dict[str, str], bytes]:
-    """GET with the request target sent byte for byte (HTTP clients normalise it)."""
-    host, port = origin.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            b"GET " + target.encode("latin-1") + b" HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()
-            + b"\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
-        )  # fmt: skip
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
 
 
 def classify(raw: str, status: int, headers: dict[str, str], body: bytes) -> str:

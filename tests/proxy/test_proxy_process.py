@@ -16,6 +16,7 @@ import pytest
 from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
 from ..conftest import GP_USER, NEW_USER
+from ..helpers import wait_until
 from .conftest import Browser, ProxyProcess, free_port
 
 GIB = 1 << 30
@@ -118,9 +119,15 @@ def test_request_id_is_propagated_and_logged_as_json(proxy: ProxyProcess, signed
     reply = signed_in.get("/echo", headers={"X-Request-ID": "lb-42-abc"})
     assert reply.headers["x-request-id"] == "lb-42-abc"
     assert reply.json()["headers"]["x-request-id"] == "lb-42-abc"
-    time.sleep(0.2)
-    lines = [json.loads(line) for line in proxy.log_lines() if line.startswith('{"request_id"')]
-    entry = next(e for e in lines if e["request_id"] == "lb-42-abc")
+
+    def access_lines() -> list[dict[str, object]]:
+        return [json.loads(line) for line in proxy.log_lines() if line.startswith('{"request_id"')]
+
+    # Access lines are written in batches (at most 0.25 s late): wait for ours.
+    entry = wait_until(
+        lambda: next((e for e in access_lines() if e["request_id"] == "lb-42-abc"), None), "the access line"
+    )
+    lines = access_lines()
     assert entry["path"] == "/echo"
     assert entry["status"] == 200
     callback = [e for e in lines if e["path"] == "/oauth2/callback"]

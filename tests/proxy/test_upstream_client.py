@@ -11,6 +11,7 @@ import pytest
 from cqrs_sso_middleware.proxy.upstream import (
     BUFFER_HIGH_WATER,
     UpstreamPool,
+    UpstreamRefused,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -233,3 +234,35 @@ def test_a_slow_reader_pauses_the_upstream_instead_of_buffering_its_body() -> No
         assert received == size
 
     run(scenario, big)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param((b"x-forwarded-user", b"gp.user@nhs.net\r\nX-Forwarded-User: admin@nhs.net"), id="crlf"),
+        pytest.param((b"x-forwarded-user", b"gp.user@nhs.net\nX-Admin: 1"), id="bare-lf"),
+        pytest.param((b"x-forwarded-user", b"gp.user@nhs.net\rX-Admin: 1"), id="bare-cr"),
+        pytest.param((b"x-cqrs-account", b"CQRS-1\x00"), id="nul"),
+        pytest.param((b"x-evil\r\nx-admin", b"1"), id="crlf-in-a-name"),
+    ],
+)
+def test_a_header_with_cr_lf_or_nul_is_refused_before_a_byte_is_written(header: tuple[bytes, bytes]) -> None:
+    """RFC 9110 §5.5: a value with CR, LF or NUL would become a second header line, or, on a
+    keep-alive connection, a second request (smuggling). Nothing is sent at all."""
+    received: list[bytes] = []
+
+    async def scenario(origin: str, opened: list[int]) -> None:
+        pool = UpstreamPool(origin)
+        with pytest.raises(UpstreamRefused):
+            await pool.request(b"GET", b"/x", [(b"host", b"upstream"), header])
+        assert await fetch(pool) == (200, b"ok")  # the pool stays usable
+        pool.close()
+
+    async def answer_then_record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        head = await read_head(reader)
+        received.append(head)
+        writer.write(OK)
+        await writer.drain()
+
+    run(scenario, answer_then_record)
+    assert len(received) == 1 and b"admin" not in received[0] and b"\x00" not in received[0]

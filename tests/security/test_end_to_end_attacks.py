@@ -12,6 +12,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from cqrs_sso_middleware import Account, Settings
 from cqrs_sso_middleware.core.attempts import MAX_OPEN_ATTEMPTS
 from cqrs_sso_middleware.core.redirects import safe_return_path
 from cqrs_sso_middleware.core.tokens import FAILED_REFRESH_RETRY_SECONDS
@@ -250,3 +251,74 @@ def test_provider_faults_at_callback_give_503_and_no_session(
     assert "temporarily unavailable" in reply.text
     assert "Traceback" not in reply.text
     assert "cqrs_sso" not in journey.app.cookie_names()
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"name": "Dr Gita Patel\r\nX-Forwarded-User: admin@nhs.net"}, id="crlf-in-name"),
+        pytest.param({"email": "gp.user@nhs.net\r\nX-CQRS-Account: CQRS-9999"}, id="crlf-in-email"),
+        pytest.param({"email": "gp.user@nhs.net\x00"}, id="nul-in-email"),
+        pytest.param({"name": "Dr Gita\x85Patel"}, id="c1-control-in-name"),
+    ],
+)
+def test_identity_with_control_characters_is_refused_at_sign_in(
+    journey: Journey,
+    provider: NHSmailLikeProvider,
+    claims: dict[str, object],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The email and name travel on as header values (REMOTE_USER, X-Forwarded-User): with
+    a CR/LF they would split an upstream request. Sign-in fails, no session, audited."""
+    provider.faults.claim_overrides = dict(claims)
+    reply = journey.sign_in(GP_USER)
+    assert reply.status == 401 and "Sign in to NHSmail failed" in reply.text
+    assert "cqrs_sso" not in journey.app.cookie_names()
+    assert '"reason": "control_character_in_claim"' in caplog.text
+
+
+def test_account_id_with_control_characters_is_a_lookup_failure(
+    make_journey: Callable[..., Journey],
+) -> None:
+    journey = make_journey(account_lookup=lambda identity: Account("CQRS-1\r\nX-Admin: 1", identity.email))
+    reply = journey.sign_in(GP_USER)
+    assert reply.status == 503
+    assert "cqrs_sso" not in journey.app.cookie_names()
+
+
+@pytest.mark.parametrize(
+    "origin,allowed",
+    [
+        ("http://localhost", True),
+        ("http://LOCALHOST", True),
+        ("https://evil.example", False),
+        ("null", False),
+    ],
+)
+def test_websocket_upgrade_must_come_from_our_origin(
+    make_settings: Callable[..., Settings], origin: str, allowed: bool
+) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    from cqrs_sso_middleware import ASGISSOMiddleware
+
+    from ..conftest import echo_asgi
+    from ..helpers import ASGIClient
+
+    client = ASGIClient(ASGISSOMiddleware(echo_asgi(), make_settings()))
+    journey = Journey(client)
+    try:
+        journey.sign_in(GP_USER)
+        if allowed:
+            with client.client.websocket_connect("ws://localhost/ws", headers={"Origin": origin}) as socket:
+                assert socket.receive_text() == f"hello {GP_USER}"
+        else:
+            with (
+                pytest.raises(WebSocketDisconnect) as closed,
+                client.client.websocket_connect("ws://localhost/ws", headers={"Origin": origin}),
+            ):
+                pass
+            assert closed.value.code == 4403
+    finally:
+        journey.close()
+        client.close()

@@ -28,7 +28,7 @@ from cqrs_sso_middleware.core.cookies import cookie_values, parse_cookie_header
 from cqrs_sso_middleware.core.flow import SignInFlow
 from cqrs_sso_middleware.core.paths import normalise_target
 from cqrs_sso_middleware.core.redirects import safe_return_path
-from cqrs_sso_middleware.core.sessions import Session, SessionCookieCodec
+from cqrs_sso_middleware.core.sessions import Deployment, Session, SessionCookieCodec
 from cqrs_sso_middleware.pages import JinjaPages
 
 from ..helpers import lands_on_our_origin
@@ -44,13 +44,13 @@ PUBLIC = ("/static/*",)
 @given(st.text(max_size=5000))
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 def test_session_cookie_decoding_never_raises_and_never_accepts_junk(value: str) -> None:
-    assert SessionCookieCodec(KEYS).decode(value) is None
+    assert SessionCookieCodec(KEYS, Deployment("https://i.example", "c")).decode(value) is None
 
 
 @given(st.text(alphabet=string.ascii_letters + string.digits + "-_.", max_size=300), st.text(max_size=40))
 @settings(max_examples=400)
 def test_attempt_cookie_decoding_never_raises_and_never_accepts_junk(value: str, state: str) -> None:
-    assert AttemptCookies(KEYS, "c").decode(state, value) is None
+    assert AttemptCookies(KEYS, "c-attempt-").decode(state, value) is None
 
 
 @given(st.text(max_size=3000))
@@ -256,7 +256,9 @@ def _fuzz_settings() -> dict[str, Any]:
 
 def _session_for(flow: SignInFlow) -> str:
     identity = Identity(email="gp.user@nhs.net", subject="s", issuer=flow.settings.issuer)
-    return flow.codec.encode(Session.start(User(identity, Account("CQRS-1")), time.time()))
+    return flow.codec.encode(
+        Session.start(User(identity, Account("CQRS-1")), time.time(), flow.sessions.deployment)
+    )
 
 
 def _seen_by_app(seen: list[tuple[str, str | None]], path: str, carries_session: bool) -> None:
