@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, SSOMiddleware, User
-from cqrs_sso_middleware.core.sessions import Session
+from cqrs_sso_middleware.core.sessions.session import Session
 
 TARGETS_US = {("WSGI", "cookie"): 10.0, ("ASGI", "cookie"): 15.0}
 SERVER_SIDE_TARGET_US = 150.0
@@ -55,7 +55,7 @@ def session_cookie(middleware: Any) -> str:
         claims={"email": "gp.user@nhs.net", "name": "Dr Gita Patel", "ver": "2.0"},
     )
     user = User(identity, Account("CQRS-0001", "gp.user@nhs.net", {"organisation": "Demo Surgery"}))
-    session = Session.start(user, time.time())
+    session = Session.start(user, time.time(), flow.sessions.deployment)
     if flow.sessions.stateless:
         value = flow.codec.encode(session)
     else:

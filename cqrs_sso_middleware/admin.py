@@ -13,12 +13,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .core.actions import StoreDelete, StoreGet, StoreReply
-from .core.audit import audit
-from .core.session_store import SessionKeeper, store_kind
-from .core.sessions import Deployment, Session, SessionTimeouts
+from .audit import audit
+from .core.interpreter import StoreOnly, run_sync
+from .core.protocol import StoreGet, StoreReply
+from .core.sessions.keeper import SessionKeeper, StoreProblem
+from .core.sessions.session import Deployment, Session, SessionTimeouts
 from .settings import Settings
-from .stores import RedisStore
+from .stores import open_store, store_kind
+from .stores.redis import RedisStore
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,19 @@ class SessionAdmin:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        timeouts = SessionTimeouts(settings.session_idle_seconds, settings.session_max_seconds)
+        session = settings.session
+        timeouts = SessionTimeouts(session.session_idle_seconds, session.session_max_seconds)
         self.keeper = SessionKeeper(
-            settings.session_store,
-            settings.secret_keys,
+            session.session_store,
+            session.secret_keys,
             timeouts,
-            Deployment(settings.issuer, settings.client_id),
-            settings.session_key_prefix,
+            Deployment(settings.provider.issuer, settings.provider.client_id),
+            session.session_key_prefix,
         )
-        self.store = RedisStore(
-            settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
-        )
+        store = open_store(session)
+        if not isinstance(store, RedisStore):
+            raise TypeError("the sessions command needs a Redis store")
+        self.store = store
 
     def sessions(self, email: str | None = None) -> Iterator[StoredSession]:
         """Every stored session, or only those of ``email`` (``None``: every one)."""
@@ -62,9 +66,9 @@ class SessionAdmin:
             yield StoredSession(key, session, ttl)
 
     def revoke(self, stored: StoredSession, by: str = "cli") -> bool:
-        indexes = self.keeper.indexes_of(stored.session.user.identity)
-        reply = self.store.perform(StoreDelete((stored.key,), indexes))
-        if not isinstance(reply, StoreReply):
+        try:
+            run_sync(self.keeper.end_stored(stored.key, stored.session), StoreOnly(self.store.perform))
+        except StoreProblem:
             return False
         audit("session_revoked", email=stored.session.user.email, session=stored.ref, by=by)
         return True
@@ -83,7 +87,7 @@ def _when(moment: int) -> str:
 
 
 def run_sessions_command(settings: Settings, action: str, email: str | None, everyone: bool) -> int:
-    kind = store_kind(settings.session_store)
+    kind = store_kind(settings.session.session_store)
     if kind == "cookie":
         print(
             "session_store is 'cookie': sessions live in the browsers' encrypted cookies; they cannot be "
@@ -118,14 +122,14 @@ def run_sessions_command(settings: Settings, action: str, email: str | None, eve
                     f"{stored.ref:12}  {user.email:32}  {user.account.account_id:12}  "
                     f"{signed_in:19}  {last_seen:19}  {stored.ttl_seconds}s"
                 )
-            print(f"{len(found)} session(s) in {settings.display_store}")
+            print(f"{len(found)} session(s) in {settings.session.display_store}")
             return 0
         revoked = sum(admin.revoke(stored) for stored in found)
         print(f"revoked {revoked} session(s)" + (f" of {email}" if email and not everyone else ""))
         return 0 if revoked == len(found) else 1
     except Exception as error:  # redis down, bad URL: one line, not a traceback
         print(
-            f"session store error ({settings.display_store}): {type(error).__name__}: {error}",
+            f"session store error ({settings.session.display_store}): {type(error).__name__}: {error}",
             file=sys.stderr,
         )
         return 1

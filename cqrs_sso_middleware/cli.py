@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .core.errors import ConfigError, ProviderError
-from .core.metadata import discovery_url, parse_provider_metadata
+from .core.oidc.metadata import discovery_url, parse_provider_metadata
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -62,17 +62,25 @@ def _load_settings(config_file: str | None) -> Settings | None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    settings = _load_settings(args.config)
-    if settings is None:
-        return 1
-    print(f"issuer:        {settings.issuer}")
-    print(f"client id:     {settings.client_id}")
-    print(f"redirect URI:  {settings.redirect_uri}  (register this with NHSmail)")
-    print(f"token auth:    {settings.token_auth_method}")
-    print(f"session store: {settings.display_store}")
-    from .core.paths import extension_style, too_broad
+    from .runtime import Runtime
 
-    for pattern in settings.public_paths:
+    try:  # the settings and what a start would build from them (lookup, key, store)
+        runtime = Runtime.load(args.config)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return 1
+    runtime.close()
+    settings = runtime.settings
+    provider, site = settings.provider, settings.site
+    print(f"issuer:        {provider.issuer}")
+    print(f"client id:     {provider.client_id}")
+    print(f"redirect URI:  {site.redirect_uri}  (register this with NHSmail)")
+    print(f"token auth:    {provider.token_auth_method}")
+    print(f"session store: {settings.session.display_store}")
+    from .core.security.paths import extension_style, too_broad
+
+    for pattern in site.public_paths:
         if too_broad(pattern):
             print(
                 f"warning: public_paths pattern {pattern!r} opens the site root or every page "
@@ -86,14 +94,14 @@ def _check_config(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     try:
-        reply = httpx.get(discovery_url(settings.issuer), timeout=settings.http_timeout_seconds)
-        metadata = parse_provider_metadata(reply.content, settings.issuer)
+        reply = httpx.get(discovery_url(provider.issuer), timeout=provider.http_timeout_seconds)
+        metadata = parse_provider_metadata(reply.content, provider.issuer)
     except (httpx.HTTPError, ProviderError) as error:
-        print(f"provider error: cannot load metadata from {settings.issuer}: {error}", file=sys.stderr)
+        print(f"provider error: cannot load metadata from {provider.issuer}: {error}", file=sys.stderr)
         return 1
     print(f"provider ok:   token endpoint {metadata.token_endpoint}")
-    if settings.upstream:
-        print(f"proxy:         {settings.listen} -> {settings.upstream}")
+    if settings.proxy.upstream:
+        print(f"proxy:         {settings.proxy.listen} -> {settings.proxy.upstream}")
     return 0
 
 

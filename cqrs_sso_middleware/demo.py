@@ -1,9 +1,10 @@
 """The demo: a small CQRS "Message centre" app behind the middleware, and the NHSmail-like
-provider, both on loopback (design §10). ``cqrs-sso demo`` / ``make demo`` run it.
+provider, both on loopback. ``cqrs-sso demo`` / ``make demo`` run it.
 
-Demo users (password ``cqrs-demo``): ``gp.user@nhs.net`` has a CQRS account (seed step 3);
-``new.user@nhs.net`` has NHSmail but no CQRS account (seed step 5). Any other address or a
-wrong password is refused by the provider (seed step 4).
+Demo users (password ``cqrs-demo``): ``gp.user@nhs.net`` has a CQRS account (step 3 of the
+CQRS sign-on user guide: the message centre); ``new.user@nhs.net`` has NHSmail but no CQRS
+account (step 5: "no CQRS account is associated with …"). Any other address or a wrong
+password is refused by the provider (step 4).
 """
 
 from __future__ import annotations
@@ -138,24 +139,17 @@ def start_demo(
     """Start provider and app on loopback; ports 0 pick free ones (tests)."""
     provider_sock = bind_socket(host, provider_port)
     provider_url = "http://{}:{}".format(*provider_sock.getsockname()[:2])
+    app_sock = bind_socket(host, app_port)
+    app_url = "http://{}:{}".format(*app_sock.getsockname()[:2])
+    provider = demo_provider(provider_url, app_url)
+    settings = demo_settings(provider_url, app_url)
     app_server: BackgroundASGIServer | BackgroundWSGIServer
     wsgi_middleware = None
     if variant == "wsgi":
-        holder: dict[str, Any] = {}
-
-        def late_bound(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-            return holder["app"](environ, start_response)  # type: ignore[no-any-return]
-
-        app_server = BackgroundWSGIServer(late_bound, host, app_port)
-        provider = demo_provider(provider_url, app_server.url)
-        wsgi_middleware = SSOMiddleware(message_centre_wsgi, demo_settings(provider_url, app_server.url))
-        holder["app"] = wsgi_middleware
+        wsgi_middleware = SSOMiddleware(message_centre_wsgi, settings)
+        app_server = BackgroundWSGIServer(wsgi_middleware, app_sock)
     else:
-        app_sock = bind_socket(host, app_port)
-        app_url = "http://{}:{}".format(*app_sock.getsockname()[:2])
-        provider = demo_provider(provider_url, app_url)
-        wrapped = ASGISSOMiddleware(message_centre_asgi(), demo_settings(provider_url, app_url))
-        app_server = BackgroundASGIServer(wrapped, app_sock)
+        app_server = BackgroundASGIServer(ASGISSOMiddleware(message_centre_asgi(), settings), app_sock)
     provider_server = BackgroundASGIServer(provider.app, provider_sock)
     provider_server.start()
     app_server.start()
@@ -174,9 +168,9 @@ CQRS single sign-on demo ({variant.upper()} app)
   NHSmail-like provider (demo only): {stack.provider_server.url}   issuer {stack.provider.issuer}
 
   Demo users, password '{DEMO_PASSWORD}':
-    {GP_USER:<20} has a CQRS account      (seed step 3)
-    {NEW_USER:<20} has no CQRS account    (seed step 5)
-    any other address or a wrong password is refused by the provider (seed step 4)
+    {GP_USER:<20} has a CQRS account: the message centre opens
+    {NEW_USER:<20} has no CQRS account: "no CQRS account is associated with …"
+    any other address or a wrong password is refused by the NHSmail sign-in page
 
 Open {stack.app_server.url} in a browser. Press Ctrl-C to stop.
 """,

@@ -62,13 +62,15 @@ class PathOnlyRequestHandler(WSGIRequestHandler):
 
 
 class BackgroundWSGIServer:
-    """werkzeug's threaded WSGI server serving ``app`` in a daemon thread."""
+    """werkzeug's threaded WSGI server serving ``app`` on ``sock`` in a daemon thread."""
 
-    def __init__(self, app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: WSGIApplication, sock: socket.socket) -> None:
+        host, port = sock.getsockname()[:2]
+        self.sock = sock
         self.server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=PathOnlyRequestHandler
+            host, port, app, threaded=True, request_handler=PathOnlyRequestHandler, fd=sock.fileno()
         )
-        self.url = f"http://{host}:{self.server.server_port}"
+        self.url = f"http://{host}:{port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def start(self) -> BackgroundWSGIServer:
@@ -79,3 +81,4 @@ class BackgroundWSGIServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+        self.sock.close()

@@ -2,25 +2,27 @@
 
     python -m cqrs_sso_middleware.settings_reference --write docs/configuration.md
 
-Each field's description is its ``metadata["doc"]``; names, defaults and environment
-variables come from the dataclass, so the table cannot drift from the code (a test
-regenerates it and compares).
+Each field's description is its ``metadata["doc"]``; names, sections, defaults and
+environment variables come from the section dataclasses (``settings/schema.py``), so the
+table cannot drift from the code (a test regenerates it and compares).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, Field
 from pathlib import Path
 
-from .settings import ENV_PREFIX, Settings
+from .settings.loading import all_settings
 
 START = "<!-- settings-table:start (generated: python -m cqrs_sso_middleware.settings_reference) -->"
 END = "<!-- settings-table:end -->"
 
 
 def _default(setting: Field[object]) -> str:
+    if setting.metadata.get("required"):
+        return "required"
     if setting.default is MISSING and setting.default_factory is MISSING:
         return "required"
     value = setting.default if setting.default is not MISSING else setting.default_factory()  # type: ignore[operator]
@@ -36,18 +38,23 @@ def _default(setting: Field[object]) -> str:
 
 
 def reference_table() -> str:
-    rows = [
-        "| environment variable | TOML key | meaning | default |",
-        "|---|---|---|---|",
-    ]
-    for setting in fields(Settings):
-        if not setting.init:
-            continue
-        env = f"`{ENV_PREFIX}{setting.name.upper()}`"
-        if setting.metadata.get("secret"):
+    rows: list[str] = []
+    section = ""
+    for setting in all_settings():
+        if setting.section != section:
+            section = setting.section
+            rows += [
+                *([""] if rows else []),
+                f"**{section}**",
+                "",
+                "| environment variable | TOML key | meaning | default |",
+                "|---|---|---|---|",
+            ]
+        env = f"`{setting.env}`"
+        if setting.secret:
             env += " (`_FILE`)"
-        doc = str(setting.metadata["doc"]).replace("|", "\\|")
-        rows.append(f"| {env} | `{setting.name}` | {doc} | {_default(setting)} |")
+        doc = str(setting.field.metadata["doc"]).replace("|", "\\|")
+        rows.append(f"| {env} | `{setting.name}` | {doc} | {_default(setting.field)} |")
     return "\n".join(rows)
 
 

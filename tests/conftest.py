@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, SSOMiddleware
+from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Runtime, Settings, SSOMiddleware
 from cqrs_sso_middleware.demo import DemoStack, start_demo
 from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider, ProviderFaults
 from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
@@ -273,10 +273,11 @@ def make_client(
         them, ``settings`` shares their configuration (two instances of one service)."""
         settings = settings or make_settings(**overrides)
         client: AppClient
+        runtime = Runtime.from_settings(settings, clock=clock, store=store)
         if driver == "wsgi":
-            client = WSGIClient(SSOMiddleware(echo_wsgi, settings, clock=clock, store=store))
+            client = WSGIClient(SSOMiddleware(echo_wsgi, runtime=runtime))
         else:
-            client = ASGIClient(ASGISSOMiddleware(echo_asgi(), settings, clock=clock, store=store))
+            client = ASGIClient(ASGISSOMiddleware(echo_asgi(), runtime=runtime))
         made.append(client)
         return client
 

@@ -239,10 +239,11 @@ class Journey:
 def record_provider_requests(client: AppClient) -> list[str]:
     """URLs of every request the middleware behind ``client`` sends to the provider."""
     seen: list[str] = []
-    http = client.middleware.http  # type: ignore[attr-defined]
+    provider_http = client.middleware.runtime.provider_http  # type: ignore[attr-defined]
     if client.driver == "wsgi":
-        http.event_hooks["request"].append(lambda request: seen.append(str(request.url)))
+        provider_http.sync_client.event_hooks["request"].append(lambda request: seen.append(str(request.url)))
     else:
+        http = provider_http.async_client
 
         async def record(request: httpx.Request) -> None:
             seen.append(str(request.url))

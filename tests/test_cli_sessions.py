@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from cqrs_sso_middleware.core.identity import Account, Identity, User
-from cqrs_sso_middleware.core.session_store import SessionKeeper
-from cqrs_sso_middleware.core.sessions import Deployment, Session, SessionTimeouts
-from cqrs_sso_middleware.stores import RedisStore
+from cqrs_sso_middleware.core.sessions.keeper import SessionKeeper
+from cqrs_sso_middleware.core.sessions.session import Deployment, Session, SessionTimeouts
+from cqrs_sso_middleware.stores.redis import RedisStore
 
 from .conftest import REDIS_URL
 

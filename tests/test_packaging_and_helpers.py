@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cqrs_sso_middleware import Settings, __version__
-from cqrs_sso_middleware.core.client_auth import ClientAssertionSigner
+from cqrs_sso_middleware.core.oidc.client_auth import ClientAssertionSigner
 from cqrs_sso_middleware.credentials import make_certificate, new_secret
 from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
@@ -42,7 +42,7 @@ def test_new_secret_is_a_valid_secret_key_and_never_the_same() -> None:
         base_url="https://cqrs.example.nhs.uk",
         account_lookup=lambda identity: None,
     )
-    assert settings.secret_keys == (first,)
+    assert settings.session.secret_keys == (first,)
 
 
 def test_certificate_is_usable_for_private_key_jwt_and_names_its_thumbprint(tmp_path: Path) -> None:

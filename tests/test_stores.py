@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from cqrs_sso_middleware.core.actions import (
+from cqrs_sso_middleware.core.identity import Account, Identity, User
+from cqrs_sso_middleware.core.interpreter import StoreOnly, run_sync
+from cqrs_sso_middleware.core.protocol import (
     StoreClaim,
     StoreDelete,
     StoreEffect,
@@ -21,10 +23,11 @@ from cqrs_sso_middleware.core.actions import (
     StorePut,
     StoreReply,
 )
-from cqrs_sso_middleware.core.identity import Account, Identity, User
-from cqrs_sso_middleware.core.session_store import NOTICE_GRACE_SECONDS, SessionKeeper
-from cqrs_sso_middleware.core.sessions import Deployment, Session, SessionTimeouts
-from cqrs_sso_middleware.stores import MemoryStore, RedisStore, StoreBackend, display_url
+from cqrs_sso_middleware.core.sessions.keeper import NOTICE_GRACE_SECONDS, SessionKeeper
+from cqrs_sso_middleware.core.sessions.session import Deployment, Session, SessionTimeouts
+from cqrs_sso_middleware.settings.schema import display_url
+from cqrs_sso_middleware.stores import MemoryStore, StoreBackend
+from cqrs_sso_middleware.stores.redis import RedisStore
 
 from .conftest import REDIS_URL
 
@@ -171,12 +174,8 @@ def test_a_failed_batched_read_fails_every_request_in_it() -> None:
 
 
 def run(step: Generator[Any, Any, Any], store: StoreBackend) -> Any:
-    try:
-        effect = next(step)
-        while True:
-            effect = step.send(store.perform(effect))
-    except StopIteration as done:
-        return done.value
+    """A keeper step against ``store``, through the shipped interpreter."""
+    return run_sync(step, StoreOnly(store.perform))
 
 
 def test_ending_all_of_one_persons_sessions(backend: tuple[StoreBackend, str]) -> None:

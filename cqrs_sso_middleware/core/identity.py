@@ -8,29 +8,13 @@ identity) for lookups that bind an account to its first owner.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 EMAIL_CLAIMS = ("email", "preferred_username", "upn")
-
-# Headers that carry an identity between a proxy and an app. A client must never be able
-# to send them: drivers delete every one of them from each request before anything else.
-# (WSGI folds "X_Forwarded_User" and "X-Forwarded-User" into one HTTP_ key, so deleting by
-# the normalised name removes both spellings.)
-IDENTITY_HEADERS = (
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-preferred-username",
-    "x-forwarded-groups",
-    "x-cqrs-account",
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-auth-request-preferred-username",
-    "remote-user",
-    "x-remote-user",
-)
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -51,10 +35,6 @@ class Identity:
 
     def __str__(self) -> str:
         return self.email
-
-    @property
-    def domain(self) -> str:
-        return self.email.rpartition("@")[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,45 +119,6 @@ def email_domain_allowed(email: str, allowed_domains: tuple[str, ...]) -> bool:
     return bool(local) and bool(at) and domain in allowed_domains
 
 
-class AccountCache:
-    """Answers of ``account_lookup`` kept for ``ttl_seconds`` (design §3), per process.
-
-    Only real answers are kept — an account, or "no account". A lookup that raised or timed
-    out is never cached. Keyed by email *and* Entra object id, so a re-assigned address is
-    asked about afresh. Bounded: the oldest entries go first.
-    """
-
-    def __init__(self, ttl_seconds: float, capacity: int = 10_000) -> None:
-        self.ttl = ttl_seconds
-        self.capacity = capacity
-        self._entries: dict[tuple[str, str], tuple[float, Account | None]] = {}
-
-    def get(self, identity: Identity, now: float) -> tuple[bool, Account | None]:
-        """``(True, answer)`` when a fresh answer is cached, else ``(False, None)``."""
-        if self.ttl <= 0:
-            return False, None
-        entry = self._entries.get((identity.email, identity.object_id))
-        if entry is None or now >= entry[0]:
-            return False, None
-        return True, entry[1]
-
-    def put(self, identity: Identity, answer: Account | None, now: float) -> None:
-        if self.ttl <= 0:
-            return
-        if len(self._entries) >= self.capacity:
-            del self._entries[next(iter(self._entries))]
-        self._entries[(identity.email, identity.object_id)] = (now + self.ttl, answer)
-
-
-AccountLookup = Callable[[Identity], "Account | Awaitable[Account | None] | None"]
-
-
-def runs_inline(lookup: object) -> bool:
-    """A lookup that says ``nonblocking = True`` (an in-memory table, like the built-in
-    csv:/json: lookups) is called directly; any other plain function runs in a worker
-    thread under the time-out, since it may wait on a database or a network."""
-    return getattr(lookup, "nonblocking", False) is True
-
-
-"""The deployer's account check (design §3): a plain or ``async`` callable; ``None`` means
-"no CQRS account" (seed step 5); an exception or a time-out is *not* "no account"."""
+def session_ref(session_id: str) -> str:
+    """A short, non-reversible reference to a session id, safe to log and correlate."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:16]

@@ -1,19 +1,20 @@
-"""Building the responses the middleware answers itself: pages, redirects, JSON.
+"""The bytes of every answer the package makes itself: pages, redirects, JSON, assets.
 
 Every response carries ``Cache-Control: no-store`` (pages hold personal data and one-time
 forms; RFC 9111 §5.2.2.5) and headers that stop it being framed or leaking the callback URL
-in a ``Referer`` to another origin. Pages are rendered by an injected :class:`PageRenderer`, so the core stays
-free of template I/O and tests can see which page was chosen.
+in a ``Referer`` to another origin. Pages are rendered by an injected :class:`PageRenderer`
+(Jinja2, in ``pages/``), so this module stays free of template loading and the routes
+only describe pages (``protocol.Page``): forward-auth never renders one.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
-from .actions import Respond
+from .protocol import Answer, Empty, JsonReply, Page, Redirect, Respond, Static
 
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("Cache-Control", "no-store"),
@@ -61,10 +62,11 @@ def _respond(
     extra: Sequence[tuple[str, str]] = (),
     set_cookies: Sequence[str] = (),
     security: Sequence[tuple[str, str]] = SECURITY_HEADERS,
+    typed: bool = True,
 ) -> Respond:
     """Every response this package makes is built here, so none lacks the headers above."""
     headers = [
-        ("Content-Type", content_type),
+        *((("Content-Type", content_type),) if typed else ()),
         ("Content-Security-Policy", csp),
         *security,
         *extra,
@@ -73,24 +75,69 @@ def _respond(
     return Respond(status, tuple(headers), body)
 
 
-def html_response(status: int, html: str, csp: str, set_cookies: Sequence[str] = ()) -> Respond:
-    return _respond(
-        status, "text/html; charset=utf-8", html.encode("utf-8"), csp=csp, set_cookies=set_cookies
-    )
+class ResponseWriter:
+    """Turns the core's answers into status, headers and body: pages rendered, JSON encoded,
+    and the security headers on every one of them."""
+
+    def __init__(self, pages: PageRenderer, csp: str, page_defaults: Mapping[str, Any]) -> None:
+        self.pages = pages
+        self.csp = csp
+        self.page_defaults = dict(page_defaults)
+
+    def respond(self, answer: Answer) -> Respond:
+        match answer:
+            case Page():
+                return self._page(answer)
+            case JsonReply():
+                body = json.dumps(answer.body, separators=(",", ":"), sort_keys=True).encode("utf-8")
+                return _respond(
+                    answer.status,
+                    "application/json",
+                    body,
+                    extra=answer.headers,
+                    set_cookies=answer.set_cookies,
+                )
+            case Redirect():
+                return redirect(answer.location, answer.set_cookies)
+            case Empty():
+                return _respond(
+                    answer.status, "", b"", extra=answer.headers, set_cookies=answer.set_cookies, typed=False
+                )
+            case Static():
+                return static_response(self.pages.asset(answer.asset), answer.content_type)
+            case _:
+                unknown_answer(answer)
+
+    def _page(self, page: Page) -> Respond:
+        html = self.pages.render(page.template, {**self.page_defaults, "status": page.status, **page.context})
+        if page.frame_ancestor is None:
+            return _respond(
+                page.status,
+                "text/html; charset=utf-8",
+                html.encode("utf-8"),
+                csp=self.csp,
+                extra=page.headers,
+                set_cookies=page.set_cookies,
+            )
+        # Front-Channel Logout 1.0 §4: only the provider may frame this page. No
+        # X-Frame-Options: ALLOW-FROM is obsolete, and CSP frame-ancestors supersedes it.
+        return _respond(
+            page.status,
+            "text/html; charset=utf-8",
+            html.encode("utf-8"),
+            csp=f"default-src 'none'; style-src 'self'; frame-ancestors {page.frame_ancestor}; "
+            "base-uri 'none'",
+            set_cookies=page.set_cookies,
+            security=tuple(pair for pair in SECURITY_HEADERS if pair[0] != "X-Frame-Options"),
+        )
+
+    def html(self, status: int, template: str, context: Mapping[str, Any]) -> Respond:
+        """A page outside the core's routes (the proxy's 502 and 504)."""
+        return self._page(Page(template, status, context))
 
 
-def frameable_html_response(html: str, frame_ancestor: str, set_cookies: Sequence[str] = ()) -> Respond:
-    """A page that only ``frame_ancestor`` (the provider's origin) may frame: the
-    front-channel logout iframe (Front-Channel Logout 1.0 §4). No ``X-Frame-Options``:
-    ``ALLOW-FROM`` is obsolete, and CSP ``frame-ancestors`` supersedes it."""
-    return _respond(
-        200,
-        "text/html; charset=utf-8",
-        html.encode("utf-8"),
-        csp=f"default-src 'none'; style-src 'self'; frame-ancestors {frame_ancestor}; base-uri 'none'",
-        set_cookies=set_cookies,
-        security=tuple(pair for pair in SECURITY_HEADERS if pair[0] != "X-Frame-Options"),
-    )
+def unknown_answer(answer: Any) -> NoReturn:
+    raise TypeError(f"no response for {answer!r}")
 
 
 def redirect(location: str, set_cookies: Sequence[str] = ()) -> Respond:
@@ -104,33 +151,14 @@ def redirect(location: str, set_cookies: Sequence[str] = ()) -> Respond:
     )
 
 
-def json_response(
-    status: int,
-    payload: Mapping[str, Any],
-    extra_headers: Sequence[tuple[str, str]] = (),
-    set_cookies: Sequence[str] = (),
-) -> Respond:
+def json_response(status: int, payload: Mapping[str, Any]) -> Respond:
     body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
-    return _respond(status, "application/json", body, extra=extra_headers, set_cookies=set_cookies)
+    return _respond(status, "application/json", body)
 
 
 def text_response(status: int, body: bytes, content_type: str) -> Respond:
     """A non-HTML body such as the Prometheus exposition."""
     return _respond(status, content_type, body)
-
-
-def allowed_response(
-    extra_headers: Sequence[tuple[str, str]] = (), set_cookies: Sequence[str] = ()
-) -> Respond:
-    """Forward-auth's "allowed": 202 with an empty body.
-
-    Empty on purpose: nginx reads only the head of an ``auth_request`` answer, and closes
-    the connection to the sign-in service when a body follows, so a body would cost a new
-    TCP connection for every page (oauth2-proxy's ``/oauth2/auth`` answers the same way).
-    The Content-Type is dropped with the body.
-    """
-    response = _respond(202, "", b"", extra=extra_headers, set_cookies=set_cookies)
-    return Respond(202, tuple(h for h in response.headers if h[0] != "Content-Type"), b"")
 
 
 def static_response(body: bytes, content_type: str) -> Respond:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings as django_settings
 
 from ..drivers.wsgi import SSOMiddleware
+from ..runtime import Runtime
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -41,10 +42,12 @@ def sso_settings() -> Settings:
     return Settings.load(config_file, **values)
 
 
-def sso_wsgi_application(application: WSGIApplication | None = None) -> SSOMiddleware:
+def sso_wsgi_application(
+    application: WSGIApplication | None = None, runtime: Runtime | None = None
+) -> SSOMiddleware:
     """Django's WSGI application behind the NHSmail sign-in (use in ``wsgi.py``)."""
     if application is None:
         from django.core.wsgi import get_wsgi_application
 
         application = get_wsgi_application()
-    return SSOMiddleware(application, sso_settings())
+    return SSOMiddleware(application, runtime=runtime or Runtime.from_settings(sso_settings()))

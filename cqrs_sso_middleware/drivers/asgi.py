@@ -1,66 +1,43 @@
-"""ASGI driver: a plain ASGI callable, httpx.AsyncClient for the provider, anyio for lookups.
+"""ASGI driver: a plain ASGI callable, the scope in, the core's outcome out.
 
-It performs what the core asks and nothing else; every decision is in ``core.flow``.
+It reads the request, runs the core's flow with ``interpreter.run_async`` (provider calls
+over ``httpx.AsyncClient`` or the proxy's own client, lookups through the runtime's runner,
+store effects on the store's async face), and sends the answer, closes the websocket, or
+calls the app. Every decision is the core's.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import quote, unquote
 
-import anyio
-import httpx
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..core.actions import (
+from ..audit import begin_request
+from ..core.interpreter import run_async
+from ..core.protocol import (
     OUTCOME_TYPES,
-    Effect,
-    EffectResult,
-    Flow,
     HttpCall,
-    HttpFailure,
-    HttpReply,
+    HttpResult,
     IncomingRequest,
     LookUpAccount,
-    LookupFailed,
-    LookupReturned,
-    Outcome,
+    LookupResult,
     PassThrough,
     ReadForm,
     Respond,
     StoreEffect,
-    StoreFailed,
-    StoreReply,
+    StoreResult,
 )
-from ..core.audit import begin_request
-from ..core.flow import SignInFlow
-from ..core.forms import parse_form
-from ..core.identity import IDENTITY_HEADERS, runs_inline
-from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
-from ..core.responses import PageRenderer, internal_error
-from ..pages import JinjaPages
+from ..core.responses import internal_error
+from ..runtime import Runtime, runtime_for
 from ..settings import Settings
-from ..stores import StoreBackend, store_for
 
 log = logging.getLogger("cqrs_sso")
-_IDENTITY_HEADER_NAMES = frozenset(h.replace("_", "-").encode("latin-1") for h in IDENTITY_HEADERS)
-USER_AGENT = "cqrs-sso-middleware"
 _PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
 WEBSOCKET_UNAUTHENTICATED = 4401
 WEBSOCKET_FORBIDDEN = 4403
-
-
-def _is_identity_header(name: bytes) -> bool:
-    # Every identity header starts with x or r; others skip the normalisation (hot path).
-    if name[:1] not in (b"x", b"r", b"X", b"R"):
-        return False
-    # "X_Forwarded_User" is the same header to many WSGI/CGI back-ends: drop both spellings.
-    return name.lower().replace(b"_", b"-") in _IDENTITY_HEADER_NAMES
 
 
 class ScopeHeaderLookup:
@@ -83,54 +60,63 @@ class ScopeHeaderLookup:
         return None
 
 
+class _Effects:
+    """Performs one request's effects: the runtime's shared resources, and this body."""
+
+    __slots__ = ("receive", "runtime")
+
+    def __init__(self, runtime: Runtime, receive: Receive) -> None:
+        self.runtime = runtime
+        self.receive = receive
+
+    async def http(self, call: HttpCall) -> HttpResult:
+        return await self.runtime.provider_call(call)
+
+    async def read_form(self, effect: ReadForm) -> bytes | None:
+        body = b""
+        while True:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            body += message.get("body", b"")
+            if len(body) > effect.max_bytes:
+                return None
+            if not message.get("more_body", False):
+                return bytes(body)
+
+    async def look_up(self, effect: LookUpAccount) -> LookupResult:
+        return await self.runtime.lookups.acall(effect.identity)
+
+    async def store(self, effect: StoreEffect) -> StoreResult:
+        return await self.runtime.store.aperform(effect)
+
+
 class ASGISSOMiddleware:
     """NHSmail sign-in in front of any ASGI app (Starlette, FastAPI, Django ASGI, …).
 
-    Every HTTP or websocket request that is not under ``settings.path_prefix`` and not in
-    ``settings.public_paths`` needs a valid session; browsers without one are sent to the
-    sign-in page, API callers get ``401`` JSON and websockets are closed with code 4401.
-    Signed-in requests reach the app with ``scope["user"]`` (Starlette ``BaseUser``-
-    compatible), ``scope["auth"]`` (``AuthCredentials(["authenticated"])``) and
-    ``scope["cqrs_sso.user"]``. Lifespan events pass through untouched.
+    Every HTTP or websocket request that is not under ``path_prefix`` and not in
+    ``public_paths`` needs a valid session; browsers without one are sent to the sign-in
+    page, API callers get ``401`` JSON and websockets are closed with code 4401 (4403 for
+    an upgrade from another origin). Signed-in requests reach the app with
+    ``scope["user"]`` (Starlette ``BaseUser``-compatible), ``scope["auth"]``
+    (``AuthCredentials(["authenticated"])``) and ``scope["cqrs_sso.user"]``. Lifespan
+    events pass through untouched.
 
-    What it trusts: only its own signed cookies and the ID token the provider signs.
+    What it trusts: only its own sealed cookies and the ID token the provider signs.
     Identity headers sent by the client (``X-Forwarded-User``, ``Remote-User``, their
-    underscore spellings, …) are removed from every request before the app sees it. It does
-    not read ``X-Forwarded-*``: the public origin is ``settings.base_url``.
+    underscore spellings, the configured names, …) are removed from every request before
+    the app sees it. It does not read ``X-Forwarded-*``: the public origin is ``base_url``.
+
+    Give it ``Settings`` (it builds its runtime) or a ``Runtime``.
     """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        settings: Settings,
-        *,
-        http_client: httpx.AsyncClient | None = None,
-        pages: PageRenderer | None = None,
-        clock: Callable[[], float] = time.time,
-        store: StoreBackend | None = None,
+        self, app: ASGIApp, settings: Settings | None = None, *, runtime: Runtime | None = None
     ) -> None:
         self.app = app
-        self.settings = settings
-        # The server-side session store (None: the cookie store). Pass one to share a
-        # MemoryStore between middlewares, as two instances share one Redis.
-        self.store = (
-            store
-            if store is not None
-            else store_for(
-                settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
-            )
-        )
-        self.flow = SignInFlow(settings, pages or JinjaPages(settings.templates_dir), clock)
-        # Performs the provider calls instead of ``self.http`` when set (cqrs-sso proxy
-        # sets its own pooled client: proxy/provider_client.py).
-        self.provider_call: Callable[[HttpCall], Awaitable[HttpReply | HttpFailure]] | None = None
-        self.http = http_client or httpx.AsyncClient(
-            timeout=settings.http_timeout_seconds,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
-        # Called with (seconds, succeeded) after every account lookup; metrics listen here.
-        self.lookup_observers: list[Callable[[float, bool], None]] = []
+        self.runtime = runtime_for(settings, runtime)
+        self._router = self.runtime.router
+        self._is_identity = self.runtime.identity_headers.is_identity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -140,36 +126,37 @@ class ASGISSOMiddleware:
             await self.app(scope, receive, send)
             return
         scope = dict(scope)
-        scope["headers"] = [(k, v) for k, v in scope["headers"] if not _is_identity_header(k)]
+        is_identity = self._is_identity
+        # Every identity header starts with x or r: other names skip the normalising (hot path).
+        scope["headers"] = [
+            (k, v) for k, v in scope["headers"] if k[:1] not in (b"x", b"r", b"X", b"R") or not is_identity(k)
+        ]
         headers = ScopeHeaderLookup(scope["headers"])
         begin_request(headers.get("x-request-id"))
         try:
-            decision = self.flow.handle(self._request(scope, headers))
-            if isinstance(decision, OUTCOME_TYPES):
-                outcome = decision
-            else:
-                outcome = await self._run(decision, scope, receive)
+            decision = self._router.handle(self._request(scope, headers))
+            outcome = (
+                decision
+                if isinstance(decision, OUTCOME_TYPES)
+                else await run_async(decision, _Effects(self.runtime, receive))
+            )
+            answer = self.runtime.finish(outcome)
         except Exception:
             log.exception("cqrs-sso: internal error while handling a request")
-            outcome = internal_error()
-        if isinstance(outcome, PassThrough):
-            await self._pass_through(outcome, scope, receive, send)
+            answer = internal_error()
+        if isinstance(answer, PassThrough):
+            await self._pass_through(answer, scope, receive, send)
         elif scope["type"] == "websocket":
-            code = WEBSOCKET_FORBIDDEN if outcome.status == 403 else WEBSOCKET_UNAUTHENTICATED
+            code = WEBSOCKET_FORBIDDEN if answer.status == 403 else WEBSOCKET_UNAUTHENTICATED
             await send({"type": "websocket.close", "code": code})
         else:
-            await send_response(outcome, send, head=scope.get("method") == "HEAD")
+            await send_response(answer, send, head=scope.get("method") == "HEAD")
 
     async def aclose(self) -> None:
-        await self.http.aclose()
-        if self.store is not None:
-            await self.store.aclose()
-        close_lookup = getattr(self.settings.lookup, "close", None)
-        if callable(close_lookup):
-            await anyio.to_thread.run_sync(close_lookup)  # a built-in sql:/http: lookup's pool
+        await self.runtime.aclose()
 
     def _closing_on_shutdown(self, send: Send) -> Send:
-        """Lifespan passes through untouched; once the app has shut down, close our pool."""
+        """Lifespan passes through untouched; once the app has shut down, close our pools."""
 
         async def send_and_close(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
@@ -177,8 +164,6 @@ class ASGISSOMiddleware:
             await send(message)
 
         return send_and_close
-
-    # -- request in, outcome out ----------------------------------------------------------
 
     @staticmethod
     def _request(scope: Scope, headers: ScopeHeaderLookup) -> IncomingRequest:
@@ -215,102 +200,10 @@ class ASGISSOMiddleware:
 
         await self.app(scope, receive, send_with_cookies)
 
-    # -- effects ------------------------------------------------------------------------------
 
-    async def _run(self, flow: Flow, scope: Scope, receive: Receive) -> Outcome:
-        try:
-            effect: Effect = next(flow)
-            while True:
-                effect = flow.send(await self._perform(effect, scope, receive))
-        except StopIteration as done:
-            result: Outcome = done.value
-            return result
-
-    async def _perform(self, effect: Effect, scope: Scope, receive: Receive) -> EffectResult:
-        if isinstance(effect, HttpCall):
-            if self.provider_call is not None:
-                return await self.provider_call(effect)
-            return await self._http(effect)
-        if isinstance(effect, ReadForm):
-            return await self._read_form(effect, scope, receive)
-        if isinstance(effect, LookUpAccount):
-            return await self._look_up(effect)
-        return await self._store_effect(effect)
-
-    async def _store_effect(self, effect: StoreEffect) -> StoreReply | StoreFailed:
-        if self.store is None:
-            return StoreFailed("no server-side session store configured")
-        return await self.store.aperform(effect)
-
-    async def _http(self, call: HttpCall) -> HttpReply | HttpFailure:
-        try:
-            request = self.http.build_request(
-                call.method, call.url, data=dict(call.form or ()), headers=call.headers
-            )
-            reply = await self.http.send(request, stream=True)
-            try:
-                body = b""
-                async for chunk in reply.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_PROVIDER_REPLY_BYTES:
-                        return HttpFailure(
-                            f"{call.purpose}: reply larger than {MAX_PROVIDER_REPLY_BYTES} bytes"
-                        )
-                return HttpReply(reply.status_code, body)
-            finally:
-                await reply.aclose()
-        except httpx.HTTPError as error:
-            return HttpFailure(f"{call.purpose}: {type(error).__name__}")
-
-    @staticmethod
-    async def _read_form(effect: ReadForm, scope: Scope, receive: Receive) -> dict[str, str] | None:
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return None  # client went away
-            body += message.get("body", b"")
-            if len(body) > effect.max_bytes:
-                return None
-            if not message.get("more_body", False):
-                break
-        return parse_form(body, ScopeHeaderLookup(scope["headers"]).get("content-type"))
-
-    async def _look_up(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
-        started = time.perf_counter()
-        outcome = await self._call_lookup(effect)
-        for observe in self.lookup_observers:
-            observe(time.perf_counter() - started, isinstance(outcome, LookupReturned))
-        return outcome
-
-    async def _call_lookup(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
-        lookup = self.settings.lookup
-        timeout = self.settings.account_lookup_timeout_seconds
-        try:
-            result: Any
-            with anyio.fail_after(timeout):
-                if runs_inline(lookup):
-                    result = lookup(effect.identity)
-                elif inspect.iscoroutinefunction(lookup) or inspect.iscoroutinefunction(
-                    getattr(lookup, "__call__", None)  # noqa: B004 - async callable objects
-                ):
-                    result = await lookup(effect.identity)  # type: ignore[misc]
-                else:
-                    # abandon_on_cancel: a stuck sync lookup must not hold the request past
-                    # its time-out; its thread finishes in the background.
-                    result = await anyio.to_thread.run_sync(lookup, effect.identity, abandon_on_cancel=True)
-                    if inspect.isawaitable(result):
-                        result = await result
-            return LookupReturned(result)
-        except TimeoutError:
-            return LookupFailed(f"timed out after {timeout:g}s")
-        except Exception as error:
-            return LookupFailed(f"raised {type(error).__name__}")
-
-
-async def send_response(outcome: Respond, send: Send, head: bool = False) -> None:
+async def send_response(answer: Respond, send: Send, head: bool = False) -> None:
     """An answer the package makes itself, as ASGI messages (body left out for HEAD)."""
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-    headers.append((b"content-length", str(len(outcome.body)).encode()))
-    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if head else outcome.body})
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+    headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else answer.body})

@@ -1,52 +1,36 @@
-"""WSGI driver: werkzeug for the request, httpx.Client for the provider, threads for lookups.
+"""WSGI driver (PEP 3333): the environ in, the core's outcome out.
 
-It performs what the core asks and nothing else; every decision is in ``core.flow``.
+It reads the request, runs the core's flow with ``interpreter.run_sync`` (provider calls
+over ``httpx.Client``, lookups through the runtime's runner, store effects on the store's
+sync face), and writes the answer or calls the app. Every decision is the core's.
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
-import httpx
-
-from ..core.actions import (
+from ..audit import begin_request
+from ..core.interpreter import run_sync
+from ..core.protocol import (
     OUTCOME_TYPES,
-    Effect,
-    EffectResult,
-    Flow,
     HttpCall,
-    HttpFailure,
-    HttpReply,
+    HttpResult,
     IncomingRequest,
     LookUpAccount,
-    LookupFailed,
-    LookupReturned,
-    Outcome,
+    LookupResult,
     PassThrough,
     ReadForm,
     Respond,
     StoreEffect,
-    StoreFailed,
-    StoreReply,
+    StoreResult,
 )
-from ..core.audit import begin_request
-from ..core.flow import SignInFlow
-from ..core.forms import parse_form
-from ..core.identity import IDENTITY_HEADERS, Identity, runs_inline
-from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
-from ..core.responses import PageRenderer, internal_error
-from ..pages import JinjaPages
+from ..core.responses import internal_error
+from ..runtime import Runtime, runtime_for
 from ..settings import Settings
-from ..stores import StoreBackend, store_for
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -54,8 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cqrs_sso")
 _PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
 _CGI_HEADERS = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
-_IDENTITY_ENVIRON_KEYS = tuple("HTTP_" + h.upper().replace("-", "_") for h in IDENTITY_HEADERS)
-USER_AGENT = "cqrs-sso-middleware"
 
 
 class EnvironHeaderLookup:
@@ -81,78 +63,86 @@ class EnvironHeaderLookup:
         return value if isinstance(value, str) else None
 
 
+class _Effects:
+    """Performs one request's effects: the runtime's shared resources, and this environ's body."""
+
+    __slots__ = ("environ", "runtime")
+
+    def __init__(self, runtime: Runtime, environ: WSGIEnvironment) -> None:
+        self.runtime = runtime
+        self.environ = environ
+
+    def http(self, call: HttpCall) -> HttpResult:
+        return self.runtime.provider_http.call(call)
+
+    def read_form(self, effect: ReadForm) -> bytes | None:
+        try:
+            length = int(self.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return None
+        if not 0 < length <= effect.max_bytes:
+            return None
+        body: bytes = self.environ["wsgi.input"].read(length)
+        return body
+
+    def look_up(self, effect: LookUpAccount) -> LookupResult:
+        return self.runtime.lookups.call(effect.identity)
+
+    def store(self, effect: StoreEffect) -> StoreResult:
+        return self.runtime.store.perform(effect)
+
+
 class SSOMiddleware:
     """NHSmail sign-in in front of any WSGI app (Flask, Django, …).
 
-    Every request that is not under ``settings.path_prefix`` and not in
-    ``settings.public_paths`` needs a valid session; without one, browsers are sent to the
-    sign-in page and API callers get ``401`` JSON. Signed-in requests reach the app with
-    ``environ["cqrs_sso.user"]`` (a :class:`~cqrs_sso_middleware.User`) and
-    ``environ["REMOTE_USER"]`` (the email).
+    Every request that is not under ``path_prefix`` and not in ``public_paths`` needs a
+    valid session; without one, browsers are sent to the sign-in page and API callers get
+    ``401`` JSON. Signed-in requests reach the app with ``environ["cqrs_sso.user"]`` (a
+    :class:`~cqrs_sso_middleware.User`) and ``environ["REMOTE_USER"]`` (the email).
 
-    What it trusts: only its own signed cookies and the ID token the provider signs. It
+    What it trusts: only its own sealed cookies and the ID token the provider signs. It
     does **not** trust identity headers from the client — ``X-Forwarded-User``,
-    ``Remote-User`` and the rest of ``IDENTITY_HEADERS`` are deleted from every request,
-    and ``REMOTE_USER`` is always overwritten or removed, so the app can believe them.
-    It does not read ``X-Forwarded-*`` at all: the public origin is ``settings.base_url``.
+    ``Remote-User``, the configured user/email/account headers and the rest of
+    ``STANDARD_IDENTITY_HEADERS`` are deleted from every request, and ``REMOTE_USER`` is
+    always overwritten or removed, so the app can believe them. It does not read
+    ``X-Forwarded-*`` at all: the public origin is ``base_url``.
+
+    Give it ``Settings`` (it builds its runtime) or a ``Runtime`` (shared, or built with a
+    test's clock or store).
     """
 
     def __init__(
-        self,
-        app: WSGIApplication,
-        settings: Settings,
-        *,
-        http_client: httpx.Client | None = None,
-        pages: PageRenderer | None = None,
-        clock: Callable[[], float] = time.time,
-        store: StoreBackend | None = None,
+        self, app: WSGIApplication, settings: Settings | None = None, *, runtime: Runtime | None = None
     ) -> None:
         self.app = app
-        self.settings = settings
-        # The server-side session store (None: the cookie store). Pass one to share a
-        # MemoryStore between middlewares, as two instances share one Redis.
-        self.store = (
-            store
-            if store is not None
-            else store_for(
-                settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
-            )
-        )
-        self.flow = SignInFlow(settings, pages or JinjaPages(settings.templates_dir), clock)
-        self.http = http_client or httpx.Client(
-            timeout=settings.http_timeout_seconds,
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
-        self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cqrs-sso-lookup")
+        self.runtime = runtime_for(settings, runtime)
+        self._router = self.runtime.router
+        self._strip = self.runtime.identity_headers.environ_keys
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        for key in _IDENTITY_ENVIRON_KEYS:
+        for key in self._strip:
             environ.pop(key, None)
         environ.pop("REMOTE_USER", None)
         begin_request(environ.get("HTTP_X_REQUEST_ID"))
         try:
-            decision = self.flow.handle(self._request(environ))
-            outcome = decision if isinstance(decision, OUTCOME_TYPES) else self._run(decision, environ)
+            decision = self._router.handle(self._request(environ))
+            outcome = (
+                decision
+                if isinstance(decision, OUTCOME_TYPES)
+                else run_sync(decision, _Effects(self.runtime, environ))
+            )
+            answer = self.runtime.finish(outcome)
         except Exception:
             log.exception("cqrs-sso: internal error while handling a request")
-            outcome = internal_error()
-        if isinstance(outcome, Respond):
+            answer = internal_error()
+        if isinstance(answer, Respond):
             head = environ.get("REQUEST_METHOD") == "HEAD"
-            start_response(f"{outcome.status} {HTTPStatus(outcome.status).phrase}", list(outcome.headers))
-            return [] if head else [outcome.body]
-        return self._pass_through(outcome, environ, start_response)
+            start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", list(answer.headers))
+            return [] if head else [answer.body]
+        return self._pass_through(answer, environ, start_response)
 
     def close(self) -> None:
-        self.http.close()
-        if self.store is not None:
-            self.store.close()
-        self._lookups.shutdown(wait=False, cancel_futures=True)
-        close_lookup = getattr(self.settings.lookup, "close", None)
-        if callable(close_lookup):
-            close_lookup()  # a built-in sql:/http: lookup's connection pool
-
-    # -- request in, outcome out ----------------------------------------------------------
+        self.runtime.close()
 
     @staticmethod
     def _request(environ: WSGIEnvironment) -> IncomingRequest:
@@ -187,74 +177,6 @@ class SSOMiddleware:
 
         return self.app(environ, start_with_cookies)
 
-    # -- effects ------------------------------------------------------------------------------
-
-    def _run(self, flow: Flow, environ: WSGIEnvironment) -> Outcome:
-        try:
-            effect: Effect = next(flow)
-            while True:
-                effect = flow.send(self._perform(effect, environ))
-        except StopIteration as done:
-            result: Outcome = done.value
-            return result
-
-    def _perform(self, effect: Effect, environ: WSGIEnvironment) -> EffectResult:
-        if isinstance(effect, HttpCall):
-            return self._http(effect)
-        if isinstance(effect, ReadForm):
-            return self._read_form(effect, environ)
-        if isinstance(effect, LookUpAccount):
-            return self._look_up(effect)
-        return self._store_effect(effect)
-
-    def _store_effect(self, effect: StoreEffect) -> StoreReply | StoreFailed:
-        if self.store is None:
-            return StoreFailed("no server-side session store configured")
-        return self.store.perform(effect)
-
-    def _http(self, call: HttpCall) -> HttpReply | HttpFailure:
-        try:
-            with self.http.stream(
-                call.method, call.url, data=dict(call.form or ()), headers=call.headers
-            ) as reply:
-                body = b""
-                for chunk in reply.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_PROVIDER_REPLY_BYTES:
-                        return HttpFailure(
-                            f"{call.purpose}: reply larger than {MAX_PROVIDER_REPLY_BYTES} bytes"
-                        )
-                return HttpReply(reply.status_code, body)
-        except httpx.HTTPError as error:
-            return HttpFailure(f"{call.purpose}: {type(error).__name__}")
-
-    @staticmethod
-    def _read_form(effect: ReadForm, environ: WSGIEnvironment) -> dict[str, str] | None:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        if not 0 < length <= effect.max_bytes:
-            return None
-        body = environ["wsgi.input"].read(length)
-        return parse_form(body, environ.get("CONTENT_TYPE"))
-
-    def _look_up(self, effect: LookUpAccount) -> LookupReturned | LookupFailed:
-        timeout = self.settings.account_lookup_timeout_seconds
-        if runs_inline(self.settings.lookup):
-            try:
-                return LookupReturned(self.settings.lookup(effect.identity))
-            except Exception as error:
-                return LookupFailed(f"raised {type(error).__name__}")
-        future = self._lookups.submit(_call_lookup, self.settings.lookup, effect.identity)
-        try:
-            return LookupReturned(future.result(timeout=timeout))
-        except FutureTimeout:
-            future.cancel()
-            return LookupFailed(f"timed out after {timeout:g}s")
-        except Exception as error:
-            return LookupFailed(f"raised {type(error).__name__}")
-
 
 def raw_request_path(environ: WSGIEnvironment) -> str:
     """The request path as the client sent it, still percent-encoded.
@@ -272,15 +194,3 @@ def raw_request_path(environ: WSGIEnvironment) -> str:
         if raw == decoded_path or unquote_to_bytes(raw).decode("latin-1") == decoded_path:
             return raw
     return quote_from_bytes(decoded_path.encode("latin-1", "replace"), safe=_PCHAR) or "/"
-
-
-def _call_lookup(lookup: Callable[[Identity], Any], identity: Identity) -> object:
-    """Run a plain or ``async def`` lookup to completion in a worker thread."""
-    result = lookup(identity)
-    if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
-    return result
-
-
-async def _await(awaitable: Any) -> object:
-    return await awaitable

@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..core.identity import User
-
 RawHeaders = list[tuple[bytes, bytes]]
 
 # RFC 9110 §7.6.1, plus Proxy-Connection and Keep-Alive that old clients still send.
@@ -75,18 +73,6 @@ class TrustedProxies:
         except ValueError:
             return False
         return any(ip in network for network in self.networks)
-
-
-def identity_headers(
-    user: User | None, user_header: str, email_header: str, account_header: str
-) -> RawHeaders:
-    if user is None:
-        return []
-    return [
-        (user_header.lower().encode(), user.email.encode("utf-8")),
-        (email_header.lower().encode(), user.email.encode("utf-8")),
-        (account_header.lower().encode(), user.account.account_id.encode("utf-8")),
-    ]
 
 
 def rewrite_location(value: bytes, upstream_origin: str, public_origin: str) -> bytes:

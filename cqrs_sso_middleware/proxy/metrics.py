@@ -1,23 +1,22 @@
 """Prometheus metrics of the proxy (prometheus-client), one registry per app.
 
-Sign-ins by outcome and session problems come from the flow's audit events, lookup latency
-from the driver, upstream latency and status from the proxy. With several workers each
-process keeps its own counters (prometheus-client's multiprocess mode is not wired yet).
+Sign-ins by outcome and session ends come from the audit events the runtime emits, lookup
+latency from the lookup runner (both are observers given to ``Runtime.from_settings``),
+upstream latency and status from the reverse proxy. With several workers each process
+keeps its own counters.
 """
 
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from ..drivers.asgi import ASGISSOMiddleware
+from ..core.protocol import AuditEvent
 
 _SIGN_IN_OUTCOMES = {
     "sign_in_started": "started",
@@ -50,15 +49,12 @@ class ProxyMetrics:
         self.per_request = PerRequestMetrics()
         self.registry.register(self.per_request)
 
-    def watch(self, middleware: ASGISSOMiddleware) -> None:
-        middleware.flow.observers.append(self.audit_event)
-        middleware.lookup_observers.append(self.lookup)
-
-    def audit_event(self, event: str, fields: Mapping[str, object]) -> None:
-        if event in _SIGN_IN_OUTCOMES:
-            self.sign_ins.labels(_SIGN_IN_OUTCOMES[event]).inc()
-        elif event in _SESSION_EVENTS:
-            self.sessions.labels(_SESSION_EVENTS[event]).inc()
+    def audit_event(self, event: AuditEvent) -> None:
+        """An audit observer (``runtime.Observers``): sign-ins and session ends counted."""
+        if event.name in _SIGN_IN_OUTCOMES:
+            self.sign_ins.labels(_SIGN_IN_OUTCOMES[event.name]).inc()
+        elif event.name in _SESSION_EVENTS:
+            self.sessions.labels(_SESSION_EVENTS[event.name]).inc()
 
     def session_check(self, authenticated: bool) -> None:
         self.per_request.checks[authenticated] += 1

@@ -23,9 +23,9 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from ..core.actions import HttpCall, HttpFailure, HttpReply
-from ..core.oidc import MAX_PROVIDER_REPLY_BYTES
-from ..drivers.asgi import USER_AGENT
+from ..core.oidc.client import MAX_PROVIDER_REPLY_BYTES
+from ..core.protocol import HttpCall, HttpFailure, HttpReply
+from ..provider_calls import USER_AGENT
 from .upstream import UpstreamError, UpstreamPool
 
 ProviderCall = Callable[[HttpCall], Awaitable[HttpReply | HttpFailure]]

@@ -17,6 +17,7 @@ import sys
 from starlette.types import ASGIApp
 
 from ..core.errors import ConfigError
+from ..runtime import Runtime
 from ..settings import Settings
 from .app import create_proxy_app, describe
 
@@ -65,12 +66,14 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         os.environ["CQRS_SSO_UPSTREAM"] = upstream
     if listen:
         os.environ["CQRS_SSO_LISTEN"] = listen
-    try:
-        settings = Settings.load(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
+    try:  # everything a worker will build, checked once here: all problems in one pass
+        runtime = Runtime.load(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
     except ConfigError as error:
         for problem in error.problems:
             print(f"config error: {problem}", file=sys.stderr)
         return 1
+    runtime.close()
+    settings = runtime.settings
     configure_logging()
     described = describe(settings)
     logging.getLogger("cqrs_sso").info("cqrs-sso proxy starting: %s", json.dumps(described))
@@ -85,7 +88,7 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
 
     from .http_protocol import CoalescingHttpToolsProtocol
 
-    host, _, port = settings.listen.rpartition(":")
+    host, _, port = settings.proxy.listen.rpartition(":")
     uvicorn.run(
         "cqrs_sso_middleware.proxy.server:app_from_environment",
         factory=True,
@@ -97,7 +100,7 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         server_header=False,  # the upstream's Server header passes; no second one
         access_log=False,  # the proxy writes its own JSON access log, without query strings
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        timeout_keep_alive=settings.keep_alive_seconds,
+        timeout_keep_alive=settings.proxy.keep_alive_seconds,
         log_level="info",
     )
     return 0

@@ -7,15 +7,18 @@ import secrets
 
 import pytest
 
-from cqrs_sso_middleware.core.attempts import (
+from cqrs_sso_middleware.core.interpreter import StoreOnly, run_sync
+from cqrs_sso_middleware.core.sessions.attempts import (
     ATTEMPT_LIFETIME_SECONDS,
     MAX_ATTEMPT_COOKIE_BYTES,
     MAX_OPEN_ATTEMPTS,
     AttemptCookies,
     LoginAttempt,
-    SpentStates,
     pkce_s256_challenge,
 )
+from cqrs_sso_middleware.core.sessions.keeper import SessionKeeper
+from cqrs_sso_middleware.core.sessions.session import Deployment, SessionTimeouts
+from cqrs_sso_middleware.stores import MemoryStore
 
 KEYS = (secrets.token_urlsafe(32),)
 NOW = 1_800_000_000.0
@@ -119,15 +122,26 @@ def test_expired_attempt_cookies_are_dropped() -> None:
     assert drop == [codec.cookie_name(old.state)]
 
 
+def keeper() -> SessionKeeper:
+    return SessionKeeper("cookie", KEYS, SessionTimeouts(3600, 43200), Deployment("https://i.example", "c"))
+
+
 def test_state_is_single_use() -> None:
-    spent = SpentStates()
-    assert spent.spend("state-1", int(NOW) + 600, NOW)
-    assert not spent.spend("state-1", int(NOW) + 600, NOW + 1)
-    assert spent.spend("state-2", int(NOW) + 600, NOW + 1)
+    """RFC 6749 §10.12: a state is claimed once, with the same effect for every store (a
+    process-local store for the cookie store)."""
+    store, sessions = MemoryStore(lambda: NOW), keeper()
+    performer = StoreOnly(store.perform)
+    assert run_sync(sessions.claim(sessions.state_key("state-1"), 600), performer)
+    assert not run_sync(sessions.claim(sessions.state_key("state-1"), 600), performer)
+    assert run_sync(sessions.claim(sessions.state_key("state-2"), 600), performer)
 
 
-def test_spent_states_are_bounded() -> None:
-    spent = SpentStates(capacity=3)
-    for i in range(10):
-        assert spent.spend(f"s{i}", int(NOW) + 600, NOW)
-    assert len(spent._spent) <= 3
+def test_spent_states_are_forgotten_once_their_attempt_would_have_expired() -> None:
+    moment = [NOW]
+    store, sessions = MemoryStore(lambda: moment[0]), keeper()
+    performer = StoreOnly(store.perform)
+    for i in range(2000):
+        run_sync(sessions.claim(sessions.state_key(f"s{i}"), 600), performer)
+    moment[0] += 601
+    assert len(store) == 0  # nothing left to grow without bound
+    assert run_sync(sessions.claim(sessions.state_key("s1"), 600), performer)

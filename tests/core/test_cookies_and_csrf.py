@@ -6,8 +6,8 @@ import secrets
 
 import pytest
 
-from cqrs_sso_middleware.core.cookies import CookiePolicy, cookie_values, parse_cookie_header
-from cqrs_sso_middleware.core.csrf import (
+from cqrs_sso_middleware.core.security.cookies import CookiePolicy, cookie_values, parse_cookie_header
+from cqrs_sso_middleware.core.security.csrf import (
     cross_origin,
     csrf_token,
     csrf_token_valid,

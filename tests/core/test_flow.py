@@ -15,27 +15,26 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from cqrs_sso_middleware import Account, Identity, Settings
-from cqrs_sso_middleware.core.actions import (
-    STORE_EFFECT_TYPES,
-    Decision,
-    Effect,
+from cqrs_sso_middleware import Account, Identity, Runtime, Settings
+from cqrs_sso_middleware.core.interpreter import run_sync
+from cqrs_sso_middleware.core.protocol import (
+    OUTCOME_TYPES,
     EffectResult,
-    Flow,
     HttpCall,
     HttpFailure,
     HttpReply,
+    HttpResult,
     IncomingRequest,
     LookUpAccount,
     LookupFailed,
+    LookupResult,
     LookupReturned,
-    Outcome,
     PassThrough,
     ReadForm,
     Respond,
+    StoreEffect,
+    StoreResult,
 )
-from cqrs_sso_middleware.core.flow import SignInFlow
-from cqrs_sso_middleware.pages import JinjaPages
 from cqrs_sso_middleware.stores import MemoryStore
 
 TENANT = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
@@ -72,32 +71,40 @@ class ScriptedProvider:
     form: dict[str, str] | None = None
     send_kid: bool = True
     kid: str | None = None  # a kid other than the signing key's own (forgeries)
-    store: MemoryStore = field(default_factory=MemoryStore)  # answers the store effects
+    store_backend: MemoryStore = field(default_factory=MemoryStore)  # answers the store effects
 
     def __post_init__(self) -> None:
         self.published = [self.key]
 
-    def perform(self, effect: Effect) -> EffectResult:
-        if isinstance(effect, ReadForm):
-            return self.form
-        if isinstance(effect, LookUpAccount):
-            return self.lookup(effect.identity)
-        if isinstance(effect, STORE_EFFECT_TYPES):
-            return self.store.perform(effect)
+    # -- the interpreter's SyncPerformer: answers the core's effects ---------------------------
+
+    def read_form(self, effect: ReadForm) -> bytes | None:
+        return None if self.form is None else urlencode(self.form).encode()
+
+    def look_up(self, effect: LookUpAccount) -> LookupResult:
+        return self.lookup(effect.identity)  # type: ignore[return-value]
+
+    def store(self, effect: StoreEffect) -> StoreResult:
+        return self.store_backend.perform(effect)
+
+    def http(self, effect: HttpCall) -> HttpResult:
         self.calls.append(effect)
+        answer: EffectResult
         if effect.purpose == "metadata":
-            return self.metadata() if self.metadata else HttpReply(200, json.dumps(self.discovery()).encode())
-        if effect.purpose == "jwks":
-            if self.jwks:
-                return self.jwks()
-            return HttpReply(
-                200, json.dumps({"keys": [k.as_dict(private=False) for k in self.published]}).encode()
+            answer = (
+                self.metadata() if self.metadata else HttpReply(200, json.dumps(self.discovery()).encode())
             )
-        return (
-            self.token(effect)
-            if self.token
-            else HttpReply(200, json.dumps({"id_token": self.id_token()}).encode())
-        )
+        elif effect.purpose == "jwks":
+            keys = {"keys": [k.as_dict(private=False) for k in self.published]}
+            answer = self.jwks() if self.jwks else HttpReply(200, json.dumps(keys).encode())
+        else:
+            answer = (
+                self.token(effect)
+                if self.token
+                else HttpReply(200, json.dumps({"id_token": self.id_token()}).encode())
+            )
+        assert isinstance(answer, HttpReply | HttpFailure)
+        return answer
 
     @staticmethod
     def discovery() -> dict[str, Any]:
@@ -131,37 +138,30 @@ class ScriptedProvider:
         return jwt.encode(header, claims, self.key, algorithms=["RS256"])
 
 
-def run(decision: Decision, provider: ScriptedProvider) -> Outcome:
-    if isinstance(decision, PassThrough | Respond):
-        return decision
-    flow: Flow = decision
-    try:
-        effect = next(flow)
-        while True:
-            effect = flow.send(provider.perform(effect))
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-
-
 class Browser:
-    """One browser's cookie jar, talking to the core directly."""
+    """One browser's cookie jar, talking to the core through the runtime (router, the shipped
+    interpreter, then ``finish``: what the drivers do, without a socket)."""
 
-    def __init__(self, flow: SignInFlow, provider: ScriptedProvider) -> None:
-        self.flow, self.provider = flow, provider
+    def __init__(self, runtime: Runtime, provider: ScriptedProvider) -> None:
+        self.runtime, self.provider = runtime, provider
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, target: str, headers: dict[str, str] | None = None) -> Outcome:
+    def request(
+        self, method: str, target: str, headers: dict[str, str] | None = None
+    ) -> PassThrough | Respond:
         path, _, query = target.partition("?")
         all_headers = {"accept": "text/html", **(headers or {})}
+        if method == "POST":
+            all_headers.setdefault("content-type", "application/x-www-form-urlencoded")
         if self.cookies:
             all_headers["cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        outcome = run(
-            self.flow.handle(IncomingRequest(method, path, query, Headers(all_headers))), self.provider
-        )
+        decision = self.runtime.router.handle(IncomingRequest(method, path, query, Headers(all_headers)))
+        outcome = decision if isinstance(decision, OUTCOME_TYPES) else run_sync(decision, self.provider)
+        answer = self.runtime.finish(outcome)
         cookies = (
-            outcome.set_cookies
-            if isinstance(outcome, PassThrough)
-            else [v for k, v in outcome.headers if k == "Set-Cookie"]
+            answer.set_cookies
+            if isinstance(answer, PassThrough)
+            else [v for k, v in answer.headers if k == "Set-Cookie"]
         )
         for cookie in cookies:
             name, _, rest = cookie.partition("=")
@@ -170,7 +170,7 @@ class Browser:
                 self.cookies.pop(name, None)
             else:
                 self.cookies[name] = value
-        return outcome
+        return answer
 
     def start(self, path: str = "/messages") -> str:
         page = self.request("GET", f"/oauth2/sign_in?rd={path}")
@@ -214,8 +214,10 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_flow(clock: Clock) -> Callable[..., SignInFlow]:
-    def build(**overrides: Any) -> SignInFlow:
+def make_flow(clock: Clock, provider: ScriptedProvider) -> Callable[..., Runtime]:
+    """A runtime for the core, its store shared with the scripted provider."""
+
+    def build(**overrides: Any) -> Runtime:
         values: dict[str, Any] = {
             "issuer": ISSUER,
             "client_id": CLIENT_ID,
@@ -225,7 +227,7 @@ def make_flow(clock: Clock) -> Callable[..., SignInFlow]:
             "account_lookup": lookup,
             **overrides,
         }
-        return SignInFlow(Settings(**values), JinjaPages(), clock)
+        return Runtime.from_settings(Settings(**values), clock=clock, store=provider.store_backend)
 
     return build
 
@@ -236,7 +238,7 @@ def provider() -> ScriptedProvider:
 
 
 @pytest.fixture
-def browser(make_flow: Callable[..., SignInFlow], provider: ScriptedProvider) -> Browser:
+def browser(make_flow: Callable[..., Runtime], provider: ScriptedProvider) -> Browser:
     return Browser(make_flow(), provider)
 
 
@@ -254,7 +256,7 @@ def test_https_deployment_uses_host_prefixed_secure_httponly_lax_cookies(browser
     assert isinstance(outcome, Respond)
     for name in browser.cookies:
         assert name.startswith("__Host-")
-    jar = browser.flow.cookie_policy.set_cookie("__Host-x", "v", 10)
+    jar = browser.runtime.router.cookies.policy.set_cookie("__Host-x", "v", 10)
     for flag in ("Path=/", "HttpOnly", "Secure", "SameSite=Lax"):
         assert flag in jar
     assert "Domain" not in jar
@@ -383,7 +385,7 @@ def test_email_claim_wins_over_preferred_username_and_upn(
 
 
 def test_account_is_rechecked_and_a_removed_account_ends_the_session(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock
 ) -> None:
     browser = Browser(make_flow(account_recheck_seconds=600), provider)
     browser.sign_in()
@@ -396,7 +398,7 @@ def test_account_is_rechecked_and_a_removed_account_ends_the_session(
 
 
 def test_recheck_answers_api_calls_with_json(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock
 ) -> None:
     browser = Browser(make_flow(account_recheck_seconds=600), provider)
     browser.sign_in()
@@ -413,7 +415,7 @@ def test_recheck_answers_api_calls_with_json(
 
 
 def test_failed_recheck_fails_closed(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock
 ) -> None:
     browser = Browser(make_flow(account_recheck_seconds=600), provider)
     browser.sign_in()
@@ -434,7 +436,7 @@ def test_removed_key_tokens_are_refused_after_refresh(
     provider.published = [RSAKey.generate_key(2048, parameters={"kid": "k2", "use": "sig"})]
     clock.offset += 24 * 3600 + 1  # daily refresh picks up the new set
     provider.key = old
-    assert Browser(browser.flow, provider).sign_in().status == 401
+    assert Browser(browser.runtime, provider).sign_in().status == 401
 
 
 # -- escaping ---------------------------------------------------------------------------------
@@ -461,9 +463,7 @@ def test_every_page_is_no_store_and_framing_is_denied(browser: Browser) -> None:
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
 
 
-def test_public_path_globs_and_regexes(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
-) -> None:
+def test_public_path_globs_and_regexes(make_flow: Callable[..., Runtime], provider: ScriptedProvider) -> None:
     browser = Browser(make_flow(public_paths=("/static/*", "re:/status(z|check)")), provider)
     assert isinstance(browser.request("GET", "/static/site.css"), PassThrough)
     assert isinstance(browser.request("GET", "/statusz"), PassThrough)
@@ -473,7 +473,7 @@ def test_public_path_globs_and_regexes(
 
 
 def test_forward_auth_judges_the_normalised_original_uri(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider
 ) -> None:
     browser = Browser(make_flow(public_paths=("/public/**",)), provider)
 
@@ -495,7 +495,7 @@ def test_forward_auth_judges_the_normalised_original_uri(
 
 
 def test_the_app_is_handed_the_normalised_path(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider
 ) -> None:
     browser = Browser(make_flow(public_paths=("/public/**",)), provider)
     outcome = browser.request("GET", "/public/a/./b/../c.css")
@@ -523,68 +523,14 @@ def test_readyz_is_503_until_provider_metadata_loads(
     assert isinstance(up, Respond) and up.status == 200
 
 
-def test_probes_can_be_disabled(make_flow: Callable[..., SignInFlow], provider: ScriptedProvider) -> None:
+def test_probes_can_be_disabled(make_flow: Callable[..., Runtime], provider: ScriptedProvider) -> None:
     browser = Browser(make_flow(health_path="", ready_path=""), provider)
     assert isinstance(browser.request("GET", "/healthz", {"accept": "application/json"}), Respond)
     assert browser.request("GET", "/healthz", {"accept": "application/json"}).status == 401  # type: ignore[union-attr]
 
 
-def counting(answers: list[Any]) -> tuple[list[Identity], Callable[[Identity], Any]]:
-    seen: list[Identity] = []
-
-    def answer(identity: Identity) -> Any:
-        seen.append(identity)
-        return answers[min(len(seen), len(answers)) - 1]
-
-    return seen, answer
-
-
-def test_lookups_are_not_cached_by_default(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
-) -> None:
-    seen, provider.lookup = counting([LookupReturned(Account("A-1"))])
-    flow = make_flow()
-    Browser(flow, provider).sign_in()
-    Browser(flow, provider).sign_in()
-    assert len(seen) == 2
-
-
-def test_cached_answers_are_reused_until_the_ttl(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
-) -> None:
-    seen, provider.lookup = counting([LookupReturned(None)])
-    flow = make_flow(account_cache_seconds=60)
-    assert Browser(flow, provider).sign_in().status == 403
-    assert Browser(flow, provider).sign_in().status == 403  # "no account" is an answer too
-    assert len(seen) == 1
-    clock.offset += 61
-    Browser(flow, provider).sign_in()
-    assert len(seen) == 2
-
-
-def test_failed_lookups_are_never_cached(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
-) -> None:
-    seen, provider.lookup = counting([LookupFailed("timed out after 5s"), LookupReturned(Account("A-1"))])
-    flow = make_flow(account_cache_seconds=60)
-    assert Browser(flow, provider).sign_in().status == 503
-    assert Browser(flow, provider).sign_in().status == 303
-    assert len(seen) == 2
-
-
-def test_cache_is_keyed_by_email_and_entra_object_id(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
-) -> None:
-    seen, provider.lookup = counting([LookupReturned(Account("A-1"))])
-    flow = make_flow(account_cache_seconds=60)
-    Browser(flow, provider).sign_in()
-    provider.claims = {"oid": "someone-else-now-owns-the-address"}
-    Browser(flow, provider).sign_in()
-    assert len(seen) == 2
-
-
 def test_forward_auth_allows_with_an_empty_body(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider
 ) -> None:
     """nginx reads only the head of an auth_request answer and closes the connection to
     the sign-in service when a body follows: a body would cost a TCP connection per page
@@ -600,7 +546,7 @@ def test_forward_auth_allows_with_an_empty_body(
 
 
 def test_forward_auth_faults_answer_503_json_with_retry_after(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock
 ) -> None:
     """A lookup failing at the account re-check, or the store failing, is an outage: 503
     with the outage's own body and Retry-After (it once said "unauthenticated")."""
@@ -613,12 +559,12 @@ def test_forward_auth_faults_answer_503_json_with_retry_after(
         assert isinstance(reply, Respond) and reply.status == 503
         assert json.loads(reply.body) == {"error": "temporarily_unavailable"}
         assert dict(reply.headers)["Retry-After"] == "30"
-    from cqrs_sso_middleware.core.actions import StoreFailed
+    from cqrs_sso_middleware.core.protocol import StoreFailed
 
     stored = Browser(make_flow(session_store="memory"), provider)
     provider.lookup = lambda identity: LookupReturned(Account("A-1", identity.email))
     stored.sign_in()
-    provider.store.perform = lambda effect: StoreFailed("redis: ConnectionError")  # type: ignore[method-assign]
+    provider.store_backend.perform = lambda effect: StoreFailed("redis: ConnectionError")  # type: ignore[method-assign]
     reply = stored.request("GET", "/oauth2/auth", {"accept": "text/html"})
     assert isinstance(reply, Respond) and reply.status == 503
     assert json.loads(reply.body) == {"error": "temporarily_unavailable"}
@@ -627,7 +573,7 @@ def test_forward_auth_faults_answer_503_json_with_retry_after(
 
 @pytest.mark.parametrize("pattern", ["re:.*\\.css", "re:.*\\.(css|js)$", "/**/*.css", "**.js"])
 def test_a_path_parameter_never_counts_as_public(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, pattern: str
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, pattern: str
 ) -> None:
     browser = Browser(make_flow(public_paths=(pattern,)), provider)
     suffix = "css" if "css" in pattern else "js"

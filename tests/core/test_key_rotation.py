@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from joserfc.jwk import RSAKey
 
-from cqrs_sso_middleware.core.actions import HttpFailure, HttpReply
-from cqrs_sso_middleware.core.flow import SignInFlow
-from cqrs_sso_middleware.core.tokens import FAILED_REFRESH_RETRY_SECONDS, UNKNOWN_KID_REFRESH_SECONDS
+from cqrs_sso_middleware import Runtime
+from cqrs_sso_middleware.core.oidc.tokens import FAILED_REFRESH_RETRY_SECONDS, UNKNOWN_KID_REFRESH_SECONDS
+from cqrs_sso_middleware.core.protocol import HttpFailure, HttpReply
 
 from .test_flow import Browser, Clock, ScriptedProvider
 
@@ -35,7 +35,7 @@ def test_rp_key_rotation_op_sign_key(browser: Browser, provider: ScriptedProvide
     assert browser.sign_in().status == 303
     assert jwks_requests(provider) == 1
     rotate(provider, keep_old=False)
-    second = Browser(browser.flow, provider)
+    second = Browser(browser.runtime, provider)
     assert second.sign_in().status == 303
     assert jwks_requests(provider) == 2
 
@@ -47,12 +47,12 @@ def test_rp_key_rotation_op_sign_key_twice_in_one_window_is_refused_then_recover
     after the window it can."""
     browser.sign_in()
     rotate(provider)
-    assert Browser(browser.flow, provider).sign_in().status == 303
+    assert Browser(browser.runtime, provider).sign_in().status == 303
     rotate(provider)
-    assert Browser(browser.flow, provider).sign_in().status == 401
+    assert Browser(browser.runtime, provider).sign_in().status == 401
     assert jwks_requests(provider) == 2
     clock.offset += UNKNOWN_KID_REFRESH_SECONDS
-    assert Browser(browser.flow, provider).sign_in().status == 303
+    assert Browser(browser.runtime, provider).sign_in().status == 303
     assert jwks_requests(provider) == 3
 
 
@@ -61,7 +61,7 @@ def test_a_thousand_random_unknown_kids_cost_at_most_one_jwks_request(
 ) -> None:
     browser.sign_in()
     before = jwks_requests(provider)
-    flow: SignInFlow = browser.flow
+    flow: Runtime = browser.runtime
     refused = 0
     provider.key = _FORGERY_KEY
     for _ in range(1000):
@@ -82,12 +82,12 @@ def test_rotation_while_the_jwks_endpoint_is_down_is_unavailable_then_accepted(
     browser.sign_in()
     rotate(provider)
     provider.jwks = lambda: HttpFailure("ConnectError")
-    down = Browser(browser.flow, provider).sign_in()
+    down = Browser(browser.runtime, provider).sign_in()
     assert down.status == 503
     assert b"temporarily unavailable" in down.body
     provider.jwks = None
     clock.offset += FAILED_REFRESH_RETRY_SECONDS
-    assert Browser(browser.flow, provider).sign_in().status == 303
+    assert Browser(browser.runtime, provider).sign_in().status == 303
 
 
 def test_rotation_when_the_jwks_endpoint_answers_garbage_is_unavailable(
@@ -96,7 +96,7 @@ def test_rotation_when_the_jwks_endpoint_answers_garbage_is_unavailable(
     browser.sign_in()
     rotate(provider)
     provider.jwks = lambda: HttpReply(200, b"<html>maintenance</html>")
-    assert Browser(browser.flow, provider).sign_in().status == 503
+    assert Browser(browser.runtime, provider).sign_in().status == 503
 
 
 def test_rp_id_token_kid_absent_single_jwks(browser: Browser, provider: ScriptedProvider) -> None:
@@ -111,7 +111,7 @@ def test_rp_id_token_kid_absent_multiple_jwks(browser: Browser, provider: Script
 
 
 def test_kid_absent_counts_only_keys_that_fit_the_algorithm(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider
 ) -> None:
     """An EC key beside the one RSA key does not make an RS256 token without kid ambiguous."""
     from joserfc.jwk import ECKey
@@ -127,5 +127,5 @@ def test_rp_id_token_bad_sig_rs256_with_a_published_kid_is_refused_without_refet
     browser.sign_in()
     published = provider.key
     provider.key, provider.kid = _FORGERY_KEY, published.kid
-    assert Browser(browser.flow, provider).sign_in().status == 401
+    assert Browser(browser.runtime, provider).sign_in().status == 401
     assert jwks_requests(provider) == 1  # a known kid never triggers a refresh

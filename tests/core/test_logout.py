@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from joserfc.jwk import RSAKey
 
-from cqrs_sso_middleware.core.actions import PassThrough, Respond
-from cqrs_sso_middleware.core.flow import SignInFlow
+from cqrs_sso_middleware import Runtime
+from cqrs_sso_middleware.core.protocol import PassThrough, Respond
 from cqrs_sso_middleware.provider.logout import BACKCHANNEL_LOGOUT_EVENT, logout_token
 
 from .test_flow import BASE, CLIENT_ID, ISSUER, Browser, Clock, ScriptedProvider
@@ -24,7 +24,7 @@ ORIGIN = {"origin": BASE}
 
 
 @pytest.fixture
-def server_side(make_flow: Callable[..., SignInFlow], provider: ScriptedProvider) -> Browser:
+def server_side(make_flow: Callable[..., Runtime], provider: ScriptedProvider) -> Browser:
     """A signed-in browser on a flow with the memory store; the ID token carries a sid."""
     provider.claims = {"sid": SID, "login_hint": "opaque-hint"}
     browser = Browser(make_flow(session_store="memory"), provider)
@@ -78,7 +78,7 @@ def test_cookie_store_sends_no_id_token_hint(browser: Browser, provider: Scripte
 
 
 def test_provider_sign_out_can_be_switched_off(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider
 ) -> None:
     browser = Browser(make_flow(sign_out_at_provider=False), provider)
     browser.sign_in()
@@ -87,9 +87,9 @@ def test_provider_sign_out_can_be_switched_off(
 
 
 def test_provider_without_end_session_endpoint_gets_the_signed_out_page(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider
 ) -> None:
-    from cqrs_sso_middleware.core.actions import HttpReply
+    from cqrs_sso_middleware.core.protocol import HttpReply
 
     document = {k: v for k, v in provider.discovery().items() if k != "end_session_endpoint"}
     provider.metadata = lambda: HttpReply(200, json.dumps(document).encode())
@@ -119,7 +119,7 @@ def test_signed_out_page_changes_nothing(server_side: Browser) -> None:
 def test_sign_out_everywhere_ends_every_session_of_that_person(
     server_side: Browser, provider: ScriptedProvider
 ) -> None:
-    other_pc = Browser(server_side.flow, provider)
+    other_pc = Browser(server_side.runtime, provider)
     assert other_pc.sign_in().status == 303
     page = server_side.request("GET", "/oauth2/sign_out")
     assert isinstance(page, Respond) and b"Sign out everywhere" in page.body
@@ -128,9 +128,9 @@ def test_sign_out_everywhere_ends_every_session_of_that_person(
 
 
 def test_a_removed_account_ends_the_session_in_the_store(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock
 ) -> None:
-    from cqrs_sso_middleware.core.actions import LookupReturned
+    from cqrs_sso_middleware.core.protocol import LookupReturned
 
     browser = Browser(make_flow(session_store="memory", account_recheck_seconds=600), provider)
     browser.sign_in()
@@ -156,7 +156,7 @@ def cleared(reply: Respond) -> bool:
 def test_frontchannel_logout_ends_the_sessions_of_that_sid_and_may_be_framed_by_the_provider_only(
     server_side: Browser, provider: ScriptedProvider
 ) -> None:
-    elsewhere = Browser(server_side.flow, provider)  # the iframe carries no cookie of ours
+    elsewhere = Browser(server_side.runtime, provider)  # the iframe carries no cookie of ours
     reply = elsewhere.request("GET", f"/oauth2/frontchannel_logout?iss={ISSUER}&sid={SID}")
     assert isinstance(reply, Respond) and reply.status == 200
     headers = dict(reply.headers)
@@ -171,7 +171,7 @@ def test_entra_shaped_frontchannel_logout_with_sid_only_ends_the_session(
     server_side: Browser, provider: ScriptedProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Entra sends ``?sid=`` without ``iss``: the configured provider is meant."""
-    reply = Browser(server_side.flow, provider).request("GET", f"/oauth2/frontchannel_logout?sid={SID}")
+    reply = Browser(server_side.runtime, provider).request("GET", f"/oauth2/frontchannel_logout?sid={SID}")
     assert isinstance(reply, Respond) and reply.status == 200
     assert not signed_in(server_side)
     assert '"event": "frontchannel_logout"' in caplog.text and '"with_iss": false' in caplog.text
@@ -179,7 +179,7 @@ def test_entra_shaped_frontchannel_logout_with_sid_only_ends_the_session(
 
 @pytest.mark.parametrize("store", ["cookie", "memory"])
 def test_frontchannel_logout_clears_the_cookie_only_when_its_session_has_that_sid(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, store: str
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, store: str
 ) -> None:
     flow = make_flow(session_store=store)
     provider.claims = {"sid": "another-provider-session"}
@@ -291,7 +291,9 @@ def test_forged_logout_token_is_refused_and_ends_nothing(
     server_side: Browser, provider: ScriptedProvider, forge: Callable[[ScriptedProvider], str]
 ) -> None:
     reply = post(
-        Browser(server_side.flow, provider), "/oauth2/backchannel_logout", {"logout_token": forge(provider)}
+        Browser(server_side.runtime, provider),
+        "/oauth2/backchannel_logout",
+        {"logout_token": forge(provider)},
     )
     assert reply.status == 400, reply.body
     assert json.loads(reply.body)["error"] == "invalid_request"
@@ -303,7 +305,7 @@ def test_valid_logout_token_ends_the_session_and_its_jti_is_single_use(
     server_side: Browser, provider: ScriptedProvider
 ) -> None:
     token = logout_token(provider.key, ISSUER, CLIENT_ID, sid=SID)
-    server = Browser(server_side.flow, provider)
+    server = Browser(server_side.runtime, provider)
     first = post(server, "/oauth2/backchannel_logout", {"logout_token": token})
     assert first.status == 200 and dict(first.headers)["Cache-Control"] == "no-store"
     assert not signed_in(server_side)
@@ -324,7 +326,9 @@ def test_logout_token_with_the_logout_type_or_none_is_accepted(
     else:
         logout = token(provider, header={"alg": "RS256", "kid": provider.key.kid, "typ": typ})
     assert ("typ" in jws.extract_compact(logout.encode()).headers()) == (typ is not None)
-    reply = post(Browser(server_side.flow, provider), "/oauth2/backchannel_logout", {"logout_token": logout})
+    reply = post(
+        Browser(server_side.runtime, provider), "/oauth2/backchannel_logout", {"logout_token": logout}
+    )
     assert reply.status == 200
     assert not signed_in(server_side)
 
@@ -333,7 +337,7 @@ def test_valid_logout_token_for_another_sid_ends_nothing(
     server_side: Browser, provider: ScriptedProvider
 ) -> None:
     reply = post(
-        Browser(server_side.flow, provider),
+        Browser(server_side.runtime, provider),
         "/oauth2/backchannel_logout",
         {"logout_token": token(provider, sid="another-provider-session")},
     )
@@ -342,13 +346,13 @@ def test_valid_logout_token_for_another_sid_ends_nothing(
 
 
 def test_spent_jti_is_kept_until_the_token_could_no_longer_be_accepted(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock
 ) -> None:
     """A token expiring in 30 s is accepted for 30 s plus the 180 s leeway: its jti must be
     remembered that long (it was once kept only 60 s, so a replay at 100 s got through)."""
     from cqrs_sso_middleware.stores import MemoryStore
 
-    provider.store = MemoryStore(clock)
+    provider.store_backend = MemoryStore(clock)
     provider.claims = {"sid": SID}
     flow = make_flow(session_store="memory")
     captured = logout_token(provider.key, ISSUER, CLIENT_ID, sid=SID, exp=int(time.time()) + 30)
@@ -365,12 +369,12 @@ def test_spent_jti_is_kept_until_the_token_could_no_longer_be_accepted(
 def test_logout_token_naming_only_sub_ends_all_of_that_subjects_sessions(
     server_side: Browser, provider: ScriptedProvider
 ) -> None:
-    other_pc = Browser(server_side.flow, provider)
+    other_pc = Browser(server_side.runtime, provider)
     other_pc.sign_in()
     token = logout_token(provider.key, ISSUER, CLIENT_ID, subject="pairwise")
     assert (
         post(
-            Browser(server_side.flow, provider), "/oauth2/backchannel_logout", {"logout_token": token}
+            Browser(server_side.runtime, provider), "/oauth2/backchannel_logout", {"logout_token": token}
         ).status
         == 200
     )
@@ -378,7 +382,7 @@ def test_logout_token_naming_only_sub_ends_all_of_that_subjects_sessions(
 
 
 def test_missing_logout_token_is_400(server_side: Browser, provider: ScriptedProvider) -> None:
-    assert post(Browser(server_side.flow, provider), "/oauth2/backchannel_logout", {}).status == 400
+    assert post(Browser(server_side.runtime, provider), "/oauth2/backchannel_logout", {}).status == 400
 
 
 def test_cookie_store_answers_501_to_a_valid_logout_token(
@@ -388,7 +392,7 @@ def test_cookie_store_answers_501_to_a_valid_logout_token(
     browser.sign_in()
     token = logout_token(provider.key, ISSUER, CLIENT_ID, sid=SID)
     assert (
-        post(Browser(browser.flow, provider), "/oauth2/backchannel_logout", {"logout_token": token}).status
+        post(Browser(browser.runtime, provider), "/oauth2/backchannel_logout", {"logout_token": token}).status
         == 501
     )
 
@@ -401,7 +405,7 @@ def test_logout_token_after_key_rotation_refreshes_the_keys_once(
     token = logout_token(provider.key, ISSUER, CLIENT_ID, sid=SID)
     assert (
         post(
-            Browser(server_side.flow, provider), "/oauth2/backchannel_logout", {"logout_token": token}
+            Browser(server_side.runtime, provider), "/oauth2/backchannel_logout", {"logout_token": token}
         ).status
         == 200
     )
@@ -413,7 +417,7 @@ def test_logout_token_after_key_rotation_refreshes_the_keys_once(
 
 @pytest.mark.parametrize("store", ["cookie", "memory"])
 def test_sign_in_page_says_why_the_session_ended(
-    make_flow: Callable[..., SignInFlow], provider: ScriptedProvider, clock: Clock, store: str
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock, store: str
 ) -> None:
     browser = Browser(make_flow(session_store=store, session_idle_seconds=600), provider)
     browser.sign_in()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cqrs_sso_middleware.core.paths import (
+from cqrs_sso_middleware.core.security.paths import (
     PathRefused,
     compile_path_pattern,
     normalise_path,

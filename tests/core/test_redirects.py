@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cqrs_sso_middleware.core.redirects import MAX_RETURN_PATH_LENGTH, safe_return_path
+from cqrs_sso_middleware.core.security.redirects import MAX_RETURN_PATH_LENGTH, safe_return_path
 
 from ..helpers import lands_on_our_origin
 

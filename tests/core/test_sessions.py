@@ -8,8 +8,8 @@ import secrets
 import pytest
 
 from cqrs_sso_middleware.core.identity import Account, Identity, User
-from cqrs_sso_middleware.core.session_store import SessionKeeper
-from cqrs_sso_middleware.core.sessions import (
+from cqrs_sso_middleware.core.sessions.keeper import SessionKeeper
+from cqrs_sso_middleware.core.sessions.session import (
     MAX_SESSION_COOKIE_BYTES,
     Deployment,
     KeyRing,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cqrs_sso_middleware import Account, ConfigError, Identity, Settings
+from cqrs_sso_middleware import Account, ConfigError, Identity, Runtime, Settings
 from cqrs_sso_middleware.lookups import FileAccountLookup
 
 KEY = secrets.token_urlsafe(32)
@@ -39,9 +39,12 @@ def problems(**changes: Any) -> list[str]:
 
 def test_nhsmail_preset_builds_the_entra_v2_issuer() -> None:
     settings = Settings(**valid())
-    assert settings.issuer == "https://login.microsoftonline.com/37c354b2-85b0-47f5-b222-07b48d774ee3/v2.0"
-    assert settings.redirect_uri == "https://cqrs.example.nhs.uk/oauth2/callback"
-    assert settings.token_auth_method == "client_secret_basic"
+    assert (
+        settings.provider.issuer
+        == "https://login.microsoftonline.com/37c354b2-85b0-47f5-b222-07b48d774ee3/v2.0"
+    )
+    assert settings.site.redirect_uri == "https://cqrs.example.nhs.uk/oauth2/callback"
+    assert settings.provider.token_auth_method == "client_secret_basic"
 
 
 @pytest.mark.parametrize(
@@ -69,22 +72,41 @@ def test_nhsmail_preset_builds_the_entra_v2_issuer() -> None:
         ),
         pytest.param({"session_idle_seconds": 10}, "session_idle_seconds", id="tiny-idle"),
         pytest.param({"session_max_seconds": 100}, "session_max_seconds", id="max-below-idle"),
-        pytest.param({"account_lookup": "nonexistent.module:fn"}, "cannot import", id="bad-dotted-path"),
-        pytest.param({"account_lookup": "csv:/does/not/exist.csv"}, "cannot load csv", id="missing-csv"),
-        pytest.param({"account_lookup": "just-a-word"}, "is not 'package.module:function'", id="bad-spec"),
         pytest.param(
             {"token_auth_method": "private_key_jwt"}, "private_key_file: required", id="pkjwt-no-key"
         ),
-        pytest.param(
-            {"private_key_file": "/nope.pem"}, "private_key_file: cannot read", id="pkjwt-missing-key"
-        ),
         pytest.param({"scopes": ("email",)}, "scopes: must include 'openid'", id="no-openid"),
+        pytest.param({"token_auth_method": "client_secret_jwt"}, "is not one of", id="unknown-method"),
+        pytest.param({"session_idle_seconds": "an hour"}, "is not a whole number", id="not-a-number"),
+        pytest.param({"secret_keys": 42}, "is not a list", id="not-a-list"),
     ],
 )
 def test_each_problem_is_one_clear_line(changes: dict[str, Any], expected: str) -> None:
     lines = problems(**changes)
     assert any(expected in line for line in lines), lines
     assert all("\n" not in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "changes,expected",
+    [
+        pytest.param({"account_lookup": "nonexistent.module:fn"}, "cannot import", id="bad-dotted-path"),
+        pytest.param({"account_lookup": "csv:/does/not/exist.csv"}, "cannot load csv", id="missing-csv"),
+        pytest.param({"account_lookup": "just-a-word"}, "is not 'package.module:function'", id="bad-spec"),
+        pytest.param(
+            {"private_key_file": "/nope.pem"}, "private_key_file: cannot read", id="pkjwt-missing-key"
+        ),
+    ],
+)
+def test_what_settings_name_is_checked_when_the_runtime_is_built(
+    changes: dict[str, Any], expected: str
+) -> None:
+    """Settings only read and validate; turning a lookup spec or a key file into a resource
+    is the runtime's, at start-up, with the same one line per problem."""
+    settings = Settings(**valid(**changes))
+    with pytest.raises(ConfigError) as caught:
+        Runtime.from_settings(settings)
+    assert any(expected in line for line in caught.value.problems), caught.value.problems
 
 
 def test_all_problems_are_reported_at_once() -> None:
@@ -95,7 +117,7 @@ def test_http_is_allowed_only_on_loopback() -> None:
     settings = Settings(
         **valid(base_url="http://127.0.0.1:8000", issuer="http://localhost:8001/t/v2.0", tenant="")
     )
-    assert not settings.is_https
+    assert not settings.site.is_https
 
 
 def env(**values: str) -> dict[str, str]:
@@ -121,20 +143,20 @@ def test_from_environment_with_lists_booleans_and_numbers() -> None:
             CQRS_SSO_HELP_PHONE="0800 000 000",
         )
     )
-    assert settings.allowed_email_domains == ("nhs.net", "nhs.uk")
-    assert settings.public_paths == ("/static/*", "/healthz")
-    assert settings.auto_redirect is True
-    assert settings.session_idle_seconds == 1800
-    assert settings.help_phone == "0800 000 000"
-    assert len(settings.secret_keys) == 2
-    assert settings.lookup is lookup
+    assert settings.lookup.allowed_email_domains == ("nhs.net", "nhs.uk")
+    assert settings.site.public_paths == ("/static/*", "/healthz")
+    assert settings.site.auto_redirect is True
+    assert settings.session.session_idle_seconds == 1800
+    assert settings.pages.help_phone == "0800 000 000"
+    assert len(settings.session.secret_keys) == 2
+    assert Runtime.from_settings(settings).lookups.lookup is lookup
 
 
 def test_secrets_may_come_from_files(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-a-file\n")
     settings = Settings.from_env(env(CQRS_SSO_CLIENT_SECRET="", CQRS_SSO_CLIENT_SECRET_FILE=str(secret_file)))
-    assert settings.client_secret == "from-a-file"
+    assert settings.provider.client_secret == "from-a-file"
 
 
 def test_unreadable_secret_file_is_a_config_error(tmp_path: Path) -> None:
@@ -147,7 +169,7 @@ def test_unreadable_secret_file_is_a_config_error(tmp_path: Path) -> None:
     [("CQRS_SSO_AUTO_REDIRECT", "perhaps"), ("CQRS_SSO_SESSION_IDLE_SECONDS", "an hour")],
 )
 def test_malformed_environment_values_are_reported(name: str, value: str) -> None:
-    with pytest.raises(ConfigError, match="is not a valid"):
+    with pytest.raises(ConfigError, match=f"\\({name}\\): '{value}' is not"):
         Settings.from_env(env(**{name: value}))
 
 
@@ -185,13 +207,13 @@ help_email = "file@example.nhs.uk"
 allowed_email_domains = ["nhs.net"]
 """,
     )
-    assert Settings.load(path, {}).client_id == "from-file"
+    assert Settings.load(path, {}).provider.client_id == "from-file"
     from_env = Settings.load(path, {"CQRS_SSO_CLIENT_ID": "from-env"})
-    assert from_env.client_id == "from-env"
-    assert from_env.path_prefix == "/sso"
+    assert from_env.provider.client_id == "from-env"
+    assert from_env.site.path_prefix == "/sso"
     flagged = Settings.load(path, {"CQRS_SSO_CLIENT_ID": "from-env"}, client_id="from-flag")
-    assert flagged.client_id == "from-flag"
-    assert flagged.allowed_email_domains == ("nhs.net",)
+    assert flagged.provider.client_id == "from-flag"
+    assert flagged.lookup.allowed_email_domains == ("nhs.net",)
 
 
 @pytest.mark.parametrize(
@@ -199,6 +221,7 @@ allowed_email_domains = ["nhs.net"]
     [
         pytest.param("not = [valid", "not valid TOML", id="syntax"),
         pytest.param('client_idd = "typo"', "unknown key 'client_idd'", id="unknown-key"),
+        pytest.param('client_secert = "typo"', "did you mean 'client_secret'", id="did-you-mean"),
     ],
 )
 def test_bad_toml_is_reported(tmp_path: Path, text: str, expected: str) -> None:
@@ -213,12 +236,12 @@ def identity(email: str, oid: str = "oid-1") -> Identity:
 def test_csv_lookup_matches_case_insensitively_with_attributes(tmp_path: Path) -> None:
     path = tmp_path / "accounts.csv"
     path.write_text("Email,account_id,organisation\nGP.User@nhs.net,CQRS-7,Test Surgery\n")
-    settings = Settings(**valid(account_lookup=f"csv:{path}"))
-    account = settings.lookup(identity("gp.user@nhs.net"))
+    lookup_file = FileAccountLookup(path, "csv")
+    account = lookup_file(identity("gp.user@nhs.net"))
     assert isinstance(account, Account)
     assert account.account_id == "CQRS-7"
     assert account.attributes == {"organisation": "Test Surgery"}
-    assert settings.lookup(identity("other@nhs.net")) is None
+    assert lookup_file(identity("other@nhs.net")) is None
 
 
 def test_file_lookup_bound_to_oid_refuses_a_reassigned_address(tmp_path: Path) -> None:
@@ -232,7 +255,8 @@ def test_file_lookup_bound_to_oid_refuses_a_reassigned_address(tmp_path: Path) -
 def test_csv_without_email_column_fails_at_start_up(tmp_path: Path) -> None:
     path = tmp_path / "accounts.csv"
     path.write_text("name,account_id\nx,1\n")
-    assert any("no 'email' column" in p for p in problems(account_lookup=f"csv:{path}"))
+    with pytest.raises(ConfigError, match="no 'email' column"):
+        Runtime.from_settings(Settings(**valid(account_lookup=f"csv:{path}")))
 
 
 def test_csv_lookup_rereads_a_changed_file(tmp_path: Path) -> None:
@@ -256,7 +280,7 @@ def test_repr_never_shows_secrets(tmp_path: Path) -> None:
 
 def test_store_password_is_never_shown() -> None:
     settings = Settings(**valid(session_store="redis://:hunter2secret@cache:6379/0", redis_password="pw-xyz"))
-    assert settings.display_store == "redis://:***@cache:6379/0"
+    assert settings.session.display_store == "redis://:***@cache:6379/0"
     assert "pw-xyz" not in repr(settings)
     assert "hunter2secret" not in repr(settings)
 
@@ -265,14 +289,13 @@ def test_configuration_doc_table_is_generated_from_the_settings_themselves() -> 
     """Every setting is in docs/configuration.md, with its default and variable, and nothing
     documented there is not a setting. Regenerate with
     ``python -m cqrs_sso_middleware.settings_reference --write docs/configuration.md``."""
-    from dataclasses import fields
     from pathlib import Path
 
+    from cqrs_sso_middleware.settings.loading import all_settings
     from cqrs_sso_middleware.settings_reference import with_table
 
     document = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert with_table(document) == document, "docs/configuration.md is out of date with Settings"
-    for setting in fields(Settings):
-        if setting.init:
-            assert setting.metadata.get("doc"), f"{setting.name} has no description"
-            assert f"| `{setting.name}` |" in document
+    for setting in all_settings():
+        assert setting.field.metadata.get("doc"), f"{setting.name} has no description"
+        assert f"| `{setting.name}` |" in document

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from cqrs_sso_middleware import Account, ConfigError, Identity, Settings
+from cqrs_sso_middleware import Account, ConfigError, Identity, Runtime, Settings
 from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
 
 from ..helpers import require
@@ -35,7 +35,8 @@ def _close_lookups() -> Iterator[None]:
         OPENED.pop().close()
 
 
-def settings(**changes: Any) -> Settings:
+def configured_lookup(**changes: Any) -> Callable[[Identity], Any]:
+    """The lookup a deployment with these settings runs (built by the runtime, as at start)."""
     values: dict[str, Any] = {
         "issuer": "https://login.microsoftonline.com/t/v2.0",
         "client_id": "c",
@@ -44,10 +45,9 @@ def settings(**changes: Any) -> Settings:
         "base_url": "https://cqrs.example.nhs.uk",
         **changes,
     }
-    built = Settings(**values)
-    if hasattr(built.lookup, "close"):
-        OPENED.append(built.lookup)
-    return built
+    runtime = Runtime.from_settings(Settings(**values))
+    OPENED.append(runtime.lookups)
+    return runtime.lookups.lookup
 
 
 def person(email: str = "gp.user@nhs.net", oid: str = "oid-1") -> Identity:
@@ -98,9 +98,9 @@ def postgres_table() -> Iterator[str]:
 
 
 def test_sqlite_lookup_finds_an_account_case_insensitively(sqlite_url: str) -> None:
-    lookup = settings(
+    lookup = configured_lookup(
         account_lookup=f"sql:{sqlite_url}", account_query=QUERY.format(table="cqrs_accounts")
-    ).lookup
+    )
     account = lookup(person())
     assert account == Account("CQRS-7", "gp.user@nhs.net", {"organisation": "Test Surgery"})
     assert lookup(person("nobody@nhs.net")) is None
@@ -111,7 +111,7 @@ def test_postgresql_lookup_binds_email_and_oid(postgres_table: str) -> None:
         f"SELECT account_id FROM {postgres_table} "  # noqa: S608 - our own table name
         "WHERE lower(email) = :email AND (oid IS NULL OR oid = :oid)"
     )
-    lookup = settings(account_lookup=f"sql:{POSTGRES}", account_query=query).lookup
+    lookup = configured_lookup(account_lookup=f"sql:{POSTGRES}", account_query=query)
     found = lookup(person())
     assert isinstance(found, Account)
     assert found.account_id == "CQRS-7"
@@ -119,9 +119,9 @@ def test_postgresql_lookup_binds_email_and_oid(postgres_table: str) -> None:
 
 
 def test_two_rows_for_one_address_is_a_failure_not_a_choice(sqlite_url: str) -> None:
-    lookup = settings(
+    lookup = configured_lookup(
         account_lookup=f"sql:{sqlite_url}", account_query=QUERY.format(table="cqrs_accounts")
-    ).lookup
+    )
     with pytest.raises(LookupError):
         lookup(person("twice@nhs.net"))
 
@@ -132,10 +132,10 @@ def test_database_down_raises_so_the_user_sees_unavailable() -> None:
     sock = bind_socket()
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now: connection refused
-    lookup = settings(
+    lookup = configured_lookup(
         account_lookup=f"sql:postgresql+psycopg://postgres@127.0.0.1:{port}/test",
         account_query="SELECT 1 WHERE :email = ''",
-    ).lookup
+    )
     with pytest.raises(OperationalError):  # the driver turns it into "temporarily unavailable"
         lookup(person())
 
@@ -159,7 +159,7 @@ def test_database_down_raises_so_the_user_sees_unavailable() -> None:
 )
 def test_lookup_configuration_errors(changes: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        settings(**changes)
+        configured_lookup(**changes)
     assert any(expected in line for line in caught.value.problems), caught.value.problems
 
 
@@ -180,9 +180,9 @@ def account_endpoint() -> Iterator[str]:
 
 @pytest.mark.parametrize("prefix", ["", "http:"], ids=["bare-url", "http-colon-url"])
 def test_http_lookup(account_endpoint: str, prefix: str) -> None:
-    lookup: Callable[[Identity], Any] = settings(
+    lookup: Callable[[Identity], Any] = configured_lookup(
         account_lookup=f"{prefix}{account_endpoint}/accounts?email={{email}}"
-    ).lookup
+    )
     assert lookup(person()) == Account("CQRS-9", "gp.user@nhs.net", {"role": "GP", "level": "3"})
     assert lookup(person("unknown@nhs.net")) is None
     with pytest.raises(httpx.HTTPStatusError):  # a 500 is a failure, never "no account"

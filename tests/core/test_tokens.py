@@ -14,7 +14,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from cqrs_sso_middleware.core.errors import ProviderError, TokenRejected, UnknownSigningKey
-from cqrs_sso_middleware.core.tokens import (
+from cqrs_sso_middleware.core.oidc.tokens import (
     FAILED_REFRESH_RETRY_SECONDS,
     UNKNOWN_KID_REFRESH_SECONDS,
     SigningKeys,

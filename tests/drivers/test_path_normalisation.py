@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from cqrs_sso_middleware import ASGISSOMiddleware, Settings, SSOMiddleware
-from cqrs_sso_middleware.core.paths import PathRefused, normalise_path
+from cqrs_sso_middleware.core.security.paths import PathRefused, normalise_path
 
 from ..path_cases import PUBLIC_PATTERN, VARIANTS, served_from_public
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from cqrs_sso_middleware.core.session_store import NOTICE_GRACE_SECONDS
+from cqrs_sso_middleware.core.sessions.keeper import NOTICE_GRACE_SECONDS
 
 from ..conftest import GP_USER, REDIS_URL
 from ..helpers import HTML, AppClient, Journey, require
@@ -312,9 +312,9 @@ def test_a_session_of_another_deployment_sharing_keys_and_store_is_refused(
     settings_b = make_settings(
         client_id="app-b",
         issuer="http://127.0.0.1:9/other-tenant/v2.0",
-        secret_keys=settings_a.secret_keys,
+        secret_keys=settings_a.session.secret_keys,
         account_lookup=lambda identity: None,
-        session_key_prefix=settings_a.session_key_prefix,
+        session_key_prefix=settings_a.session.session_key_prefix,
     )
     journey = make_journey(make_client(store=shared, settings=settings_a))
     assert journey.sign_in(GP_USER).status == 303

@@ -99,7 +99,7 @@ def served(
         asgi.stop()
     elif variant == "wsgi":
         middleware = SSOMiddleware(echo_wsgi, Settings(**values, account_lookup=lookup_accounts))
-        wsgi = BackgroundWSGIServer(middleware, "127.0.0.1", port).start()
+        wsgi = BackgroundWSGIServer(middleware, bind_socket("127.0.0.1", port)).start()
         yield origin
         wsgi.stop()
         middleware.close()

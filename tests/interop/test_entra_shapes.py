@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from cqrs_sso_middleware import Account, Settings
 from cqrs_sso_middleware.core.errors import ProviderError, TokenRejected
 from cqrs_sso_middleware.core.identity import identity_from_claims
-from cqrs_sso_middleware.core.metadata import parse_provider_metadata
-from cqrs_sso_middleware.core.tokens import TokenExpectations, validate_id_token
+from cqrs_sso_middleware.core.oidc.metadata import parse_provider_metadata
+from cqrs_sso_middleware.core.oidc.tokens import TokenExpectations, validate_id_token
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TENANT = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
@@ -75,8 +75,13 @@ def test_member_user_without_email_claim_falls_back_to_preferred_username() -> N
 
 
 def test_token_signed_with_the_second_published_key_is_accepted() -> None:
+    """Entra publishes the next key before signing with it: a token signed with the second
+    key of the set is valid, its claims read in full."""
     expect = TokenExpectations(GUID_ISSUER, CLIENT_ID, "n-3")
-    validate_id_token(entra_token(ROLLED, "n-3"), KEYS, expect, time.time())
+    token = entra_token(ROLLED, "n-3")
+    assert jws.extract_compact(token.encode()).headers()["kid"] == ROLLED.kid != KEY.kid
+    claims = validate_id_token(token, KEYS, expect, time.time())
+    assert claims["nonce"] == "n-3" and claims["iss"] == GUID_ISSUER
 
 
 def test_v1_token_shape_is_refused_where_v2_is_configured() -> None:
@@ -90,7 +95,7 @@ def test_domain_name_authority_is_pinned_to_the_guid_issuer_its_metadata_names()
     metadata = parse_provider_metadata(discovery(), DOMAIN_AUTHORITY)
     assert metadata.issuer == GUID_ISSUER  # tokens are checked against the GUID form, exactly
     expect = TokenExpectations(metadata.issuer, CLIENT_ID, "n-5")
-    validate_id_token(entra_token(KEY, "n-5"), KEYS, expect, time.time())
+    assert validate_id_token(entra_token(KEY, "n-5"), KEYS, expect, time.time())["iss"] == GUID_ISSUER
     with pytest.raises(TokenRejected, match="wrong_issuer"):
         validate_id_token(entra_token(KEY, "n-5", iss=DOMAIN_AUTHORITY), KEYS, expect, time.time())
 
@@ -137,4 +142,4 @@ def test_nhsmail_preset_with_a_domain_tenant() -> None:
         base_url="https://cqrs.example.nhs.uk",
         account_lookup=lambda identity: Account("x"),
     )
-    assert settings.issuer == DOMAIN_AUTHORITY
+    assert settings.provider.issuer == DOMAIN_AUTHORITY

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from cqrs_sso_middleware.core.cookies import CookieNames
 from cqrs_sso_middleware.core.identity import Account, Identity, User
+from cqrs_sso_middleware.core.security.cookies import CookieNames
+from cqrs_sso_middleware.core.security.headers import IdentityHeaders
 from cqrs_sso_middleware.proxy.headers import (
     URL_REWRITING_HEADERS,
     TrustedProxies,
     UpstreamHeaders,
     downstream_headers,
-    identity_headers,
     rewrite_location,
 )
 
@@ -32,7 +32,7 @@ def upstream(
         client="192.0.2.10",
         scheme="https",
         trusted=trusted,
-        identity=identity_headers(user, "X-Forwarded-User", "X-Forwarded-Email", "X-CQRS-Account"),
+        identity=IdentityHeaders("X-Forwarded-User", "X-Forwarded-Email", "X-CQRS-Account").for_user(user),
     )
     names = [name for name, _ in headers]
     assert len(names) == len(set(names)), f"duplicated header names: {names}"

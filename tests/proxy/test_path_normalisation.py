@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cqrs_sso_middleware.core.paths import PathRefused, normalise_path
+from cqrs_sso_middleware.core.security.paths import PathRefused, normalise_path
 
 from ..helpers import wait_for_http
 from ..path_cases import PUBLIC_PATTERN, VARIANTS, served_from_public

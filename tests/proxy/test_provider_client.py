@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cqrs_sso_middleware.core.actions import HttpCall, HttpFailure, HttpReply
-from cqrs_sso_middleware.core.oidc import MAX_PROVIDER_REPLY_BYTES
+from cqrs_sso_middleware.core.oidc.client import MAX_PROVIDER_REPLY_BYTES
+from cqrs_sso_middleware.core.protocol import HttpCall, HttpFailure, HttpReply
 from cqrs_sso_middleware.proxy.provider_client import PooledProviderClient, reached_through_a_proxy
 
 TOKEN = HttpCall(

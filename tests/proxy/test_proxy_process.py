@@ -260,8 +260,8 @@ def test_bad_configuration_fails_at_start_with_one_line_per_problem(provider: NH
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert all(line.startswith("config error: ") for line in lines)
-    assert any("upstream:" in line for line in lines)
-    assert any("secret_keys:" in line for line in lines)
+    assert any("upstream (CQRS_SSO_UPSTREAM): " in line for line in lines)
+    assert any("secret_keys (CQRS_SSO_SECRET_KEYS): " in line for line in lines)
     assert any("account_lookup:" in line for line in lines)
     assert "Traceback" not in result.stderr
 

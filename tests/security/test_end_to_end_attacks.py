@@ -13,9 +13,9 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from cqrs_sso_middleware import Account, Settings
-from cqrs_sso_middleware.core.attempts import MAX_OPEN_ATTEMPTS
-from cqrs_sso_middleware.core.redirects import safe_return_path
-from cqrs_sso_middleware.core.tokens import FAILED_REFRESH_RETRY_SECONDS
+from cqrs_sso_middleware.core.oidc.tokens import FAILED_REFRESH_RETRY_SECONDS
+from cqrs_sso_middleware.core.security.redirects import safe_return_path
+from cqrs_sso_middleware.core.sessions.attempts import MAX_OPEN_ATTEMPTS
 from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
 from ..conftest import GP_USER, PASSWORD, FakeClock

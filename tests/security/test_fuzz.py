@@ -21,15 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, SSOMiddleware, User
-from cqrs_sso_middleware.core.actions import IncomingRequest, Respond
-from cqrs_sso_middleware.core.attempts import AttemptCookies
-from cqrs_sso_middleware.core.cookies import cookie_values, parse_cookie_header
-from cqrs_sso_middleware.core.flow import SignInFlow
-from cqrs_sso_middleware.core.paths import normalise_target
-from cqrs_sso_middleware.core.redirects import safe_return_path
-from cqrs_sso_middleware.core.sessions import Deployment, Session, SessionCookieCodec
-from cqrs_sso_middleware.pages import JinjaPages
+from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Runtime, Settings, SSOMiddleware, User
+from cqrs_sso_middleware.core.protocol import OUTCOME_TYPES, IncomingRequest, Respond
+from cqrs_sso_middleware.core.security.cookies import cookie_values, parse_cookie_header
+from cqrs_sso_middleware.core.security.paths import normalise_target
+from cqrs_sso_middleware.core.security.redirects import safe_return_path
+from cqrs_sso_middleware.core.sessions.attempts import AttemptCookies
+from cqrs_sso_middleware.core.sessions.session import Deployment, Session, SessionCookieCodec
 
 from ..helpers import lands_on_our_origin
 
@@ -79,7 +77,7 @@ class _Headers(dict[str, str]):
         return super().get(key.lower(), default)
 
 
-def _offline_flow() -> SignInFlow:
+def _offline_runtime() -> Runtime:
     settings_ = Settings(
         issuer="https://login.microsoftonline.com/5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4/v2.0",
         client_id="c",
@@ -88,10 +86,10 @@ def _offline_flow() -> SignInFlow:
         base_url="https://cqrs.example.nhs.uk",
         account_lookup=lambda identity: None,
     )
-    return SignInFlow(settings_, JinjaPages())
+    return Runtime.from_settings(settings_)
 
 
-_FLOW = _offline_flow()
+_RUNTIME = _offline_runtime()
 
 
 @given(
@@ -106,13 +104,14 @@ _FLOW = _offline_flow()
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 def test_callback_parsing_answers_every_query_with_a_page_never_a_fault(pairs: list[tuple[str, str]]) -> None:
     query = "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs)
-    decision = _FLOW.handle(
+    decision = _RUNTIME.router.handle(
         IncomingRequest("GET", "/oauth2/callback", query, _Headers({"accept": "text/html"}))
     )
-    if not isinstance(decision, Respond):
+    if not isinstance(decision, OUTCOME_TYPES):
         with pytest.raises(StopIteration) as done:
             next(decision)  # no attempt cookie: decided without asking for any I/O
         decision = done.value.value
+    decision = _RUNTIME.finish(decision)
     assert isinstance(decision, Respond)
     errors = [v for k, v in pairs if k == "error"]
     outage = len(errors) == 1 and errors[0] in ("server_error", "temporarily_unavailable")
@@ -254,10 +253,11 @@ def _fuzz_settings() -> dict[str, Any]:
     }
 
 
-def _session_for(flow: SignInFlow) -> str:
-    identity = Identity(email="gp.user@nhs.net", subject="s", issuer=flow.settings.issuer)
-    return flow.codec.encode(
-        Session.start(User(identity, Account("CQRS-1")), time.time(), flow.sessions.deployment)
+def _session_for(runtime: Runtime) -> str:
+    keeper = runtime.router.keeper
+    identity = Identity(email="gp.user@nhs.net", subject="s", issuer=runtime.settings.provider.issuer)
+    return keeper.codec.encode(
+        Session.start(User(identity, Account("CQRS-1")), time.time(), keeper.deployment)
     )
 
 
@@ -279,7 +279,7 @@ def test_fuzz_wsgi_driver(caplog: pytest.LogCaptureFixture) -> None:
         return [b"app"]
 
     middleware = SSOMiddleware(app, Settings(**_fuzz_settings()))
-    session = _session_for(middleware.flow)
+    session = _session_for(middleware.runtime)
     rng = random.Random(FUZZ_SEED)
     statuses: dict[int, int] = {}
     for _ in range(FUZZ_REQUESTS):
@@ -326,7 +326,7 @@ def test_fuzz_asgi_driver(caplog: pytest.LogCaptureFixture) -> None:
         await send({"type": "http.response.body", "body": b"app"})
 
     middleware = ASGISSOMiddleware(app, Settings(**_fuzz_settings()))
-    session = _session_for(middleware.flow)
+    session = _session_for(middleware.runtime)
     rng = random.Random(FUZZ_SEED + 1)
     statuses: dict[int, int] = {}
 

@@ -1,0 +1,264 @@
+"""The relying-party side of the authorization code flow, as effect-yielding steps.
+
+* discovery (OIDC Discovery §4) and the JWKS, cached in :class:`ProviderState`;
+* the authorization request (OIDC Core §3.1.2.1, RFC 7636 §4.3 PKCE S256);
+* the token request (RFC 6749 §4.1.3; client authentication RFC 6749 §2.3.1, or
+  ``private_key_jwt`` per RFC 7523 in ``client_auth.py``) and its
+  response (OIDC Core §3.1.3.3), then ID token validation (``tokens.py``).
+
+Each step is a generator that yields :class:`HttpCall` effects; the driver performs them.
+Nothing here opens a socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Collection, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlencode
+
+from joserfc.jwk import KeySet
+
+from ..errors import ConfigError, ProviderError, TokenRejected, UnknownSigningKey
+from ..protocol import EffectResult, HttpCall, HttpFailure, HttpReply
+from ..sessions.attempts import LoginAttempt
+from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
+from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
+from .tokens import (
+    LOGOUT_TOKEN_ALGORITHMS,
+    LogoutRequest,
+    SigningKeys,
+    TokenExpectations,
+    check_logout_claims,
+    check_logout_header,
+    read_header,
+    validate_id_token,
+    verify_signature,
+)
+
+METADATA_MAX_AGE_SECONDS = 24 * 3600
+METADATA_RETRY_SECONDS = 5.0
+MAX_PROVIDER_REPLY_BYTES = 1024 * 1024
+
+if TYPE_CHECKING:
+    from ...settings.schema import ProviderSettings
+
+Step = Generator[HttpCall, EffectResult, Any]
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class ProviderState:
+    """What we know of the provider: metadata and keys, cached, with failure times."""
+
+    metadata: ProviderMetadata | None = None
+    metadata_fetched_at: float = 0.0
+    metadata_failed_at: float = float("-inf")
+    metadata_error: str = ""
+    keys: SigningKeys = field(default_factory=SigningKeys)
+
+
+def _expect_reply(result: EffectResult, what: str) -> HttpReply:
+    if isinstance(result, HttpFailure):
+        raise ProviderError(f"{what}: {result.reason}")
+    if not isinstance(result, HttpReply):
+        raise ProviderError(f"{what}: no reply")
+    if len(result.body) > MAX_PROVIDER_REPLY_BYTES:
+        raise ProviderError(f"{what}: reply too large")
+    return result
+
+
+class RelyingParty:
+    """The OpenID Connect client of one deployment (one issuer, one client id)."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        redirect_uri: str,
+        signer: ClientAssertionSigner | None = None,
+        state: ProviderState | None = None,
+    ) -> None:
+        self.settings = settings
+        self.redirect_uri = redirect_uri
+        self.state = state or ProviderState()
+        # private_key_jwt: the key is loaded (and checked) when the runtime is built.
+        self._assertions = signer if settings.token_auth_method == "private_key_jwt" else None  # noqa: S105
+        if settings.token_auth_method == "private_key_jwt" and signer is None:  # noqa: S105
+            raise ConfigError(["private_key_file: private_key_jwt needs the key"])
+
+    # -- discovery ----------------------------------------------------------------------
+
+    def metadata(self, now: float) -> Generator[HttpCall, EffectResult, ProviderMetadata]:
+        state = self.state
+        fresh = now - state.metadata_fetched_at < METADATA_MAX_AGE_SECONDS
+        if state.metadata is not None and fresh:
+            return state.metadata
+        if now - state.metadata_failed_at < METADATA_RETRY_SECONDS:
+            if state.metadata is not None:
+                return state.metadata  # stale but last good: better than failing
+            raise ProviderError(state.metadata_error or "provider metadata unavailable")
+        try:
+            result = yield HttpCall("GET", discovery_url(self.settings.issuer), "metadata")
+            reply = _expect_reply(result, "provider metadata")
+            if reply.status != 200:
+                raise ProviderError(f"provider metadata: HTTP {reply.status}")
+            metadata = parse_provider_metadata(reply.body, self.settings.issuer)
+        except ProviderError as error:
+            state.metadata_failed_at, state.metadata_error = now, str(error)
+            if state.metadata is not None:
+                return state.metadata
+            raise
+        state.metadata, state.metadata_fetched_at, state.metadata_error = metadata, now, ""
+        return metadata
+
+    def _fetch_keys(self, metadata: ProviderMetadata, now: float) -> Step:
+        """Fetch and install the JWKS; on failure the last good keys stay and ProviderError
+        is raised for the caller to decide whether the old keys are good enough."""
+        try:
+            result = yield HttpCall("GET", metadata.jwks_uri, "jwks")
+            reply = _expect_reply(result, "JWKS")
+            if reply.status != 200:
+                raise ProviderError(f"JWKS: HTTP {reply.status}")
+            self.state.keys.accept(reply.body, now)
+        except ProviderError:
+            self.state.keys.fetch_failed(now)
+            raise
+
+    # -- authorization request -----------------------------------------------------------
+
+    def authorization_url(self, metadata: ProviderMetadata, attempt: LoginAttempt) -> str:
+        """OIDC Core §3.1.2.1 with PKCE (RFC 7636 §4.3); response_mode defaults to query."""
+        query = urlencode(
+            {
+                "client_id": self.settings.client_id,
+                "response_type": "code",
+                "redirect_uri": self.redirect_uri,
+                "scope": " ".join(self.settings.scopes),
+                "state": attempt.state,
+                "nonce": attempt.nonce,
+                "code_challenge": attempt.code_challenge,
+                "code_challenge_method": "S256",
+            },
+            quote_via=quote,
+        )
+        separator = "&" if "?" in metadata.authorization_endpoint else "?"
+        return f"{metadata.authorization_endpoint}{separator}{query}"
+
+    # -- token request and ID token ------------------------------------------------------
+
+    def _token_call(self, metadata: ProviderMetadata, code: str, verifier: str, now: float) -> HttpCall:
+        settings = self.settings
+        form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", self.redirect_uri),
+            ("code_verifier", verifier),
+        ]
+        headers = [("Accept", "application/json")]
+        if self._assertions is not None:
+            assertion = self._assertions.assertion(settings.client_id, metadata.token_endpoint, now)
+            form += [
+                ("client_id", settings.client_id),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion),
+            ]
+        elif settings.token_auth_method == "client_secret_post":  # noqa: S105 - a method name
+            form += [("client_id", settings.client_id), ("client_secret", settings.client_secret)]
+        else:
+            # RFC 6749 §2.3.1: both parts form-urlencoded before base64, a detail often missed.
+            user = quote(settings.client_id, safe="")
+            password = quote(settings.client_secret, safe="")
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            headers.append(("Authorization", f"Basic {token}"))
+        return HttpCall("POST", metadata.token_endpoint, "token", tuple(form), tuple(headers))
+
+    def redeem_code(
+        self, code: str, attempt: LoginAttempt, now: float
+    ) -> Generator[HttpCall, EffectResult, tuple[dict[str, Any], str]]:
+        """Exchange the code; return the validated ID token claims and the raw ID token.
+
+        Raises ``ProviderError`` for faults on the provider's side (→ 503) and
+        ``TokenRejected`` when the provider answered but the answer must not be trusted.
+        """
+        metadata = yield from self.metadata(now)
+        result = yield self._token_call(metadata, code, attempt.code_verifier, now)
+        reply = _expect_reply(result, "token endpoint")
+        id_token = _id_token_from(reply)
+        expect = self._expectations(metadata, attempt.nonce, metadata.signing_algorithms)
+        claims = yield from self._verified(
+            id_token, metadata, now, lambda keys: validate_id_token(id_token, keys, expect, now)
+        )
+        return claims, id_token
+
+    def verify_logout_token(self, token: str, now: float) -> Generator[HttpCall, EffectResult, LogoutRequest]:
+        """Back-Channel Logout 1.0 §2.6: the same keys and refresh rule as ID tokens, RS256."""
+        metadata = yield from self.metadata(now)
+        expect = self._expectations(metadata, "", LOGOUT_TOKEN_ALGORITHMS)
+
+        def check(keys: KeySet) -> LogoutRequest:
+            check_logout_header(read_header(token))
+            claims = verify_signature(token, keys, expect.algorithms)
+            return check_logout_claims(claims, expect, now)
+
+        return (yield from self._verified(token, metadata, now, check))
+
+    def _expectations(
+        self, metadata: ProviderMetadata, nonce: str, algorithms: Collection[str]
+    ) -> TokenExpectations:
+        return TokenExpectations(
+            issuer=metadata.issuer,
+            client_id=self.settings.client_id,
+            nonce=nonce,
+            algorithms=algorithms,
+            leeway_seconds=self.settings.clock_leeway_seconds,
+        )
+
+    def _verified(
+        self, token: str, metadata: ProviderMetadata, now: float, check: Callable[[KeySet], T]
+    ) -> Generator[HttpCall, EffectResult, T]:
+        """``check(keys)`` with the provider's keys: fetched when missing or a day old, and
+        refreshed once on an unknown ``kid`` under the rate limit (``tokens.SigningKeys``)."""
+        if self.state.keys.should_fetch(now):
+            try:
+                yield from self._fetch_keys(metadata, now)
+            except ProviderError:
+                if self.state.keys.keys is None:
+                    raise
+                # A failed routine refresh keeps the last good keys (Entra rolls keys with
+                # notice: old and new are published together).
+        keys = self.state.keys.keys
+        if keys is None:
+            raise ProviderError("JWKS unavailable")
+        try:
+            return check(keys)
+        except UnknownSigningKey:
+            if not self.state.keys.should_fetch(now, unknown_kid=True):
+                raise
+        # The provider may have rolled its keys. If it cannot be asked now, this is an
+        # outage (503, try again), not a forged token.
+        yield from self._fetch_keys(metadata, now)
+        refreshed: KeySet | None = self.state.keys.keys
+        assert refreshed is not None
+        return check(refreshed)
+
+
+def _id_token_from(reply: HttpReply) -> str:
+    """OIDC Core §3.1.3.3: a 200 JSON object with an ``id_token`` string."""
+    try:
+        document = json.loads(reply.body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ProviderError(f"token endpoint: HTTP {reply.status}, not JSON") from error
+    if not isinstance(document, dict):
+        raise ProviderError(f"token endpoint: HTTP {reply.status}, not a JSON object")
+    if reply.status == 400 and isinstance(document.get("error"), str):
+        # RFC 6749 §5.2: invalid_grant means the code was used, expired or not ours —
+        # the user's sign-in failed; it is not an outage.
+        raise TokenRejected("token_error", str(document["error"])[:64])
+    if reply.status != 200:
+        raise ProviderError(f"token endpoint: HTTP {reply.status}")
+    id_token = document.get("id_token")
+    if not isinstance(id_token, str) or not id_token:
+        raise ProviderError("token endpoint: reply has no id_token")
+    return id_token

@@ -1,0 +1,169 @@
+"""Who may pass: protected paths, the account re-check, forward-auth and ``/userinfo``.
+
+Protected paths are the per-request hot path: with the cookie store a signed-in request
+performs no effect at all between account re-checks (the router loaded and, when due,
+renewed the session before the handler runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from .. import replies
+from ..accounts import AccountCheck, LookupProblem
+from ..context import RequestContext
+from ..identity import User, session_ref
+from ..protocol import Decision, Effect, Empty, Flow, JsonReply, Outcome, PassThrough, Redirect
+from ..security.paths import PathRefused, PublicPaths
+from ..security.redirects import safe_return_path
+from ..sessions.keeper import SessionCookies, SessionKeeper, SessionWriter
+from ..sessions.session import Session
+from .sign_in import SignInStarter, original_return_path, original_target
+
+if TYPE_CHECKING:
+    from ...settings import Settings
+
+
+class Access:
+    """Protected paths and ``/userinfo``; ``recheck`` is shared with forward-auth."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        starter: SignInStarter,
+        accounts: AccountCheck,
+        keeper: SessionKeeper,
+        writer: SessionWriter,
+        cookies: SessionCookies,
+    ) -> None:
+        self.prefix = settings.site.path_prefix
+        self.default_return_path = settings.site.default_return_path
+        self.auto_redirect = settings.site.auto_redirect
+        self.starter = starter
+        self.accounts = accounts
+        self.keeper = keeper
+        self.writer = writer
+        self.cookies = cookies
+
+    def protected(self, ctx: RequestContext) -> Decision:
+        session = ctx.session
+        if session is not None:
+            if self.accounts.recheck_due(session, ctx.now):
+                return self._rechecked(ctx, session)
+            return PassThrough(session.user)
+        if ctx.request.is_websocket:
+            return replies.unauthenticated(self.prefix)
+        if ctx.api:
+            return replies.unauthenticated(self.prefix)
+        return_path = self._return_path(ctx)
+        if self.auto_redirect:
+            return self.starter.begin(ctx, return_path)
+        return Redirect(replies.sign_in_url(self.prefix, return_path))
+
+    def _rechecked(self, ctx: RequestContext, session: Session) -> Flow:
+        user = yield from self.recheck(ctx, session)
+        return PassThrough(user) if isinstance(user, User) else user
+
+    def recheck(self, ctx: RequestContext, session: Session) -> Generator[Effect, Any, User | Outcome]:
+        """Every ``account_recheck_seconds``: does CQRS still have an account for this user?
+        Returns the (refreshed) ``User``, or the answer that refuses them."""
+        try:
+            account = yield from self.accounts.look_up(ctx, session.user.identity)
+        except LookupProblem:
+            return replies.unavailable(ctx)
+        if account is None:
+            ctx.audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
+            if not self.keeper.stateless:
+                # Ended where it lives, so no instance accepts this cookie again. A store
+                # failure raises StoreProblem: the router answers "temporarily unavailable".
+                yield from self.keeper.end(session)
+            ctx.session, ctx.kept = None, None
+            ctx.set_cookies.append(self.cookies.clear())
+            return replies.no_account(ctx, session.user.email)
+        user = User(session.user.identity, account)
+        yield from self.writer.write(
+            ctx, replace(session, user=user, account_checked_at=int(ctx.now), renewed_at=int(ctx.now))
+        )
+        return user
+
+    def _return_path(self, ctx: RequestContext) -> str:
+        path = ctx.request.path  # normalised, still percent-encoded
+        if ctx.request.query_string:
+            path = f"{path}?{ctx.request.query_string}"
+        return safe_return_path(path, reserved_prefix=self.prefix) or self.default_return_path
+
+    def userinfo(self, ctx: RequestContext) -> Outcome:
+        """The signed-in user as JSON, for the app's own scripts."""
+        if ctx.session is None:
+            return replies.unauthenticated(self.prefix)
+        identity, account = ctx.session.user.identity, ctx.session.user.account
+        return JsonReply(
+            200,
+            {
+                "email": identity.email,
+                "name": identity.name,
+                "sub": identity.subject,
+                "oid": identity.object_id,
+                "tid": identity.tenant_id,
+                "issuer": identity.issuer,
+                "account_id": account.account_id,
+                "account": dict(account.attributes),
+            },
+        )
+
+
+class ForwardAuth:
+    """``/auth`` for nginx ``auth_request``, Traefik ``forwardAuth`` and Caddy
+    ``forward_auth``: ``202`` with the user in headers for a valid session, else ``401``;
+    never a redirect (the proxy in front turns the 401 into the sign-in page, nginx
+    ``error_page 401``). The original URI (``X-Original-URI`` / ``X-Forwarded-Uri``) is
+    judged like any path, and becomes the sign-in page's return path."""
+
+    def __init__(self, settings: Settings, access: Access, public: PublicPaths) -> None:
+        self.prefix = settings.site.path_prefix
+        self.default_return_path = settings.site.default_return_path
+        self.account_header = settings.proxy.account_header
+        self.access = access
+        self.public = public
+
+    def __call__(self, ctx: RequestContext) -> Decision:
+        original = original_target(ctx)
+        if isinstance(original, PathRefused):
+            ctx.audit("path_refused", reason=original.reason, endpoint="auth")
+            return JsonReply(400, {"error": "invalid_path"})
+        if original is not None and original.split("?", 1)[0].split("#", 1)[0] in self.public:
+            # An answer about a path, not a session: a proxy that caches auth answers by
+            # cookie (the nginx example) must never reuse it for another path.
+            # X-Accel-Expires is honoured by nginx even where Cache-Control is ignored.
+            return Empty(202, (("X-Accel-Expires", "0"),))
+        session = ctx.session
+        if session is None:
+            return_path = original_return_path(ctx, self.prefix) or self.default_return_path
+            return replies.unauthenticated(self.prefix, return_path)
+        if self.access.accounts.recheck_due(session, ctx.now):
+            return self._rechecked(ctx, session)
+        return self.allowed(session.user)
+
+    def _rechecked(self, ctx: RequestContext, session: Session) -> Flow:
+        user = yield from self.access.recheck(ctx, session)
+        if isinstance(user, User):
+            return self.allowed(user)
+        if isinstance(user, JsonReply) and user.status == 503:
+            return user
+        # The account is gone and the session ended: the proxy in front sends the person
+        # to the sign-in page, which explains.
+        return replies.unauthenticated(self.prefix)
+
+    def allowed(self, user: User) -> Empty:
+        """202 with an empty body: nginx reads only the head of an ``auth_request`` answer
+        and closes the connection when a body follows (oauth2-proxy answers the same way)."""
+        return Empty(
+            202,
+            (
+                ("X-Auth-Request-User", user.email),
+                ("X-Auth-Request-Email", user.email),
+                ("X-Auth-Request-Preferred-Username", user.identity.name),
+                (self.account_header, user.account.account_id),
+            ),
+        )

@@ -1,0 +1,144 @@
+"""Steps 1 and 2 of the CQRS sign-on user guide: the sign-in page, and Sign In → NHSmail.
+
+Step 1, "click on the Sign In button": ``GET /sign_in`` shows the CQRS page (or sends a
+person who is already signed in back where they were going). Step 2, "redirected to the
+NHSmail login page": ``POST /start`` (CSRF-protected) opens a login attempt — state,
+nonce, PKCE verifier, in a cookie of its own — and sends the browser to the provider.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from .. import replies
+from ..context import RequestContext
+from ..errors import ProviderError
+from ..oidc.client import RelyingParty
+from ..protocol import Decision, Flow, Outcome, Page, Redirect
+from ..security.cookies import CookiePolicy
+from ..security.csrf import CsrfGuard
+from ..security.paths import PathRefused, normalise_target
+from ..security.redirects import safe_return_path
+from ..sessions.attempts import AttemptCookies, LoginAttempt
+from ..sessions.keeper import SessionCookies
+
+if TYPE_CHECKING:
+    from ...settings import Settings
+
+ORIGINAL_URI_HEADERS = ("x-original-uri", "x-forwarded-uri")
+
+
+def original_target(ctx: RequestContext) -> str | PathRefused | None:
+    """The URI the proxy in front was asked for (nginx ``X-Original-URI``, Traefik and
+    Caddy ``X-Forwarded-Uri``), normalised like any request path."""
+    for header in ORIGINAL_URI_HEADERS:
+        value = ctx.request.headers.get(header)
+        if value:
+            return normalise_target(value)
+    return None
+
+
+def original_return_path(ctx: RequestContext, prefix: str) -> str | None:
+    """That URI as a return path, when it is a safe one."""
+    for header in ORIGINAL_URI_HEADERS:
+        candidate = safe_return_path(ctx.request.headers.get(header), reserved_prefix=prefix)
+        if candidate:
+            return candidate
+    return None
+
+
+class SignInStarter:
+    """Opens a login attempt and sends the browser to the provider (RFC 9700 §2.1: PKCE,
+    state and nonce on every attempt). Used by the Sign In button, and by protected paths
+    when ``auto_redirect`` skips the sign-in page."""
+
+    def __init__(self, rp: RelyingParty, attempts: AttemptCookies, policy: CookiePolicy) -> None:
+        self.rp = rp
+        self.attempts = attempts
+        self.policy = policy
+
+    def begin(self, ctx: RequestContext, return_path: str) -> Flow:
+        try:
+            metadata = yield from self.rp.metadata(ctx.now)
+        except ProviderError as error:
+            ctx.audit("provider_unavailable", step="metadata", reason=str(error))
+            return replies.unavailable(ctx)
+        attempt = LoginAttempt.start(return_path, ctx.now)
+        name, value = self.attempts.cookie_name(attempt.state), self.attempts.encode(attempt)
+        for stale in self.attempts.to_drop_before_adding(ctx.cookies, len(name) + len(value) + 3, ctx.now):
+            ctx.set_cookies.append(self.policy.delete_cookie(stale))
+        ctx.set_cookies.append(self.policy.set_cookie(name, value, max_age=attempt.expires_at - int(ctx.now)))
+        ctx.audit("sign_in_started")
+        return Redirect(self.rp.authorization_url(metadata, attempt))
+
+
+class SignIn:
+    """``GET /sign_in`` and ``POST /start``."""
+
+    def __init__(
+        self, settings: Settings, starter: SignInStarter, csrf: CsrfGuard, cookies: SessionCookies
+    ) -> None:
+        self.prefix = settings.site.path_prefix
+        self.default_return_path = settings.site.default_return_path
+        self.idle_seconds = settings.session.session_idle_seconds
+        self.max_seconds = settings.session.session_max_seconds
+        self.starter = starter
+        self.csrf = csrf
+        self.cookies = cookies
+
+    def page(self, ctx: RequestContext) -> Outcome:
+        query_rd = parse_qs(ctx.request.query_string).get("rd", [""])[0]
+        # Behind nginx, `error_page 401 = /oauth2/sign_in` keeps the original URI in
+        # X-Original-URI (safer than ?rd=$request_uri, which nginx does not escape).
+        return_path = (
+            safe_return_path(query_rd or None, reserved_prefix=self.prefix)
+            or original_return_path(ctx, self.prefix)
+            or self.default_return_path
+        )
+        if ctx.session is not None:
+            return Redirect(return_path)
+        if ctx.api:
+            # Behind nginx, API and XHR calls are sent here too: the same 401 as embedded.
+            return replies.unauthenticated(self.prefix, return_path)
+        return Page(
+            "sign_in.html",
+            200,
+            {
+                "return_path": return_path,
+                "csrf_token": self.csrf.token(ctx),
+                "notice": self._notice(ctx),
+            },
+        )
+
+    def _notice(self, ctx: RequestContext) -> str:
+        """Why the person was signed out, shown once: the session this very request carried,
+        or the notice cookie a moment ago's request left. Fixed sentences only, so nothing a
+        cookie says is ever shown."""
+        reason = ctx.ended
+        if reason is not None:
+            ctx.ended = None  # said here, so no notice cookie for later
+        else:
+            reason = next(iter(ctx.cookies.get(self.cookies.names.notice, [])), "")
+            if reason:
+                ctx.set_cookies.append(self.cookies.clear_notice())
+        idle_minutes = max(1, self.idle_seconds // 60)
+        max_hours = max(1, self.max_seconds // 3600)
+        return {
+            "idle": f"You were signed out because you had not used CQRS for {idle_minutes} minutes.",
+            "max": f"You were signed out because you had been signed in for {max_hours} hours, "
+            "the longest a CQRS session can last.",
+            "ended": "Your CQRS session has ended: you signed out, or it was ended elsewhere.",
+        }.get(reason, "")
+
+    def start(self, ctx: RequestContext) -> Decision:
+        return self._start(ctx)
+
+    def _start(self, ctx: RequestContext) -> Flow:
+        form = yield from self.csrf.checked_form(ctx, "start")
+        if form is None:
+            return replies.form_expired()
+        return_path = (
+            safe_return_path(form.get("rd"), reserved_prefix=self.prefix) or self.default_return_path
+        )
+        return (yield from self.starter.begin(ctx, return_path))

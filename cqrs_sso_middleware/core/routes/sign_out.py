@@ -1,0 +1,129 @@
+"""Signing out of CQRS, and of NHSmail after it.
+
+* ``GET /sign_out``: a confirmation page (a link alone must never sign anybody out).
+* ``POST /sign_out`` (CSRF-protected): ends the session where it lives (a server-side
+  store deletes it, so a copied cookie stops working everywhere; ``everywhere=1`` ends all
+  of this person's sessions), then — ``sign_out_at_provider``, and the provider announces an
+  ``end_session_endpoint`` — sends the browser there (OpenID Connect RP-Initiated Logout 1.0
+  §2), so that the next person at a shared PC must type a password again.
+* ``GET /signed_out``: where the provider sends the browser back
+  (``post_logout_redirect_uri``). It takes no parameters and changes nothing, so it can
+  redirect nowhere and sign nobody out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+
+from .. import replies
+from ..context import RequestContext
+from ..errors import ProviderError
+from ..identity import session_ref
+from ..oidc.client import RelyingParty
+from ..protocol import Flow, HttpCall, Outcome, Page, Redirect, StoreEffect
+from ..security.csrf import CsrfGuard
+from ..sessions.keeper import SessionCookies, SessionKeeper
+from ..sessions.session import Session
+
+if TYPE_CHECKING:
+    from ...settings import Settings
+
+
+class SignOut:
+    """``GET`` and ``POST /sign_out``, ``GET /signed_out``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rp: RelyingParty,
+        csrf: CsrfGuard,
+        keeper: SessionKeeper,
+        cookies: SessionCookies,
+    ) -> None:
+        self.client_id = settings.provider.client_id
+        self.at_provider = settings.provider.sign_out_at_provider
+        # Register this with NHSmail as the post-logout redirect URI.
+        self.signed_out_url = f"{settings.site.base_url}{settings.site.path_prefix}/signed_out"
+        self.rp = rp
+        self.csrf = csrf
+        self.keeper = keeper
+        self.cookies = cookies
+
+    def page(self, ctx: RequestContext) -> Outcome:
+        if ctx.session is None:
+            return Page("signed_out.html")
+        return Page(
+            "sign_out.html",
+            200,
+            {
+                "csrf_token": self.csrf.token(ctx),
+                "user": ctx.session.user,
+                "can_sign_out_everywhere": not self.keeper.stateless,
+            },
+        )
+
+    def signed_out(self, ctx: RequestContext) -> Outcome:
+        # Changes nothing: POST /sign_out already ended the session. A GET that cleared the
+        # cookie would let any link sign a person out (logout CSRF).
+        return Page("signed_out.html", 200, {"at_provider": True})
+
+    def post(self, ctx: RequestContext) -> Flow:
+        form = yield from self.csrf.checked_form(ctx, "sign_out")
+        if form is None:
+            return replies.form_expired()
+        everywhere = form.get("everywhere") == "1"
+        session = ctx.session
+        ended = yield from self._end(session, everywhere)
+        if session is not None:
+            ctx.audit(
+                "signed_out",
+                email=session.user.email,
+                session=session_ref(session.session_id),
+                everywhere=everywhere,
+                ended=ended,
+            )
+        ctx.session = None
+        ctx.set_cookies.append(self.cookies.clear())
+        location = yield from self._provider_sign_out_url(ctx, session)
+        if location is None:
+            return Page("signed_out.html")
+        ctx.audit("provider_sign_out_started")
+        return Redirect(location)
+
+    def _end(self, session: Session | None, everywhere: bool) -> Generator[StoreEffect, Any, int]:
+        """End the session (or all of this person's); how many ended. The cookie store
+        cannot end anything but the browser's own cookie."""
+        if session is None or self.keeper.stateless:
+            return 0
+        if everywhere:
+            return (yield from self.keeper.end_all_of(session.user.identity))
+        yield from self.keeper.end(session)
+        return 1
+
+    def _provider_sign_out_url(
+        self, ctx: RequestContext, session: Session | None
+    ) -> Generator[HttpCall, Any, str | None]:
+        """RP-Initiated Logout 1.0 §2: the provider's end_session_endpoint with our
+        registered ``post_logout_redirect_uri``, ``id_token_hint`` when a server-side store
+        kept the ID token, and Entra's ``logout_hint`` (the ``login_hint`` optional claim)
+        so that Entra skips its account picker. ``None`` when the provider cannot be asked."""
+        if not self.at_provider:
+            return None
+        try:
+            metadata = yield from self.rp.metadata(ctx.now)
+        except ProviderError as error:
+            ctx.audit("provider_unavailable", step="end_session", reason=str(error))
+            return None  # our session has ended either way; the signed-out page says what to do
+        if not metadata.end_session_endpoint:
+            return None
+        params = {"client_id": self.client_id, "post_logout_redirect_uri": self.signed_out_url}
+        if session is not None:
+            if session.id_token:
+                params["id_token_hint"] = session.id_token
+            login_hint = session.user.identity.claims.get("login_hint")
+            if isinstance(login_hint, str) and login_hint:
+                params["logout_hint"] = login_hint
+        separator = "&" if "?" in metadata.end_session_endpoint else "?"
+        return metadata.end_session_endpoint + separator + urlencode(params, quote_via=quote)

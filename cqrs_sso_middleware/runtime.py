@@ -1,0 +1,220 @@
+"""The composition root: everything one deployment needs, built once from its settings.
+
+``Runtime.from_settings(settings)`` is the only place resources are made: the session store
+(from the ``session_store`` scheme), the account lookup and its runner (deadline, bound,
+cache, observers), the provider's HTTP clients, the client-assertion key, the page
+renderer, the audit sink that feeds metrics, the cookie and identity-header policies, and
+the core's ``Router``. The drivers, the proxy, forward-auth, the demo and Django are given a
+``Runtime``; none of them builds one of these or reaches into another's parts.
+
+Everything a deployer can get wrong here (a lookup file that is missing, a key that is not
+a key, a store without its extra) is a :class:`ConfigError` now, at start-up, never at the
+first request.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .audit import AuditObserver, AuditSink
+from .core.errors import ConfigError
+from .core.oidc.client_auth import ClientAssertionSigner
+from .core.protocol import HttpCall, HttpResult, Outcome, PassThrough, Respond
+from .core.responses import ResponseWriter, content_security_policy, provider_origin
+from .core.router import Router
+from .core.security.cookies import CookieNames
+from .core.security.headers import IdentityHeaders
+from .lookups import AccountLookup, resolve_account_lookup
+from .lookups.runner import LookupObserver, LookupRunner
+from .pages import JinjaPages
+from .provider_calls import ProviderHttp
+from .settings import Settings
+from .settings.loading import SETTINGS
+from .stores import StoreBackend, open_store, store_kind
+
+AsyncProviderCall = Callable[[HttpCall], Awaitable[HttpResult]]
+
+
+@dataclass(frozen=True)
+class Observers:
+    """Who hears what the runtime does: audit events, and each lookup's time and result."""
+
+    audit: tuple[AuditObserver, ...] = ()
+    lookups: tuple[LookupObserver, ...] = ()
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    router: Router
+    store: StoreBackend
+    lookups: LookupRunner
+    provider_http: ProviderHttp
+    audit: AuditSink
+    responses: ResponseWriter
+    cookie_names: CookieNames
+    identity_headers: IdentityHeaders
+    # The async face's provider calls: httpx by default; the proxy gives its own client.
+    provider_call: AsyncProviderCall = field(repr=False)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: StoreBackend | None = None,
+        observers: Observers = Observers(),
+        provider_call: AsyncProviderCall | None = None,
+        pages: JinjaPages | None = None,
+    ) -> Runtime:
+        """Build every resource ``settings`` names. ``store`` shares one store between two
+        runtimes (two instances of a service in one test); ``provider_call`` replaces the
+        async provider client (the proxy's own)."""
+        problems: list[str] = []
+        lookup = _lookup(settings, problems)
+        signer = _signer(settings, problems)
+        store = store if store is not None else _store(settings, problems)
+        if problems:
+            raise ConfigError(problems)
+        assert lookup is not None and store is not None
+        proxy = settings.proxy
+        router = Router(
+            settings,
+            clock=clock,
+            signer=signer,
+            store_description=store_kind(settings.session.session_store),
+        )
+        pages = pages or JinjaPages(settings.pages.templates_dir)
+        provider_http = ProviderHttp(settings.provider.http_timeout_seconds)
+        return cls(
+            settings=settings,
+            router=router,
+            store=store,
+            lookups=LookupRunner(
+                lookup,
+                timeout_seconds=settings.lookup.account_lookup_timeout_seconds,
+                concurrency=settings.lookup.account_lookup_concurrency,
+                cache_seconds=settings.lookup.account_cache_seconds,
+                observers=observers.lookups,
+            ),
+            provider_http=provider_http,
+            audit=AuditSink(observers.audit),
+            responses=ResponseWriter(
+                pages,
+                content_security_policy([provider_origin(settings.provider.issuer)]),
+                page_defaults(settings),
+            ),
+            cookie_names=CookieNames(settings.session.cookie_name, secure=settings.site.is_https),
+            identity_headers=IdentityHeaders(proxy.user_header, proxy.email_header, proxy.account_header),
+            provider_call=provider_call or provider_http.acall,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Runtime:
+        """Settings from their sources, then the runtime, with every problem of both in one
+        ``ConfigError``: a lookup file that is missing is reported with a mistyped setting,
+        not after it is fixed."""
+        settings, problems = Settings.read(config_file, environ, **overrides)
+        if problems:
+            checks = (_lookup, _signer, _store)
+            for check, section in zip(checks, ("lookup", "provider", "session"), strict=True):
+                if not any(p.split(" ", 1)[0].rstrip(":") in _names(section) for p in problems):
+                    check(settings, problems)
+            raise ConfigError(problems)
+        return cls.from_settings(settings)
+
+    def finish(self, outcome: Outcome) -> PassThrough | Respond:
+        """Log and count the outcome's audit events; render an answer into bytes."""
+        if outcome.events:
+            self.audit.emit(outcome.events)
+        if isinstance(outcome, PassThrough):
+            return outcome
+        return self.responses.respond(outcome)
+
+    def close(self) -> None:
+        self.provider_http.close()
+        self.store.close()
+        self.lookups.close()
+
+    async def aclose(self) -> None:
+        await self.provider_http.aclose()
+        await self.store.aclose()
+        self.lookups.close()
+
+
+def page_defaults(settings: Settings) -> dict[str, object]:
+    """What every page shows: the help desk, and the links of the CQRS sign-in page."""
+    prefix, pages = settings.site.path_prefix, settings.pages
+    return {
+        "prefix": prefix,
+        "css_url": f"{prefix}/static/cqrs.css",
+        "sign_in_url": f"{prefix}/sign_in",
+        "help_email": pages.help_email,
+        "help_phone": pages.help_phone,
+        "help_url": pages.help_url,
+        "contact_url": pages.contact_url,
+        "collections_url": pages.collections_url,
+    }
+
+
+def _lookup(settings: Settings, problems: list[str]) -> AccountLookup | None:
+    configured = settings.lookup.account_lookup
+    if not isinstance(configured, str):
+        return configured
+    try:
+        return resolve_account_lookup(
+            configured,
+            account_query=settings.lookup.account_query,
+            timeout_seconds=settings.lookup.account_lookup_timeout_seconds,
+        )
+    except ConfigError as error:
+        problems.extend(error.problems)
+        return None
+
+
+def _store(settings: Settings, problems: list[str]) -> StoreBackend | None:
+    try:
+        return open_store(settings.session)
+    except ConfigError as error:
+        problems.extend(error.problems)
+        return None
+
+
+def _names(section: str) -> set[str]:
+    return {name for name, setting in SETTINGS.items() if setting.section == section}
+
+
+def _signer(settings: Settings, problems: list[str]) -> ClientAssertionSigner | None:
+    provider = settings.provider
+    if provider.token_auth_method != "private_key_jwt":  # noqa: S105 - a method name
+        return None
+    pem = provider.private_key_pem
+    if not pem:
+        try:
+            pem = Path(provider.private_key_file).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(f"private_key_file: cannot read {provider.private_key_file!r}: {error}")
+            return None
+    try:
+        return ClientAssertionSigner.from_pem(pem)
+    except ConfigError as error:
+        problems.extend(error.problems)
+        return None
+
+
+def runtime_for(settings: Settings | None, runtime: Runtime | None) -> Runtime:
+    """What the drivers are given: a runtime, or settings to build one from."""
+    if (settings is None) == (runtime is None):
+        raise TypeError("give settings or a runtime, not both")
+    return runtime if runtime is not None else Runtime.from_settings(settings)  # type: ignore[arg-type]

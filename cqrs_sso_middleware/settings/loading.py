@@ -1,0 +1,253 @@
+"""Reading settings: from code, ``CQRS_SSO_*`` variables (and ``_FILE`` variables for
+secrets) and a TOML file, every value typed by its annotation in ``schema``.
+
+Precedence is one rule, most specific to this run first: **explicit arguments (CLI flags or
+keyword arguments) > environment variables > TOML file > defaults.** Every problem found
+on the way — an unknown name, a value of the wrong type, an unreadable file — is collected,
+so that a deployer sees them all at once, never one per attempt.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import Field, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from .schema import SECTIONS
+
+ENV_PREFIX = "CQRS_SSO_"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable name: its section, its type and its documentation."""
+
+    name: str
+    section: str
+    kind: Any
+    field: Field[Any]
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def secret(self) -> bool:
+        return bool(self.field.metadata.get("secret"))
+
+
+def _settings() -> dict[str, Setting]:
+    found: dict[str, Setting] = {}
+    for section_name, section in SECTIONS.items():
+        hints = get_type_hints(section)
+        for item in fields(section):
+            assert item.name not in found, f"{item.name} is in two sections"
+            found[item.name] = Setting(item.name, section_name, hints[item.name], item)
+    return found
+
+
+SETTINGS: dict[str, Setting] = _settings()
+
+
+def all_settings() -> Iterator[Setting]:
+    return iter(SETTINGS.values())
+
+
+def did_you_mean(name: str, candidates: Iterator[str] | list[str]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _kinds(kind: Any) -> tuple[Any, ...]:
+    """The alternatives of a union annotation (``X | None``), else the type itself."""
+    if get_origin(kind) in (Union, types.UnionType):
+        return get_args(kind)
+    return (kind,)
+
+
+def coerce(setting: Setting, raw: object) -> object:
+    """``raw`` as the setting's type; raises ``ValueError`` with the reason.
+
+    Strings (environment variables) are parsed: a comma list for tuples, the usual words
+    for booleans. Values from TOML and code are checked for the type they already have.
+    """
+    alternatives = _kinds(setting.kind)
+    if raw is None and type(None) in alternatives:
+        return None
+    for kind in alternatives:
+        origin = get_origin(kind)
+        if origin is tuple:
+            return _as_tuple(raw)
+        if origin is Literal:
+            if raw in get_args(kind):
+                return raw
+            raise ValueError("is not one of " + ", ".join(str(a) for a in get_args(kind)))
+        if kind is bool:
+            return _as_bool(raw)
+        if kind is int:
+            return _as_number(raw, int, "a whole number")
+        if kind is float:
+            return _as_number(raw, float, "a number")
+        if get_origin(kind) is not None and callable(raw) and not isinstance(raw, str):
+            return raw  # Callable[..., Any]: a lookup given in code
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return str(raw)
+    raise ValueError(f"is not text but {type(raw).__name__}")
+
+
+def _as_number(raw: object, kind: type[int] | type[float], what: str) -> int | float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError(f"is not {what}")
+    if kind is int and isinstance(raw, float):
+        raise ValueError(f"is not {what}")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"is not {what}") from None
+
+
+def _as_tuple(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items: list[object] = list(raw.split(","))
+    elif isinstance(raw, list | tuple):
+        items = list(raw)
+    else:
+        raise ValueError("is not a list (in a variable: a comma list)")
+    if not all(isinstance(item, str | int | float) for item in items):
+        raise ValueError("is not a list of text values")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _as_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ValueError("is not true or false")
+
+
+@dataclass
+class Sources:
+    """Raw values by setting name, with where each came from (for the error lines)."""
+
+    values: dict[str, object]
+    origin: dict[str, str]
+    problems: list[str]
+
+    def put(self, name: str, value: object, origin: str) -> None:
+        self.values[name] = value
+        self.origin[name] = origin
+
+
+def read_environ(environ: Mapping[str, str], into: Sources) -> None:
+    """``CQRS_SSO_<NAME>`` and, for any setting, ``CQRS_SSO_<NAME>_FILE`` (a path whose
+    content is the value, as container secrets are mounted)."""
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG_FILE":
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name.endswith("_file") and name[:-5] in SETTINGS and name not in SETTINGS:
+            name = name[:-5]
+            try:
+                raw = Path(raw).read_text(encoding="utf-8").strip()
+            except OSError as error:
+                into.problems.append(f"{key}: cannot read {raw!r}: {error.strerror}")
+                continue
+        if name in SETTINGS:
+            into.put(name, raw, key)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``CQRS_SSO_*`` variables that name no setting: a warning each (a typo is silently
+    ignored otherwise), with the closest real name."""
+    known = {s.env for s in SETTINGS.values()} | {s.env + "_FILE" for s in SETTINGS.values()}
+    known.add(ENV_PREFIX + "CONFIG_FILE")
+    return [
+        f"{key} is not a setting{did_you_mean(key, sorted(known))}; it is ignored"
+        for key in sorted(environ)
+        if key.startswith(ENV_PREFIX) and key not in known
+    ]
+
+
+def read_toml(path: Path, into: Sources) -> None:
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as error:
+        into.problems.append(f"config file {str(path)!r}: {error.strerror}")
+        return
+    except tomllib.TOMLDecodeError as error:
+        into.problems.append(f"config file {str(path)!r}: not valid TOML: {error}")
+        return
+    for key, raw in document.items():
+        if key not in SETTINGS:
+            into.problems.append(f"config file: unknown key {key!r}{did_you_mean(key, sorted(SETTINGS))}")
+            continue
+        into.put(key, raw, f"{path.name}: {key}")
+
+
+def typed(
+    values: Mapping[str, object], problems: list[str], origin: Mapping[str, str]
+) -> tuple[dict[str, object], set[str]]:
+    """Every value as its setting's type; unknown names and wrong types become problems.
+    Returns the typed values and the names that failed (nothing more is said of those)."""
+    result: dict[str, object] = {}
+    failed: set[str] = set()
+    for name, raw in values.items():
+        setting = SETTINGS.get(name)
+        if setting is None:
+            problems.append(f"{name}: not a setting{did_you_mean(name, sorted(SETTINGS))}")
+            continue
+        try:
+            result[name] = coerce(setting, raw)
+        except ValueError as error:
+            failed.add(name)
+            where = origin.get(name, name)
+            shown = "(hidden)" if setting.secret else repr(raw)
+            label = name if where == name else f"{name} ({where})"
+            problems.append(f"{label}: {shown} {error}")
+    return result, failed
+
+
+def load_values(
+    config_file: str | os.PathLike[str] | None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, object],
+) -> Sources:
+    """Arguments > environment > TOML file > defaults, and every problem on the way."""
+    sources = Sources({}, {}, [])
+    if config_file is not None:
+        read_toml(Path(config_file), sources)
+    read_environ(environ, sources)
+    for name, value in overrides.items():
+        if value is not None:
+            sources.put(name, value, name)
+    return sources
+
+
+def phrased(problems: list[str], sources: Sources, config_file: str | os.PathLike[str] | None) -> list[str]:
+    """Each problem said for where the value came from: a value that was set names its
+    variable or TOML key; a value that was missing says how to set it, in the terms the
+    deployer is using (a TOML file, or variables)."""
+    result = []
+    for problem in problems:
+        name, colon, rest = problem.partition(": ")
+        setting = SETTINGS.get(name)
+        if not colon or setting is None or rest.startswith("(") or " (" in name:
+            result.append(problem)
+        elif name in sources.origin:
+            result.append(f"{name} ({sources.origin[name]}): {rest}")
+        elif config_file is not None:
+            result.append(f"{problem} — add {name} = … to {Path(config_file).name}, or set {setting.env}")
+        else:
+            result.append(f"{problem} — set {setting.env}")
+    return result

@@ -1,0 +1,455 @@
+"""What can be configured, by section, and what makes a value valid.
+
+Each section is a frozen dataclass: the annotations are the types (``loading.coerce``
+reads them, so environment variables, TOML and code are typed the same way), the metadata
+is the description ``docs/configuration.md`` is generated from, and ``check`` names every
+problem with the section's values. Nothing here reads a file, opens a connection or
+imports a driver: turning a setting into a resource (a store, a lookup, a signing key) is
+``runtime.Runtime``'s job.
+
+Names are flat and unique across sections — ``issuer``, ``session_store``,
+``help_email`` — because that is how they are spelt in ``CQRS_SSO_*`` variables and TOML.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+ENTRA_AUTHORITY = "https://login.microsoftonline.com"
+SEED_HELP_EMAIL = "support@cqrs.co.uk"
+SEED_HELP_PHONE = "0800 4402777 (8am-6pm Mon-Fri exc Bank Holidays)"
+MIN_SECRET_KEY_BYTES = 32
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+Problems = list[str]
+
+
+def doc(text: str, *, secret: bool = False, required: bool = False) -> dict[str, object]:
+    """A setting's description; ``secret`` ones are never shown and may come from a ``_FILE``."""
+    return {"doc": text, "secret": secret, "required": required}
+
+
+def is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in _LOOPBACK_HOSTS
+
+
+def _plain_path_or_empty(problems: Problems, name: str, value: str) -> None:
+    if value and not _PLAIN_PATH.fullmatch(value):
+        problems.append(f"{name}: must be a plain path such as /healthz, or empty to disable")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderSettings:
+    """Who signs people in (NHSmail, or any OpenID provider) and how we authenticate to it."""
+
+    issuer: str = field(
+        default="", metadata=doc("OpenID issuer; metadata from `<issuer>/.well-known/openid-configuration`")
+    )
+    tenant: str = field(
+        default="",
+        metadata=doc("NHSmail preset: the issuer becomes `https://login.microsoftonline.com/<tenant>/v2.0`"),
+    )
+    client_id: str = field(
+        default="", metadata=doc("the client id NHSmail registered for this app", required=True)
+    )
+    client_secret: str = field(
+        default="",
+        repr=False,
+        metadata=doc("client secret, for `client_secret_basic` / `client_secret_post`", secret=True),
+    )
+    private_key_file: str = field(
+        default="",
+        metadata=doc(
+            "PEM RSA private key (plus the certificate, for Entra's `x5t`) for `private_key_jwt` (`cqrs-sso certificate`)"
+        ),
+    )
+    private_key_pem: str = field(
+        default="",
+        repr=False,
+        metadata=doc("the key itself instead of a file (code or `_FILE` only)", secret=True),
+    )
+    token_auth_method: TokenAuthMethod | None = field(
+        default=None,
+        metadata=doc(
+            "`client_secret_basic`, `client_secret_post` or `private_key_jwt`; unset: basic, or `private_key_jwt` when a key is given"
+        ),
+    )
+    scopes: tuple[str, ...] = field(
+        default=("openid", "profile", "email"), metadata=doc("requested scopes; must include `openid`")
+    )
+    clock_leeway_seconds: int = field(
+        default=180, metadata=doc("allowed clock skew for `exp` / `iat` / `nbf`")
+    )
+    http_timeout_seconds: float = field(default=10.0, metadata=doc("time-out of each call to the provider"))
+    sign_out_at_provider: bool = field(
+        default=True,
+        metadata=doc(
+            "sign-out also ends the NHSmail session (RP-initiated logout) when the provider has an `end_session_endpoint`"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        issuer = self.issuer or (f"{ENTRA_AUTHORITY}/{self.tenant}/v2.0" if self.tenant else "")
+        object.__setattr__(self, "issuer", issuer.rstrip("/"))
+        if self.token_auth_method is None:
+            keyed = self.private_key_file or self.private_key_pem
+            object.__setattr__(
+                self, "token_auth_method", "private_key_jwt" if keyed else "client_secret_basic"
+            )
+
+    def check(self, problems: Problems) -> None:
+        if not self.issuer:
+            problems.append("issuer: required (or set tenant for the NHSmail preset)")
+        elif urlsplit(self.issuer).scheme != "https" and not is_loopback(self.issuer):
+            problems.append(f"issuer: must be https (http only on loopback), got {self.issuer!r}")
+        if not self.client_id:
+            problems.append("client_id: required (the id NHSmail registered for this app)")
+        method = self.token_auth_method
+        if method == "private_key_jwt":
+            if not (self.private_key_file or self.private_key_pem):
+                problems.append("private_key_file: required for private_key_jwt")
+        elif not self.client_secret:
+            problems.append(f"client_secret: required for {method}")
+        if "openid" not in self.scopes:
+            problems.append("scopes: must include 'openid'")
+        if not 0 <= self.clock_leeway_seconds <= 600:
+            problems.append("clock_leeway_seconds: must be between 0 and 600")
+        if not 0 < self.http_timeout_seconds <= 60:
+            problems.append("http_timeout_seconds: must be between 0 and 60")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteSettings:
+    """Where the protected service is, and which of its paths need no sign-in."""
+
+    base_url: str = field(
+        default="",
+        metadata=doc(
+            "public origin, e.g. `https://cqrs.example.nhs.uk`; https unless loopback; builds the redirect URI",
+            required=True,
+        ),
+    )
+    path_prefix: str = field(default="/oauth2", metadata=doc("where the endpoints live"))
+    default_return_path: str = field(
+        default="/", metadata=doc("where users land when no safe return path is known (the message centre)")
+    )
+    public_paths: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "comma list of anchored globs (`*` within one segment, `**` across: `/static/**`) or `re:` regexes (fullmatch) on the normalised path; they pass without a session (see docs/proxy.md)"
+        ),
+    )
+    auto_redirect: bool = field(default=False, metadata=doc("skip the sign-in page, go straight to NHSmail"))
+    health_path: str = field(default="/healthz", metadata=doc("liveness probe (always 200); empty disables"))
+    ready_path: str = field(
+        default="/readyz",
+        metadata=doc(
+            "readiness probe (provider metadata loaded, session store reachable, else 503); empty disables"
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        object.__setattr__(self, "path_prefix", "/" + self.path_prefix.strip("/"))
+
+    @property
+    def redirect_uri(self) -> str:
+        """Register this with NHSmail as the redirect URI."""
+        return f"{self.base_url}{self.path_prefix}/callback"
+
+    @property
+    def is_https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    def check(self, problems: Problems) -> None:
+        parts = urlsplit(self.base_url)
+        if not self.base_url:
+            problems.append("base_url: required (the public origin, e.g. https://cqrs.example.nhs.uk)")
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(
+                f"base_url: must be an origin like https://cqrs.example.nhs.uk, got {self.base_url!r}"
+            )
+        elif parts.path or parts.query or parts.fragment:
+            problems.append("base_url: must be an origin only (no path, query or fragment)")
+        elif parts.scheme == "http" and not is_loopback(self.base_url):
+            problems.append("base_url: must be https; plain http is only allowed on loopback for development")
+        if not re.fullmatch(r"/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", self.path_prefix):
+            problems.append(f"path_prefix: must be a plain path such as /oauth2, got {self.path_prefix!r}")
+        if not self.default_return_path.startswith("/") or self.default_return_path.startswith("//"):
+            problems.append("default_return_path: must be a path on this site, such as /")
+        _plain_path_or_empty(problems, "health_path", self.health_path)
+        _plain_path_or_empty(problems, "ready_path", self.ready_path)
+        for pattern in self.public_paths:
+            if pattern.startswith("re:"):
+                try:
+                    re.compile(pattern[3:])
+                except re.error as error:
+                    problems.append(f"public_paths: {pattern!r} is not a regular expression ({error})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionSettings:
+    """Where sessions live, how long they last, and the keys that protect them."""
+
+    secret_keys: tuple[str, ...] = field(
+        default=(),
+        repr=False,
+        metadata=doc(
+            "comma list (TOML: array); the first encrypts and signs, all are accepted (rotation); each ≥ 32 bytes (`cqrs-sso new-secret`)",
+            secret=True,
+            required=True,
+        ),
+    )
+    session_store: str = field(
+        default="cookie",
+        repr=False,  # a Redis URL may hold a password: see display_store
+        metadata=doc(
+            '`cookie` (stateless, encrypted; cannot be revoked), `memory` (one process) or a `redis://` / `rediss://` URL (any number of instances; revocation) — see "Session stores"'
+        ),
+    )
+    redis_password: str = field(
+        default="",
+        repr=False,
+        metadata=doc("Redis password; wins over one in the URL; never logged or shown", secret=True),
+    )
+    session_store_timeout_seconds: float = field(
+        default=2.0, metadata=doc("a slower store answer counts as failed (503)")
+    )
+    session_key_prefix: str = field(
+        default="cqrs_sso:",
+        metadata=doc("prefix of every key in Redis, to share one Redis between services"),
+    )
+    session_idle_seconds: int = field(default=3600, metadata=doc("idle time-out"))
+    session_max_seconds: int = field(default=43200, metadata=doc("absolute time-out"))
+    cookie_name: str = field(
+        default="cqrs_sso", metadata=doc("base cookie name (`__Host-` is prefixed on https)")
+    )
+
+    @property
+    def display_store(self) -> str:
+        """``session_store`` fit for logs and pages: a password in the URL is masked."""
+        return display_url(self.session_store)
+
+    def check(self, problems: Problems) -> None:
+        if not self.secret_keys:
+            problems.append("secret_keys: required (random strings of at least 32 bytes, comma separated)")
+        for position, key in enumerate(self.secret_keys, start=1):
+            if len(key.encode("utf-8")) < MIN_SECRET_KEY_BYTES:
+                problems.append(f"secret_keys: key {position} is shorter than {MIN_SECRET_KEY_BYTES} bytes")
+        if self.session_idle_seconds < 60:
+            problems.append("session_idle_seconds: must be at least 60")
+        if self.session_max_seconds < self.session_idle_seconds:
+            problems.append("session_max_seconds: must be at least session_idle_seconds")
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.cookie_name):
+            problems.append("cookie_name: letters, digits and underscores only")
+        if self.session_store in ("cookie", "memory"):
+            return
+        parts = urlsplit(self.session_store)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            problems.append(
+                "session_store: must be 'cookie', 'memory' or a redis:// / rediss:// URL, "
+                f"got {self.display_store!r}"
+            )
+        if not 0 < self.session_store_timeout_seconds <= 30:
+            problems.append("session_store_timeout_seconds: must be between 0 and 30")
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", self.session_key_prefix):
+            problems.append("session_key_prefix: letters, digits and _ . : - only, at most 64")
+
+
+AccountLookupSpec = Callable[..., Any] | str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LookupSettings:
+    """How CQRS accounts are found for a signed-in person, and how often they are checked."""
+
+    account_lookup: AccountLookupSpec = field(
+        default="",
+        metadata=doc(
+            "`package.module:function`, `csv:PATH`, `json:PATH`, `sql:URL` (with `account_query`) or `http(s)://…{email}…`",
+            required=True,
+        ),
+    )
+    account_query: str = field(
+        default="",
+        metadata=doc("for `sql:`: a `SELECT` using `:email` (and optionally `:oid`, `:tid`, `:sub`)"),
+    )
+    account_lookup_timeout_seconds: float = field(
+        default=5.0, metadata=doc("a slower lookup counts as failed (503)")
+    )
+    account_lookup_concurrency: int = field(
+        default=16,
+        metadata=doc(
+            "lookups running at once per process; one more waits for a free place within its time-out, then fails (503)"
+        ),
+    )
+    account_cache_seconds: int = field(
+        default=0,
+        metadata=doc(
+            'keep lookup answers (account or "no account", never failures) this long, per process, keyed by email and `oid`; `0` off'
+        ),
+    )
+    account_recheck_seconds: int = field(
+        default=900, metadata=doc("re-ask the lookup for signed-in users this often; `0` never")
+    )
+    allowed_email_domains: tuple[str, ...] = field(
+        default=(), metadata=doc("comma list, e.g. `nhs.net`; others see the no-account page; empty: any")
+    )
+
+    def __post_init__(self) -> None:
+        domains = tuple(d.strip().lower().lstrip("@") for d in self.allowed_email_domains if d.strip())
+        object.__setattr__(self, "allowed_email_domains", domains)
+
+    @property
+    def spec(self) -> str:
+        """The lookup as configured, for start-up lines: a string, or "code"."""
+        return self.account_lookup if isinstance(self.account_lookup, str) else "code"
+
+    def check(self, problems: Problems) -> None:
+        lookup = self.account_lookup
+        if lookup == "":
+            problems.append(
+                "account_lookup: required (csv:PATH, json:PATH, sql:URL, http(s)://… or module:function)"
+            )
+        elif not isinstance(lookup, str) and not callable(lookup):
+            problems.append("account_lookup: must be a callable or a 'module:function' string")
+        if not 0 < self.account_lookup_timeout_seconds <= 60:
+            problems.append("account_lookup_timeout_seconds: must be between 0 and 60")
+        if not 1 <= self.account_lookup_concurrency <= 256:
+            problems.append("account_lookup_concurrency: must be between 1 and 256")
+        if self.account_cache_seconds < 0:
+            problems.append("account_cache_seconds: must be 0 (no caching) or more")
+        if self.account_recheck_seconds < 0:
+            problems.append("account_recheck_seconds: must be 0 (never) or more")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PagesSettings:
+    """What the sign-in and error pages say: the help desk and the links of the CQRS page."""
+
+    help_email: str = field(default=SEED_HELP_EMAIL, metadata=doc("help desk email on every page"))
+    help_phone: str = field(default=SEED_HELP_PHONE, metadata=doc("help desk phone on every page"))
+    help_url: str = field(
+        default="https://digital.nhs.uk/services/calculating-quality-reporting-service",
+        metadata=doc("the Help link on the sign-in page"),
+    )
+    contact_url: str = field(
+        default="mailto:support@cqrs.co.uk", metadata=doc("the Contact Us link on the sign-in page")
+    )
+    collections_url: str = field(
+        default="https://digital.nhs.uk/services/general-practice-gp-collections",
+        metadata=doc("the GP Collections Website link on the sign-in page"),
+    )
+    templates_dir: str = field(default="", metadata=doc("folder whose templates override the packaged ones"))
+
+    def check(self, problems: Problems) -> None:
+        for name in ("help_url", "contact_url", "collections_url"):
+            scheme = urlsplit(getattr(self, name)).scheme
+            if scheme not in ("https", "http", "mailto", "tel"):
+                problems.append(f"{name}: must be an https:, mailto: or tel: link")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxySettings:
+    """``cqrs-sso proxy`` and forward-auth: where requests go and what the upstream is told."""
+
+    upstream: str = field(
+        default="",
+        metadata=doc(
+            "proxy mode: where authenticated requests go; empty: a sign-in and forward-auth service only"
+        ),
+    )
+    listen: str = field(default="127.0.0.1:8080", metadata=doc("proxy mode: `host:port`"))
+    workers: int = field(default=1, metadata=doc("proxy mode: worker processes"))
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "proxy mode: addresses or CIDRs whose `X-Forwarded-*` and `X-Real-IP` are believed; empty: nobody"
+        ),
+    )
+    keep_alive_seconds: int = field(
+        default=75,
+        metadata=doc(
+            "proxy mode: how long an idle client connection is kept open; longer than the idle time-out of a load balancer in front (nginx's default: 75)"
+        ),
+    )
+    upstream_timeout_seconds: float = field(
+        default=30.0, metadata=doc("proxy mode: no answer from the upstream within this → 504")
+    )
+    metrics_path: str = field(
+        default="/metrics", metadata=doc("proxy mode: Prometheus metrics; empty disables")
+    )
+    metrics_allow: tuple[str, ...] = field(
+        default=("127.0.0.1/32", "::1/128"), metadata=doc("proxy mode: networks that may read the metrics")
+    )
+    user_header: str = field(
+        default="X-Forwarded-User",
+        metadata=doc("header carrying the user's email to proxied apps (proxy) and in forward-auth answers"),
+    )
+    email_header: str = field(
+        default="X-Forwarded-Email", metadata=doc("header carrying the email to proxied apps")
+    )
+    account_header: str = field(
+        default="X-CQRS-Account",
+        metadata=doc("header carrying the CQRS account id to proxied apps and nginx"),
+    )
+
+    def check(self, problems: Problems) -> None:
+        if self.upstream:
+            parts = urlsplit(self.upstream)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append(
+                    f"upstream: must be an http(s) URL like http://127.0.0.1:9000, got {self.upstream!r}"
+                )
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(f"listen: must be host:port, got {self.listen!r}")
+        if not 1 <= self.workers <= 64:
+            problems.append("workers: must be between 1 and 64")
+        for name in ("trusted_proxies", "metrics_allow"):
+            for network in getattr(self, name):
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError:
+                    problems.append(f"{name}: {network!r} is not an address or CIDR network")
+        for name in ("user_header", "email_header", "account_header"):
+            if not _HEADER_NAME.fullmatch(getattr(self, name)):
+                problems.append(f"{name}: must be a header name (letters, digits, hyphens)")
+        if not 1 <= self.keep_alive_seconds <= 3600:
+            problems.append("keep_alive_seconds: must be between 1 and 3600")
+        if not 0 < self.upstream_timeout_seconds <= 3600:
+            problems.append("upstream_timeout_seconds: must be between 0 and 3600")
+        _plain_path_or_empty(problems, "metrics_path", self.metrics_path)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "provider": ProviderSettings,
+    "site": SiteSettings,
+    "session": SessionSettings,
+    "lookup": LookupSettings,
+    "pages": PagesSettings,
+    "proxy": ProxySettings,
+}
+
+
+def display_url(url: str) -> str:
+    """A store URL fit for a log line: any password masked."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def token_auth_methods() -> tuple[str, ...]:
+    return get_args(TokenAuthMethod)
