@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, SSOMiddleware, User
+from cqrs_sso_middleware.core.interpreter import StoreOnly, run_sync
 from cqrs_sso_middleware.core.sessions.session import Session
 
 TARGETS_US = {("WSGI", "cookie"): 10.0, ("ASGI", "cookie"): 15.0}
@@ -44,30 +45,25 @@ def settings(store: str) -> Settings:
 
 def session_cookie(middleware: Any) -> str:
     """A signed-in session: in the cookie (cookie store) or saved in the store."""
-    flow = middleware.flow
+    runtime = middleware.runtime
+    keeper = runtime.router.keeper
     identity = Identity(
         email="gp.user@nhs.net",
         subject="pairwise-subject",
-        issuer=flow.settings.issuer,
+        issuer=runtime.settings.provider.issuer,
         object_id="0f4b3c1e-6d7a-4b8c-9e2f-1a3b5c7d9e0f",
         tenant_id="5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4",
         name="Dr Gita Patel",
         claims={"email": "gp.user@nhs.net", "name": "Dr Gita Patel", "ver": "2.0"},
     )
     user = User(identity, Account("CQRS-0001", "gp.user@nhs.net", {"organisation": "Demo Surgery"}))
-    session = Session.start(user, time.time(), flow.sessions.deployment)
-    if flow.sessions.stateless:
-        value = flow.codec.encode(session)
+    session = Session.start(user, time.time(), keeper.deployment)
+    if keeper.stateless:
+        value = keeper.codec.encode(session)
     else:
-        step = flow.sessions.save(session, time.time())
-        try:
-            effect = next(step)
-            while True:
-                effect = step.send(middleware.store.perform(effect))
-        except StopIteration:
-            pass
+        run_sync(keeper.save(session, time.time()), StoreOnly(runtime.store.perform))
         value = session.session_id
-    return f"{flow.session_cookie}={value}; _ga=GA1.2.3; theme=dark"
+    return f"{runtime.cookie_names.session}={value}; _ga=GA1.2.3; theme=dark"
 
 
 def bare_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

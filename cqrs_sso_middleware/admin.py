@@ -86,43 +86,37 @@ def _when(moment: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
 
 
-def run_sessions_command(settings: Settings, action: str, email: str | None, everyone: bool) -> int:
-    kind = store_kind(settings.session.session_store)
-    if kind == "cookie":
-        print(
-            "session_store is 'cookie': sessions live in the browsers' encrypted cookies; they cannot be "
-            "listed, and cannot be revoked before their time-out. Use a redis:// store to revoke.",
-            file=sys.stderr,
-        )
-        return 2
-    if kind == "memory":
-        print(
-            "session_store is 'memory': sessions live inside the serving process and cannot be reached "
-            "from here. Use a redis:// store to manage sessions from the command line.",
-            file=sys.stderr,
-        )
-        return 2
+_UNREACHABLE_STORES = {
+    "cookie": "session_store is 'cookie': sessions live in the browsers' encrypted cookies; they cannot be "
+    "listed, and cannot be revoked before their time-out. Use a redis:// store to revoke.",
+    "memory": "session_store is 'memory': sessions live inside the serving process and cannot be reached "
+    "from here. Use a redis:// store to manage sessions from the command line.",
+}
+
+
+def _refusal(settings: Settings, action: str, email: str | None, everyone: bool) -> str | None:
+    """Why this command cannot be run as asked (exit 2), or ``None``."""
+    unreachable = _UNREACHABLE_STORES.get(store_kind(settings.session.session_store))
+    if unreachable:
+        return unreachable
     if action == "revoke" and email is None and not everyone:
-        print("revoke needs --email EMAIL or --all", file=sys.stderr)
-        return 2
+        return "revoke needs --email EMAIL or --all"
     if email is not None and not _is_email_address(email):
         # A blank filter matches everyone: "--email ' '" must never mean "--all".
-        print(f"--email needs an email address, got {email!r}; --all ends every session", file=sys.stderr)
+        return f"--email needs an email address, got {email!r}; --all ends every session"
+    return None
+
+
+def run_sessions_command(settings: Settings, action: str, email: str | None, everyone: bool) -> int:
+    refusal = _refusal(settings, action, email, everyone)
+    if refusal:
+        print(refusal, file=sys.stderr)
         return 2
     admin = SessionAdmin(settings)
     try:
         found = list(admin.sessions(None if everyone else email))
         if action == "list":
-            header = ("session", "email", "account", "signed in (UTC)", "last seen (UTC)", "expires in")
-            print("{:12}  {:32}  {:12}  {:19}  {:19}  {}".format(*header))
-            for stored in sorted(found, key=lambda s: (s.session.user.email, s.session.created_at)):
-                user = stored.session.user
-                signed_in, last_seen = _when(stored.session.created_at), _when(stored.session.renewed_at)
-                print(
-                    f"{stored.ref:12}  {user.email:32}  {user.account.account_id:12}  "
-                    f"{signed_in:19}  {last_seen:19}  {stored.ttl_seconds}s"
-                )
-            print(f"{len(found)} session(s) in {settings.session.display_store}")
+            _print_sessions(found, settings.session.display_store)
             return 0
         revoked = sum(admin.revoke(stored) for stored in found)
         print(f"revoked {revoked} session(s)" + (f" of {email}" if email and not everyone else ""))
@@ -135,3 +129,16 @@ def run_sessions_command(settings: Settings, action: str, email: str | None, eve
         return 1
     finally:
         admin.close()
+
+
+def _print_sessions(found: list[StoredSession], where: str) -> None:
+    header = ("session", "email", "account", "signed in (UTC)", "last seen (UTC)", "expires in")
+    print("{:12}  {:32}  {:12}  {:19}  {:19}  {}".format(*header))
+    for stored in sorted(found, key=lambda s: (s.session.user.email, s.session.created_at)):
+        user = stored.session.user
+        signed_in, last_seen = _when(stored.session.created_at), _when(stored.session.renewed_at)
+        print(
+            f"{stored.ref:12}  {user.email:32}  {user.account.account_id:12}  "
+            f"{signed_in:19}  {last_seen:19}  {stored.ttl_seconds}s"
+        )
+    print(f"{len(found)} session(s) in {where}")

@@ -62,13 +62,11 @@ def _load_settings(config_file: str | None) -> Settings | None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .runtime import Runtime
+    from .runtime import load_or_explain
 
-    try:  # the settings and what a start would build from them (lookup, key, store)
-        runtime = Runtime.load(args.config)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+    # The settings and what a start would build from them (lookup, key, store).
+    runtime = load_or_explain(args.config)
+    if runtime is None:
         return 1
     runtime.close()
     settings = runtime.settings

@@ -9,6 +9,8 @@ failure, read no further. TLS is verified as httpx does by default.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from . import __version__
@@ -24,20 +26,23 @@ class ProviderHttp:
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
 
+    def _options(self) -> dict[str, Any]:
+        return {
+            "timeout": self.timeout_seconds,
+            "follow_redirects": False,
+            "headers": {"User-Agent": USER_AGENT},
+        }
+
     @property
     def sync_client(self) -> httpx.Client:
         if self._sync is None:
-            self._sync = httpx.Client(
-                timeout=self.timeout_seconds, follow_redirects=False, headers={"User-Agent": USER_AGENT}
-            )
+            self._sync = httpx.Client(**self._options())
         return self._sync
 
     @property
     def async_client(self) -> httpx.AsyncClient:
         if self._async is None:
-            self._async = httpx.AsyncClient(
-                timeout=self.timeout_seconds, follow_redirects=False, headers={"User-Agent": USER_AGENT}
-            )
+            self._async = httpx.AsyncClient(**self._options())
         return self._async
 
     def call(self, call: HttpCall) -> HttpResult:

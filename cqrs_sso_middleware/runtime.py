@@ -15,6 +15,7 @@ first request.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,18 @@ from typing import Any
 from .audit import AuditObserver, AuditSink
 from .core.errors import ConfigError
 from .core.oidc.client_auth import ClientAssertionSigner
-from .core.protocol import HttpCall, HttpResult, Outcome, PassThrough, Respond
+from .core.protocol import (
+    HttpCall,
+    HttpResult,
+    LookUpAccount,
+    LookupResult,
+    Outcome,
+    PassThrough,
+    ReadForm,
+    Respond,
+    StoreEffect,
+    StoreResult,
+)
 from .core.responses import ResponseWriter, content_security_policy, provider_origin
 from .core.router import Router
 from .core.security.cookies import CookieNames
@@ -218,3 +230,59 @@ def runtime_for(settings: Settings | None, runtime: Runtime | None) -> Runtime:
     if (settings is None) == (runtime is None):
         raise TypeError("give settings or a runtime, not both")
     return runtime if runtime is not None else Runtime.from_settings(settings)  # type: ignore[arg-type]
+
+
+class SyncEffects:
+    """The runtime's resources as the interpreter's ``SyncPerformer``. A driver subclasses
+    it to read its request's body; without one, there is no body."""
+
+    __slots__ = ("runtime",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def http(self, call: HttpCall) -> HttpResult:
+        return self.runtime.provider_http.call(call)
+
+    def read_form(self, effect: ReadForm) -> bytes | None:
+        return None
+
+    def look_up(self, effect: LookUpAccount) -> LookupResult:
+        return self.runtime.lookups.call(effect.identity)
+
+    def store(self, effect: StoreEffect) -> StoreResult:
+        return self.runtime.store.perform(effect)
+
+
+class AsyncEffects:
+    """``SyncEffects`` for an event loop (the interpreter's ``AsyncPerformer``)."""
+
+    __slots__ = ("runtime",)
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def http(self, call: HttpCall) -> HttpResult:
+        return await self.runtime.provider_call(call)
+
+    async def read_form(self, effect: ReadForm) -> bytes | None:
+        return None
+
+    async def look_up(self, effect: LookUpAccount) -> LookupResult:
+        return await self.runtime.lookups.acall(effect.identity)
+
+    async def store(self, effect: StoreEffect) -> StoreResult:
+        return await self.runtime.store.aperform(effect)
+
+
+def load_or_explain(
+    config_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> Runtime | None:
+    """``Runtime.load``, or ``None`` after one ``config error:`` line per problem on stderr
+    (the command line's way to fail: a sentence per problem, never a traceback)."""
+    try:
+        return Runtime.load(config_file, environ)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return None

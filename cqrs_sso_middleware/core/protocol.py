@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
+from types import GeneratorType
 from typing import Any, Literal, Protocol
+
+from typing_extensions import TypeIs
 
 from .identity import Account, Identity, User
 
@@ -213,16 +216,22 @@ class PassThrough:
 
 
 @dataclass(frozen=True, slots=True)
-class Redirect:
-    """``303 See Other`` to ``location``: browsers follow with a GET, whatever came before."""
+class _Answered:
+    """What every answer the package makes itself carries besides its body."""
 
-    location: str
-    set_cookies: Cookies = ()
-    events: Events = ()
+    set_cookies: Cookies = field(default=(), kw_only=True)
+    events: Events = field(default=(), kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
+class Redirect(_Answered):
+    """``303 See Other`` to ``location``: browsers follow with a GET, whatever came before."""
+
+    location: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page(_Answered):
     """An HTML page, described rather than rendered: ``template`` with ``context`` (the
     common parts — help desk, links — are added when it is rendered). A page that only the
     provider may frame (front-channel logout) names it in ``frame_ancestor``."""
@@ -232,39 +241,31 @@ class Page:
     context: Mapping[str, Any] = field(default_factory=dict)
     headers: Headers = ()
     frame_ancestor: str | None = None
-    set_cookies: Cookies = ()
-    events: Events = ()
 
 
 @dataclass(frozen=True, slots=True)
-class JsonReply:
+class JsonReply(_Answered):
     """A JSON answer (API and XHR callers, forward-auth, probes): shapes in ``replies``."""
 
     status: int
     body: Mapping[str, object]
     headers: Headers = ()
-    set_cookies: Cookies = ()
-    events: Events = ()
 
 
 @dataclass(frozen=True, slots=True)
-class Empty:
+class Empty(_Answered):
     """A status and headers without a body (forward-auth's ``202``)."""
 
     status: int
     headers: Headers = ()
-    set_cookies: Cookies = ()
-    events: Events = ()
 
 
 @dataclass(frozen=True, slots=True)
-class Static:
+class Static(_Answered):
     """A packaged asset (the stylesheet), cacheable."""
 
     asset: str
     content_type: str
-    set_cookies: Cookies = ()
-    events: Events = ()
 
 
 Answer = Redirect | Page | JsonReply | Empty | Static
@@ -272,6 +273,11 @@ Outcome = PassThrough | Answer
 OUTCOME_TYPES = (PassThrough, Redirect, Page, JsonReply, Empty, Static)
 Flow = Generator[Effect, Any, Outcome]
 Decision = Outcome | Flow
+
+
+def is_flow(decision: Decision) -> TypeIs[Flow]:
+    """Whether a decision still needs effects performed (a generator), or is the outcome."""
+    return type(decision) is GeneratorType
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,13 +31,13 @@ from .context import RequestContext
 from .oidc.client import ProviderState, RelyingParty
 from .oidc.client_auth import ClientAssertionSigner
 from .protocol import (
-    OUTCOME_TYPES,
     AuditEvent,
     Decision,
     Flow,
     IncomingRequest,
     Outcome,
     PassThrough,
+    is_flow,
 )
 from .routes.access import Access, ForwardAuth
 from .routes.callback import Callback
@@ -45,7 +45,7 @@ from .routes.logout_channels import LogoutChannels
 from .routes.probes import Probes
 from .routes.sign_in import SignIn, SignInStarter
 from .routes.sign_out import SignOut
-from .security.cookies import CookieNames, CookiePolicy
+from .security.cookies import CookieNames, CookiePolicy, cookie_values
 from .security.csrf import CsrfGuard
 from .security.paths import PathRefused, PublicPaths, normalise_path
 from .sessions.attempts import AttemptCookies
@@ -144,7 +144,7 @@ class Router:
                 events=(AuditEvent("websocket_refused", {"reason": "cross_origin"}),),
             )
         path = normalise_path(request.path)
-        if isinstance(path, PathRefused) or not _under_root(path, request.root_path):
+        if isinstance(path, PathRefused) or (request.root_path and not _under_root(path, request.root_path)):
             ctx = RequestContext(request, self.clock())
             ctx.audit(
                 "path_refused", reason=path.reason if isinstance(path, PathRefused) else "outside_mount"
@@ -190,7 +190,7 @@ class Router:
     # -- 4: the session, loaded once -------------------------------------------------------------
 
     def _with_session(self, route: Route, ctx: RequestContext, changed: str | None) -> Decision:
-        values = self.cookies.values(ctx.request.headers.get("cookie"))
+        values = cookie_values(ctx.request.headers.get("cookie"), self.cookies.name)
         if not values:
             return self._run(route, ctx, changed)
         if self.keeper.stateless:  # the cookie is the session: no I/O (the hot path)
@@ -204,7 +204,7 @@ class Router:
         except StoreProblem as problem:
             return self._finish(ctx, self._store_unavailable(ctx, problem), changed)
         decision = self._run(route, ctx, changed)
-        return decision if isinstance(decision, OUTCOME_TYPES) else (yield from decision)
+        return (yield from decision) if is_flow(decision) else decision
 
     def _loaded(self, route: Route, ctx: RequestContext, loaded: LoadedSession) -> None:
         session = loaded.session
@@ -226,13 +226,13 @@ class Router:
 
     def _run(self, route: Route, ctx: RequestContext, changed: str | None) -> Decision:
         decision = route.handler(ctx)
-        if isinstance(decision, OUTCOME_TYPES) and (ctx.kept is None or self.keeper.stateless):
+        if not is_flow(decision) and (ctx.kept is None or self.keeper.stateless):
             return self._finish(ctx, decision, changed)
         return self._finishing(ctx, decision, changed)
 
     def _finishing(self, ctx: RequestContext, decision: Decision, changed: str | None) -> Flow:
         try:
-            outcome = decision if isinstance(decision, OUTCOME_TYPES) else (yield from decision)
+            outcome = (yield from decision) if is_flow(decision) else decision
             if ctx.kept is not None and not self.keeper.stateless:
                 yield from self.keeper.save(ctx.kept[0], ctx.now)
         except StoreProblem as problem:
@@ -254,7 +254,7 @@ class Router:
                 ctx.set_cookies.append(cookie)
         if ctx.ended is not None:
             ctx.set_cookies.append(self.cookies.notice(ctx.ended))
-        if isinstance(outcome, PassThrough):
+        if type(outcome) is PassThrough:
             if not ctx.set_cookies and not ctx.events and changed is None:
                 return outcome  # the hot path: nothing to add
             return PassThrough(outcome.user, tuple(ctx.set_cookies), changed, tuple(ctx.events))

@@ -17,21 +17,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..audit import begin_request
 from ..core.interpreter import run_async
-from ..core.protocol import (
-    OUTCOME_TYPES,
-    HttpCall,
-    HttpResult,
-    IncomingRequest,
-    LookUpAccount,
-    LookupResult,
-    PassThrough,
-    ReadForm,
-    Respond,
-    StoreEffect,
-    StoreResult,
-)
+from ..core.protocol import IncomingRequest, PassThrough, ReadForm, Respond, is_flow
 from ..core.responses import internal_error
-from ..runtime import Runtime, runtime_for
+from ..runtime import AsyncEffects, Runtime, runtime_for
 from ..settings import Settings
 
 log = logging.getLogger("cqrs_sso")
@@ -60,17 +48,14 @@ class ScopeHeaderLookup:
         return None
 
 
-class _Effects:
-    """Performs one request's effects: the runtime's shared resources, and this body."""
+class _Effects(AsyncEffects):
+    """The runtime's effects, and this request's body (``http.request`` messages)."""
 
-    __slots__ = ("receive", "runtime")
+    __slots__ = ("receive",)
 
     def __init__(self, runtime: Runtime, receive: Receive) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self.receive = receive
-
-    async def http(self, call: HttpCall) -> HttpResult:
-        return await self.runtime.provider_call(call)
 
     async def read_form(self, effect: ReadForm) -> bytes | None:
         body = b""
@@ -83,12 +68,6 @@ class _Effects:
                 return None
             if not message.get("more_body", False):
                 return bytes(body)
-
-    async def look_up(self, effect: LookUpAccount) -> LookupResult:
-        return await self.runtime.lookups.acall(effect.identity)
-
-    async def store(self, effect: StoreEffect) -> StoreResult:
-        return await self.runtime.store.aperform(effect)
 
 
 class ASGISSOMiddleware:
@@ -136,9 +115,7 @@ class ASGISSOMiddleware:
         try:
             decision = self._router.handle(self._request(scope, headers))
             outcome = (
-                decision
-                if isinstance(decision, OUTCOME_TYPES)
-                else await run_async(decision, _Effects(self.runtime, receive))
+                await run_async(decision, _Effects(self.runtime, receive)) if is_flow(decision) else decision
             )
             answer = self.runtime.finish(outcome)
         except Exception:

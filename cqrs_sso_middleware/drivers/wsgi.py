@@ -15,21 +15,9 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from ..audit import begin_request
 from ..core.interpreter import run_sync
-from ..core.protocol import (
-    OUTCOME_TYPES,
-    HttpCall,
-    HttpResult,
-    IncomingRequest,
-    LookUpAccount,
-    LookupResult,
-    PassThrough,
-    ReadForm,
-    Respond,
-    StoreEffect,
-    StoreResult,
-)
+from ..core.protocol import IncomingRequest, PassThrough, ReadForm, Respond, is_flow
 from ..core.responses import internal_error
-from ..runtime import Runtime, runtime_for
+from ..runtime import Runtime, SyncEffects, runtime_for
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -63,17 +51,14 @@ class EnvironHeaderLookup:
         return value if isinstance(value, str) else None
 
 
-class _Effects:
-    """Performs one request's effects: the runtime's shared resources, and this environ's body."""
+class _Effects(SyncEffects):
+    """The runtime's effects, and this environ's body (PEP 3333 ``wsgi.input``)."""
 
-    __slots__ = ("environ", "runtime")
+    __slots__ = ("environ",)
 
     def __init__(self, runtime: Runtime, environ: WSGIEnvironment) -> None:
-        self.runtime = runtime
+        super().__init__(runtime)
         self.environ = environ
-
-    def http(self, call: HttpCall) -> HttpResult:
-        return self.runtime.provider_http.call(call)
 
     def read_form(self, effect: ReadForm) -> bytes | None:
         try:
@@ -84,12 +69,6 @@ class _Effects:
             return None
         body: bytes = self.environ["wsgi.input"].read(length)
         return body
-
-    def look_up(self, effect: LookUpAccount) -> LookupResult:
-        return self.runtime.lookups.call(effect.identity)
-
-    def store(self, effect: StoreEffect) -> StoreResult:
-        return self.runtime.store.perform(effect)
 
 
 class SSOMiddleware:
@@ -126,11 +105,7 @@ class SSOMiddleware:
         begin_request(environ.get("HTTP_X_REQUEST_ID"))
         try:
             decision = self._router.handle(self._request(environ))
-            outcome = (
-                decision
-                if isinstance(decision, OUTCOME_TYPES)
-                else run_sync(decision, _Effects(self.runtime, environ))
-            )
+            outcome = run_sync(decision, _Effects(self.runtime, environ)) if is_flow(decision) else decision
             answer = self.runtime.finish(outcome)
         except Exception:
             log.exception("cqrs-sso: internal error while handling a request")

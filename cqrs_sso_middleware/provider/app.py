@@ -22,11 +22,9 @@ import html
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import unquote, urlencode
 
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
@@ -36,68 +34,20 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from .logout import SSO_COOKIE, SingleSignOnSession, frontchannel_url, logout_token, signed_out_page
+from .model import (
+    CODE_LIFETIME_SECONDS,
+    ID_TOKEN_LIFETIME_SECONDS,
+    CodeGrant,
+    DemoClient,
+    DemoUser,
+    ProviderFaults,
+    b64url,
+    discovery_document,
+    read_form,
+)
+from .pages import DEMO_NOTICE, WRONG_CREDENTIALS, login_page, page
 
 log = logging.getLogger("cqrs_sso.provider")
-
-WRONG_CREDENTIALS = "Incorrect user ID or password. Type the correct user ID and password, and try again."
-CODE_LIFETIME_SECONDS = 600
-ID_TOKEN_LIFETIME_SECONDS = 3600
-DEMO_NOTICE = "Demonstration identity provider for testing only. This is not NHSmail."
-
-
-@dataclass(frozen=True)
-class DemoUser:
-    email: str
-    password: str
-    name: str
-    object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    include_email_claim: bool = True
-
-
-@dataclass(frozen=True)
-class DemoClient:
-    client_id: str
-    client_secret: str
-    redirect_uris: tuple[str, ...]
-    post_logout_redirect_uris: tuple[str, ...] = ()
-    frontchannel_logout_uri: str = ""
-    backchannel_logout_uri: str = ""
-
-
-@dataclass(frozen=True)
-class _CodeGrant:
-    client_id: str
-    redirect_uri: str
-    user: DemoUser
-    nonce: str | None
-    code_challenge: str
-    scope: str
-    expires_at: float
-    sid: str = ""
-
-
-@dataclass
-class ProviderFaults:
-    """Switches tests use to make the provider misbehave on purpose."""
-
-    token_status: int | None = None
-    token_body: bytes | None = None
-    token_delay_seconds: float = 0.0
-    jwks_status: int | None = None
-    metadata_status: int | None = None
-    claim_overrides: dict[str, Any] = field(default_factory=dict)
-    # Rewrites each issued ID token (forging tests: alg none, another key, truncation…).
-    id_token_rewrite: Callable[[str], str] | None = None
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The urlencoded form body, first value of each field (no multipart here)."""
-    body = (await request.body())[:65536]
-    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class NHSmailLikeProvider:
@@ -120,7 +70,7 @@ class NHSmailLikeProvider:
         self.clock = clock
         self.faults = ProviderFaults()
         self._pairwise_salt = secrets.token_bytes(16)
-        self._codes: dict[str, _CodeGrant] = {}
+        self._codes: dict[str, CodeGrant] = {}
         # Like Entra: a browser that signed in once is let through again without a password
         # until it signs out here. Tests that sign in many times in one browser turn it off.
         self.single_sign_on = single_sign_on
@@ -138,7 +88,7 @@ class NHSmailLikeProvider:
 
     @staticmethod
     def _new_key() -> RSAKey:
-        kid = _b64url(secrets.token_bytes(12))
+        kid = b64url(secrets.token_bytes(12))
         return RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
 
     def rotate_keys(self, *, retire_old: bool = False) -> RSAKey:
@@ -175,52 +125,16 @@ class NHSmailLikeProvider:
         return bool(request.path_params["tenant"] == self.tenant_id)
 
     async def home(self, request: Request) -> Response:
-        return HTMLResponse(_page("NHSmail-like provider", f"<p>Issuer: {html.escape(self.issuer)}</p>"))
+        return HTMLResponse(page("NHSmail-like provider", f"<p>Issuer: {html.escape(self.issuer)}</p>"))
 
     async def discovery(self, request: Request) -> Response:
         if self.faults.metadata_status is not None:
             return Response("fault", status_code=self.faults.metadata_status)
         if not self._right_tenant(request):
             return JSONResponse({"error": "invalid_tenant"}, status_code=400)
-        return JSONResponse(
-            {
-                "issuer": self.issuer,
-                "authorization_endpoint": self._endpoint("authorize"),
-                "token_endpoint": self._endpoint("token"),
-                "end_session_endpoint": self._endpoint("logout"),
-                "jwks_uri": f"{self.base_url}/{self.tenant_id}/discovery/v2.0/keys",
-                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-                "response_modes_supported": ["query", "fragment", "form_post"],
-                "subject_types_supported": ["pairwise"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "token_endpoint_auth_methods_supported": [
-                    "client_secret_post",
-                    "private_key_jwt",
-                    "client_secret_basic",
-                ],
-                "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                "claims_supported": [
-                    "sub",
-                    "iss",
-                    "aud",
-                    "exp",
-                    "iat",
-                    "nbf",
-                    "name",
-                    "nonce",
-                    "oid",
-                    "tid",
-                    "preferred_username",
-                    "email",
-                    "ver",
-                ],
-                "code_challenge_methods_supported": ["S256"],
-                "frontchannel_logout_supported": True,
-                "http_logout_supported": True,
-                "request_uri_parameter_supported": False,
-                "tenant_region_scope": "EU",
-            }
-        )
+        endpoints = {name: self._endpoint(name) for name in ("authorize", "token", "logout")}
+        jwks_uri = f"{self.base_url}/{self.tenant_id}/discovery/v2.0/keys"
+        return JSONResponse(discovery_document(self.issuer, endpoints, jwks_uri))
 
     async def jwks(self, request: Request) -> Response:
         if self.faults.jwks_status is not None:
@@ -233,12 +147,12 @@ class NHSmailLikeProvider:
     async def authorize(self, request: Request) -> Response:
         params: dict[str, str] = dict(request.query_params)
         if request.method == "POST":
-            params = await _form(request)
+            params = await read_form(request)
         client = self.clients.get(params.get("client_id", ""))
         redirect_uri = params.get("redirect_uri", "")
         # RFC 6749 §4.1.2.1: with a bad client or redirect URI, never redirect.
         if not self._right_tenant(request) or client is None or redirect_uri not in client.redirect_uris:
-            return HTMLResponse(_page("Sign in error", "<p>Unknown application or reply address.</p>"), 400)
+            return HTMLResponse(page("Sign in error", "<p>Unknown application or reply address.</p>"), 400)
         state = params.get("state")
         problem = self._authorize_problem(params)
         if problem:
@@ -249,14 +163,14 @@ class NHSmailLikeProvider:
                 user = self.users.get(sso.email)
                 if user is not None:  # Entra's silent single sign-on: no password asked
                     return self._issue_code(client, redirect_uri, user, params, state, sso)
-            return HTMLResponse(_login_page(params, error=""))
+            return HTMLResponse(login_page(params, error=""))
         if params.get("action") == "cancel":
             return self._redirect_error(
                 redirect_uri, state, "access_denied", "AADSTS50058: the user cancelled the sign in"
             )
         user = self.users.get(params.get("login", "").strip().lower())
         if user is None or not hmac.compare_digest(user.password.encode(), params.get("passwd", "").encode()):
-            return HTMLResponse(_login_page(params, error=WRONG_CREDENTIALS))
+            return HTMLResponse(login_page(params, error=WRONG_CREDENTIALS))
         sso = SingleSignOnSession(user.email.lower())
         cookie = secrets.token_urlsafe(24)
         self.sso_sessions[cookie] = sso
@@ -281,7 +195,7 @@ class NHSmailLikeProvider:
         code = secrets.token_urlsafe(32)
         self.issued_secrets.append(code)
         sso.clients.add(client.client_id)
-        self._codes[code] = _CodeGrant(
+        self._codes[code] = CodeGrant(
             client_id=client.client_id,
             redirect_uri=redirect_uri,
             user=user,
@@ -337,7 +251,7 @@ class NHSmailLikeProvider:
             await anyio.sleep(faults.token_delay_seconds)
         if faults.token_status is not None:
             return Response(faults.token_body or b"", status_code=faults.token_status)
-        form = await _form(request)
+        form = await read_form(request)
         client = self._authenticate_client(request, form)
         if client is None:
             return JSONResponse({"error": "invalid_client"}, 401, headers=headers)
@@ -349,7 +263,7 @@ class NHSmailLikeProvider:
                 {"error": "invalid_grant", "error_description": "AADSTS70008"}, 400, headers=headers
             )
         verifier = form.get("code_verifier", "")
-        challenge = _b64url(hashlib.sha256(verifier.encode()).digest())
+        challenge = b64url(hashlib.sha256(verifier.encode()).digest())
         if (
             grant.client_id != client.client_id
             or grant.redirect_uri != form.get("redirect_uri")
@@ -376,7 +290,7 @@ class NHSmailLikeProvider:
     def subject_for(self, user: DemoUser, client_id: str) -> str:
         """Entra's ``sub`` is pairwise: different for every application."""
         pairwise = hmac.new(self._pairwise_salt, f"{client_id}:{user.object_id}".encode(), hashlib.sha256)
-        return _b64url(pairwise.digest())
+        return b64url(pairwise.digest())
 
     def id_token_for(
         self, user: DemoUser, client_id: str, nonce: str | None, sid: str = "", **overrides: Any
@@ -394,9 +308,9 @@ class NHSmailLikeProvider:
             "oid": user.object_id,
             "preferred_username": user.email,
             "sub": self.subject_for(user, client_id),
-            "login_hint": _b64url(f"{user.object_id}@{self.tenant_id}".encode()),
+            "login_hint": b64url(f"{user.object_id}@{self.tenant_id}".encode()),
             "tid": self.tenant_id,
-            "uti": _b64url(secrets.token_bytes(16)),
+            "uti": b64url(secrets.token_bytes(16)),
             "ver": "2.0",
         }
         if user.include_email_claim:
@@ -424,7 +338,7 @@ class NHSmailLikeProvider:
         post_logout_redirect_uri of the named client, and nowhere else."""
         params: dict[str, str] = dict(request.query_params)
         if request.method == "POST":
-            params.update(await _form(request))
+            params.update(await read_form(request))
         client = self.clients.get(params.get("client_id", ""))
         target = params.get("post_logout_redirect_uri", "")
         registered = client is not None and target in client.post_logout_redirect_uris
@@ -456,64 +370,3 @@ class NHSmailLikeProvider:
             token = logout_token(self.signing_key, self.issuer, client_id, sid=sid, now=self.clock())
         reply = httpx.post(client.backchannel_logout_uri, data={"logout_token": token}, timeout=10)
         return reply.status_code
-
-
-# -- pages -------------------------------------------------------------------------------------
-
-_STYLE = (
-    "*{box-sizing:border-box}body{font-family:Arial,sans-serif;background:#f0f4f5;color:#212b32;margin:0}"
-    "header{background:#005eb8;color:#fff;padding:1rem;font-weight:700}"
-    "main{max-width:28rem;margin:2rem auto;background:#fff;padding:1.5rem;border:1px solid #d8dde0}"
-    "label{display:block;font-weight:700;margin-top:1rem}"
-    "input{font:inherit;width:100%;padding:.4rem;border:2px solid #4c6272;margin-top:.25rem}"
-    "button{font:inherit;margin-top:1.25rem;padding:.5rem 1.25rem;background:#005eb8;color:#fff;border:0}"
-    "button.secondary{background:#fff;color:#005eb8;border:2px solid #005eb8;margin-left:.5rem}"
-    "input:focus,button:focus{outline:4px solid #ffeb3b;outline-offset:0}"
-    ".error{border-left:6px solid #d5281b;padding-left:.75rem;color:#212b32}"
-    ".demo{background:#ffeb3b;padding:.5rem;font-size:.9rem}"
-)
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f'<!DOCTYPE html><html lang="en-GB"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
-        f'<header>NHS</header><main><p class="demo" role="note">{DEMO_NOTICE}</p>{body}</main></body></html>'
-    )
-
-
-_CARRIED = (
-    "client_id",
-    "redirect_uri",
-    "response_type",
-    "scope",
-    "state",
-    "nonce",
-    "code_challenge",
-    "code_challenge_method",
-)
-
-
-def _login_page(params: dict[str, str], error: str) -> str:
-    hidden = "".join(
-        f'<input type="hidden" name="{name}" value="{html.escape(params[name])}">'
-        for name in _CARRIED
-        if name in params
-    )
-    login = html.escape(params.get("login", ""))
-    alert = f'<p class="error" role="alert" id="error">{html.escape(error)}</p>' if error else ""
-    described = ' aria-describedby="error" aria-invalid="true"' if error else ""
-    body = (
-        "<h1>Sign in with your NHSmail account</h1>"
-        f'{alert}<form method="post">{hidden}'
-        f'<label for="login">Email Address</label>'
-        f'<input id="login" name="login" type="email" autocomplete="username"'
-        f' value="{login}"{described} required>'
-        f'<label for="passwd">Password</label>'
-        f'<input id="passwd" name="passwd" type="password" autocomplete="current-password"{described}>'
-        '<button type="submit" name="action" value="sign_in">Sign in</button>'
-        '<button type="submit" name="action" value="cancel" class="secondary" formnovalidate>Cancel</button>'
-        "</form>"
-    )
-    return _page("Sign in with your NHSmail account", body)

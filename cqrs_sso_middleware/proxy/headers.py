@@ -126,6 +126,28 @@ _DROP, _HOST, _CONNECTION, _COOKIE, _CLIENT_ADDRESS = range(5)
 _FORWARDED_FOR, _FORWARDED_PROTO, _FORWARDED_HOST, _REAL_IP = range(10, 14)
 
 
+class _Seen:
+    """What one pass over the client's headers found that decides what is added."""
+
+    __slots__ = ("forwarded", "host", "named", "trusted")
+
+    def __init__(self, trusted: bool) -> None:
+        self.trusted = trusted
+        self.host = b""
+        self.named: set[bytes] = set()  # headers the Connection header names (hop-by-hop)
+        self.forwarded: dict[int, bytes] = {}
+
+    def forwarding(self, client: str | None, scheme: str) -> RawHeaders:
+        peer = (client or "unknown").encode("latin-1")
+        chain = self.forwarded.get(_FORWARDED_FOR)
+        return [
+            (b"x-forwarded-for", chain + b", " + peer if chain else peer),
+            (b"x-forwarded-proto", self.forwarded.get(_FORWARDED_PROTO) or scheme.encode("latin-1")),
+            (b"x-forwarded-host", self.forwarded.get(_FORWARDED_HOST) or self.host),
+            (b"x-real-ip", self.forwarded.get(_REAL_IP) or peer),
+        ]
+
+
 class UpstreamHeaders:
     """The request headers for the upstream, built in one pass over the client's.
 
@@ -173,10 +195,8 @@ class UpstreamHeaders:
         identity: RawHeaders,
     ) -> RawHeaders:
         rules = self._rules
+        state = _Seen(trusted)
         kept: RawHeaders = [(b"host", self.upstream_host)]
-        host = b""
-        named: set[bytes] = set()
-        forwarded: dict[int, bytes] = {}
         for name, value in incoming:
             lowered = name.lower()
             if b"_" in lowered:
@@ -185,32 +205,27 @@ class UpstreamHeaders:
                 continue  # another spelling of a header managed here: a spoof
             rule = rules.get(lowered)
             if rule is None:
+                kept.append((name, value))  # nearly every header: kept as it is
+            else:
+                self._managed(rule, name, value, kept, state)
+        if state.named:
+            kept = [(k, v) for k, v in kept if k == b"host" or k.lower() not in state.named]
+        return kept + state.forwarding(client, scheme) + identity
+
+    def _managed(self, rule: int, name: bytes, value: bytes, kept: RawHeaders, state: _Seen) -> None:
+        """A header this proxy manages: dropped, cleaned, or remembered for what it adds."""
+        if rule == _COOKIE:
+            value = self._without_our_cookies(value)
+            if value:
                 kept.append((name, value))
-            elif rule == _COOKIE:
-                value = self._without_our_cookies(value)
-                if value:
-                    kept.append((name, value))
-            elif rule == _HOST:
-                host = host or value
-            elif rule == _CONNECTION:
-                named.update(t.strip().lower() for t in value.split(b",") if t.strip())
-            elif rule >= _FORWARDED_FOR:
-                if trusted:  # a trusted proxy's view of the client is carried over below
-                    forwarded.setdefault(rule, value)
-            elif rule == _CLIENT_ADDRESS and trusted:
-                kept.append((name, value))
-        if named:
-            kept = [(k, v) for k, v in kept if k == b"host" or k.lower() not in named]
-        peer = (client or "unknown").encode("latin-1")
-        chain = forwarded.get(_FORWARDED_FOR)
-        kept += [
-            (b"x-forwarded-for", chain + b", " + peer if chain else peer),
-            (b"x-forwarded-proto", forwarded.get(_FORWARDED_PROTO) or scheme.encode("latin-1")),
-            (b"x-forwarded-host", forwarded.get(_FORWARDED_HOST) or host),
-            (b"x-real-ip", forwarded.get(_REAL_IP) or peer),
-        ]
-        kept += identity
-        return kept
+        elif rule == _HOST:
+            state.host = state.host or value
+        elif rule == _CONNECTION:
+            state.named.update(t.strip().lower() for t in value.split(b",") if t.strip())
+        elif state.trusted and rule >= _FORWARDED_FOR:
+            state.forwarded.setdefault(rule, value)  # a trusted proxy's view, carried over
+        elif state.trusted and rule == _CLIENT_ADDRESS:
+            kept.append((name, value))
 
     def _without_our_cookies(self, value: bytes) -> bytes:
         kept = []

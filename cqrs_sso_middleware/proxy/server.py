@@ -16,8 +16,7 @@ import sys
 
 from starlette.types import ASGIApp
 
-from ..core.errors import ConfigError
-from ..runtime import Runtime
+from ..runtime import load_or_explain
 from ..settings import Settings
 from .app import create_proxy_app, describe
 
@@ -66,11 +65,9 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         os.environ["CQRS_SSO_UPSTREAM"] = upstream
     if listen:
         os.environ["CQRS_SSO_LISTEN"] = listen
-    try:  # everything a worker will build, checked once here: all problems in one pass
-        runtime = Runtime.load(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+    # Everything a worker will build, checked once here: all problems in one pass.
+    runtime = load_or_explain(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
+    if runtime is None:
         return 1
     runtime.close()
     settings = runtime.settings

@@ -29,236 +29,35 @@ What it guarantees, and the specs behind it:
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
-RawHeaders = list[tuple[bytes, bytes]]
+from .upstream_connection import (
+    BUFFER_HIGH_WATER,
+    Connection,
+    UpstreamBroken,
+    UpstreamError,
+    UpstreamRefused,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    has_forbidden_bytes,
+)
 
-BUFFER_HIGH_WATER = 256 * 1024
-BUFFER_LOW_WATER = 64 * 1024
-
-
-class UpstreamError(Exception):
-    """The upstream could not give a response."""
-
-
-class UpstreamUnavailable(UpstreamError):
-    """Refused, reset or closed before a response head arrived: a 502."""
-
-
-class UpstreamTimeout(UpstreamError):
-    """No answer within ``read_timeout`` (or no connection within ``connect_timeout``): a 504."""
-
-
-class UpstreamBroken(UpstreamError):
-    """The upstream failed after its response had started: the response must be cut."""
-
-
-class UpstreamRefused(UpstreamError):
-    """This client refused to send the request (a header it must not write): a 502."""
-
-
-_FORBIDDEN_IN_FIELDS = re.compile(rb"[\r\n\x00]")
-
-
-def has_forbidden_bytes(fields: Sequence[tuple[bytes, bytes]]) -> bool:
-    """Whether any name or value holds CR, LF or NUL. RFC 9110 §5.5: such a value must not
-    be forwarded; written as it is, it starts a second header line, or a second request on
-    a keep-alive connection (request smuggling)."""
-    return any(
-        _FORBIDDEN_IN_FIELDS.search(name) or _FORBIDDEN_IN_FIELDS.search(value) for name, value in fields
-    )
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; at most one request in flight (no pipelining)."""
-
-    __slots__ = (
-        "buffered",
-        "chunks",
-        "closed",
-        "complete",
-        "drain_waiter",
-        "error",
-        "head_done",
-        "head_only",
-        "headers",
-        "idle_since",
-        "interim",
-        "keep_alive",
-        "must_close",
-        "parser",
-        "reading_paused",
-        "received_any",
-        "reused",
-        "status",
-        "transport",
-        "until_eof",
-        "waiter",
-        "writing_paused",
-    )
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.reused = False
-        self.idle_since = 0.0
-        self.writing_paused = False
-        self.drain_waiter: asyncio.Future[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self._reset(head_only=False)
-
-    def _reset(self, head_only: bool) -> None:
-        self.head_only = head_only
-        self.status = 0
-        self.headers: RawHeaders = []
-        self.head_done = False
-        self.until_eof = False
-        self.complete = False
-        self.keep_alive = False
-        self.interim = False
-        self.received_any = False
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.reading_paused = False
-        self.error: UpstreamError | None = None
-        self.must_close = False
-
-    # -- asyncio.Protocol ----------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, only alike.
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.received_any = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as error:
-            self._fail(
-                UpstreamBroken if self.head_done else UpstreamUnavailable,
-                f"malformed response from the upstream ({error})",
-            )
-        self._wake()
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport; connection_lost decides what the close means
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.head_done and self.until_eof and not self.complete:
-            self.complete = True  # RFC 9112 §6.3 rule 8: the close ends this body
-        elif not self.complete and self.error is None:
-            reason = f"connection closed ({exc})" if exc else "connection closed"
-            self._fail(UpstreamBroken if self.head_done else UpstreamUnavailable, reason)
-        self._wake()
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.writing_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
-
-    # -- httptools callbacks -------------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if 100 <= status < 200:
-            self.interim = True  # RFC 9110 §15.2: an interim answer; the final one follows
-            self.headers = []
-            return
-        self.status = status
-        self.head_done = True
-        self.keep_alive = self.parser.should_keep_alive()
-        if self.head_only or status in (204, 304):
-            self.complete = True
-            return
-        framed = False
-        for name, value in self.headers:
-            lowered = name.lower()
-            if lowered == b"content-length" or (
-                lowered == b"transfer-encoding" and b"chunked" in value.lower()
-            ):
-                framed = True
-                break
-        self.until_eof = not framed
-        if self.until_eof:
-            self.keep_alive = False
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > BUFFER_HIGH_WATER and not self.reading_paused and self.transport:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def on_message_complete(self) -> None:
-        if self.interim:
-            self.interim = False
-            return
-        self.complete = True
-
-    # -- the client side -----------------------------------------------------------------------
-
-    def _fail(self, kind: type[UpstreamError], reason: str) -> None:
-        if self.error is None:
-            self.error = kind(reason)
-        self.keep_alive = False
-        if self.transport is not None and not self.closed:
-            self.transport.close()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        waiter = self.waiter = loop.create_future()
-        timer = loop.call_later(timeout, _expire, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self.waiter = None
-
-    async def _drain(self) -> None:
-        if self.writing_paused and not self.closed:
-            self.drain_waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.drain_waiter
-            finally:
-                self.drain_waiter = None
-
-    def take(self) -> bytes:
-        """Everything buffered so far, resuming reads once the buffer has drained."""
-        data = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
-        self.chunks.clear()
-        self.buffered = 0
-        if self.reading_paused and self.transport is not None and not self.closed:
-            self.reading_paused = False
-            self.transport.resume_reading()
-        return data
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(UpstreamTimeout("the upstream did not answer in time"))
+__all__ = [
+    "BUFFER_HIGH_WATER",
+    "UpstreamBroken",
+    "UpstreamError",
+    "UpstreamPool",
+    "UpstreamRefused",
+    "UpstreamResponse",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "has_forbidden_bytes",
+]
 
 
 class UpstreamResponse:
@@ -266,7 +65,7 @@ class UpstreamResponse:
 
     __slots__ = ("_connection", "_pool", "_read_timeout", "_released", "headers", "status")
 
-    def __init__(self, connection: _Connection, pool: UpstreamPool, read_timeout: float) -> None:
+    def __init__(self, connection: Connection, pool: UpstreamPool, read_timeout: float) -> None:
         self.status = connection.status
         self.headers = connection.headers
         self._connection = connection
@@ -295,9 +94,9 @@ class UpstreamResponse:
             if connection.error is not None:
                 raise UpstreamBroken(str(connection.error))
             try:
-                await connection._wait(self._read_timeout)
+                await connection.wait(self._read_timeout)
             except UpstreamTimeout:
-                connection._fail(UpstreamBroken, "the upstream stopped sending")
+                connection.fail(UpstreamBroken, "the upstream stopped sending")
                 raise UpstreamBroken("the upstream stopped sending the body in time") from None
 
     def release(self) -> None:
@@ -332,7 +131,7 @@ class UpstreamPool:
         self.keepalive_seconds = keepalive_seconds
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
         self._slots = asyncio.Semaphore(limit)
 
     async def request(
@@ -349,7 +148,7 @@ class UpstreamPool:
         included) except framing, which this client owns: ``Content-Length`` when
         ``content_length`` is known, else ``Transfer-Encoding: chunked`` when there is a body.
         """
-        if has_forbidden_bytes(headers) or _FORBIDDEN_IN_FIELDS.search(target):
+        if has_forbidden_bytes(headers) or has_forbidden_bytes(((target, b""),)):
             raise UpstreamRefused("a header or the target holds CR, LF or NUL")
         head = [method, b" ", target, b" HTTP/1.1\r\n"]
         for name, value in headers:
@@ -379,13 +178,13 @@ class UpstreamPool:
 
     async def _exchange(
         self,
-        connection: _Connection,
+        connection: Connection,
         message: bytes,
         body: AsyncIterator[bytes] | None,
         content_length: int | None,
         head_only: bool,
     ) -> UpstreamResponse:
-        connection._reset(head_only)
+        connection.reset(head_only)
         transport = connection.transport
         assert transport is not None
         try:
@@ -398,13 +197,13 @@ class UpstreamPool:
                     raise connection.error
                 if connection.closed:
                     raise UpstreamUnavailable("connection closed before the response")
-                await connection._wait(self.read_timeout)
+                await connection.wait(self.read_timeout)
         except BaseException:
-            connection._fail(UpstreamUnavailable, "request abandoned")
+            connection.fail(UpstreamUnavailable, "request abandoned")
             raise
         return UpstreamResponse(connection, self, self.read_timeout)
 
-    async def _connect(self, fresh: bool = False) -> _Connection:
+    async def _connect(self, fresh: bool = False) -> Connection:
         now = time.monotonic()
         idle = self._idle
         while idle and not fresh:
@@ -412,12 +211,12 @@ class UpstreamPool:
             if not connection.closed and now - connection.idle_since < self.keepalive_seconds:
                 connection.reused = True
                 return connection
-            connection._fail(UpstreamUnavailable, "idle too long")
+            connection.fail(UpstreamUnavailable, "idle too long")
         loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
-                    _Connection,
+                    Connection,
                     self.host,
                     self.port,
                     ssl=self.ssl,
@@ -431,7 +230,7 @@ class UpstreamPool:
             raise UpstreamUnavailable(f"cannot connect to {self.host}:{self.port}: {error}") from None
         return connection
 
-    def _release(self, connection: _Connection) -> None:
+    def _release(self, connection: Connection) -> None:
         self._slots.release()
         if (
             connection.complete
@@ -445,15 +244,15 @@ class UpstreamPool:
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
-            connection._fail(UpstreamUnavailable, "not reusable")
+            connection.fail(UpstreamUnavailable, "not reusable")
 
     def close(self) -> None:
         while self._idle:
-            self._idle.pop()._fail(UpstreamUnavailable, "pool closed")
+            self._idle.pop().fail(UpstreamUnavailable, "pool closed")
 
 
 async def _send_body(
-    connection: _Connection, transport: asyncio.Transport, body: AsyncIterator[bytes], chunked: bool
+    connection: Connection, transport: asyncio.Transport, body: AsyncIterator[bytes], chunked: bool
 ) -> bool:
     """Stream the request body; False when it stopped early (the connection is then spent)."""
     async for chunk in body:
@@ -466,7 +265,7 @@ async def _send_body(
         else:
             transport.write(chunk)
         if connection.writing_paused:
-            await connection._drain()
+            await connection.drain()
     if chunked and not connection.closed:
         transport.write(b"0\r\n\r\n")
     return True

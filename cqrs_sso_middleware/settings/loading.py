@@ -13,7 +13,7 @@ import difflib
 import os
 import tomllib
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -81,21 +81,37 @@ def coerce(setting: Setting, raw: object) -> object:
     if raw is None and type(None) in alternatives:
         return None
     for kind in alternatives:
-        origin = get_origin(kind)
-        if origin is tuple:
-            return _as_tuple(raw)
-        if origin is Literal:
-            if raw in get_args(kind):
-                return raw
-            raise ValueError("is not one of " + ", ".join(str(a) for a in get_args(kind)))
-        if kind is bool:
-            return _as_bool(raw)
-        if kind is int:
-            return _as_number(raw, int, "a whole number")
-        if kind is float:
-            return _as_number(raw, float, "a number")
+        parse = _parser(kind)
+        if parse is not None:
+            return parse(raw)
         if get_origin(kind) is not None and callable(raw) and not isinstance(raw, str):
             return raw  # Callable[..., Any]: a lookup given in code
+    return _as_text(raw)
+
+
+def _parser(kind: Any) -> Callable[[object], object] | None:
+    """How to read a value of ``kind``; ``None`` for text and callables."""
+    origin = get_origin(kind)
+    if origin is tuple:
+        return _as_tuple
+    if origin is Literal:
+        return lambda raw: _as_choice(raw, get_args(kind))
+    if kind is bool:
+        return _as_bool
+    if kind is int:
+        return lambda raw: _as_number(raw, int, "a whole number")
+    if kind is float:
+        return lambda raw: _as_number(raw, float, "a number")
+    return None
+
+
+def _as_choice(raw: object, choices: tuple[object, ...]) -> object:
+    if raw in choices:
+        return raw
+    raise ValueError("is not one of " + ", ".join(str(a) for a in choices))
+
+
+def _as_text(raw: object) -> str:
     if isinstance(raw, str):
         return raw
     if isinstance(raw, int | float) and not isinstance(raw, bool):

@@ -13,38 +13,35 @@ Names are flat and unique across sections — ``issuer``, ``session_store``,
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from .schema_base import (
+    ENTRA_AUTHORITY,
+    MIN_SECRET_KEY_BYTES,
+    Problems,
+    display_url,
+    doc,
+    is_loopback,
+    plain_path_or_empty,
+)
+from .served import PagesSettings, ProxySettings
+
+__all__ = [
+    "SECTIONS",
+    "LookupSettings",
+    "PagesSettings",
+    "ProviderSettings",
+    "ProxySettings",
+    "SessionSettings",
+    "SiteSettings",
+    "display_url",
+]
+
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
-
-ENTRA_AUTHORITY = "https://login.microsoftonline.com"
-SEED_HELP_EMAIL = "support@cqrs.co.uk"
-SEED_HELP_PHONE = "0800 4402777 (8am-6pm Mon-Fri exc Bank Holidays)"
-MIN_SECRET_KEY_BYTES = 32
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
-_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
-_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
-
-Problems = list[str]
-
-
-def doc(text: str, *, secret: bool = False, required: bool = False) -> dict[str, object]:
-    """A setting's description; ``secret`` ones are never shown and may come from a ``_FILE``."""
-    return {"doc": text, "secret": secret, "required": required}
-
-
-def is_loopback(url: str) -> bool:
-    return (urlsplit(url).hostname or "") in _LOOPBACK_HOSTS
-
-
-def _plain_path_or_empty(problems: Problems, name: str, value: str) -> None:
-    if value and not _PLAIN_PATH.fullmatch(value):
-        problems.append(f"{name}: must be a plain path such as /healthz, or empty to disable")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,8 +183,8 @@ class SiteSettings:
             problems.append(f"path_prefix: must be a plain path such as /oauth2, got {self.path_prefix!r}")
         if not self.default_return_path.startswith("/") or self.default_return_path.startswith("//"):
             problems.append("default_return_path: must be a path on this site, such as /")
-        _plain_path_or_empty(problems, "health_path", self.health_path)
-        _plain_path_or_empty(problems, "ready_path", self.ready_path)
+        plain_path_or_empty(problems, "health_path", self.health_path)
+        plain_path_or_empty(problems, "ready_path", self.ready_path)
         for pattern in self.public_paths:
             if pattern.startswith("re:"):
                 try:
@@ -332,106 +329,7 @@ class LookupSettings:
             problems.append("account_recheck_seconds: must be 0 (never) or more")
 
 
-@dataclass(frozen=True, kw_only=True)
-class PagesSettings:
-    """What the sign-in and error pages say: the help desk and the links of the CQRS page."""
-
-    help_email: str = field(default=SEED_HELP_EMAIL, metadata=doc("help desk email on every page"))
-    help_phone: str = field(default=SEED_HELP_PHONE, metadata=doc("help desk phone on every page"))
-    help_url: str = field(
-        default="https://digital.nhs.uk/services/calculating-quality-reporting-service",
-        metadata=doc("the Help link on the sign-in page"),
-    )
-    contact_url: str = field(
-        default="mailto:support@cqrs.co.uk", metadata=doc("the Contact Us link on the sign-in page")
-    )
-    collections_url: str = field(
-        default="https://digital.nhs.uk/services/general-practice-gp-collections",
-        metadata=doc("the GP Collections Website link on the sign-in page"),
-    )
-    templates_dir: str = field(default="", metadata=doc("folder whose templates override the packaged ones"))
-
-    def check(self, problems: Problems) -> None:
-        for name in ("help_url", "contact_url", "collections_url"):
-            scheme = urlsplit(getattr(self, name)).scheme
-            if scheme not in ("https", "http", "mailto", "tel"):
-                problems.append(f"{name}: must be an https:, mailto: or tel: link")
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProxySettings:
-    """``cqrs-sso proxy`` and forward-auth: where requests go and what the upstream is told."""
-
-    upstream: str = field(
-        default="",
-        metadata=doc(
-            "proxy mode: where authenticated requests go; empty: a sign-in and forward-auth service only"
-        ),
-    )
-    listen: str = field(default="127.0.0.1:8080", metadata=doc("proxy mode: `host:port`"))
-    workers: int = field(default=1, metadata=doc("proxy mode: worker processes"))
-    trusted_proxies: tuple[str, ...] = field(
-        default=(),
-        metadata=doc(
-            "proxy mode: addresses or CIDRs whose `X-Forwarded-*` and `X-Real-IP` are believed; empty: nobody"
-        ),
-    )
-    keep_alive_seconds: int = field(
-        default=75,
-        metadata=doc(
-            "proxy mode: how long an idle client connection is kept open; longer than the idle time-out of a load balancer in front (nginx's default: 75)"
-        ),
-    )
-    upstream_timeout_seconds: float = field(
-        default=30.0, metadata=doc("proxy mode: no answer from the upstream within this → 504")
-    )
-    metrics_path: str = field(
-        default="/metrics", metadata=doc("proxy mode: Prometheus metrics; empty disables")
-    )
-    metrics_allow: tuple[str, ...] = field(
-        default=("127.0.0.1/32", "::1/128"), metadata=doc("proxy mode: networks that may read the metrics")
-    )
-    user_header: str = field(
-        default="X-Forwarded-User",
-        metadata=doc("header carrying the user's email to proxied apps (proxy) and in forward-auth answers"),
-    )
-    email_header: str = field(
-        default="X-Forwarded-Email", metadata=doc("header carrying the email to proxied apps")
-    )
-    account_header: str = field(
-        default="X-CQRS-Account",
-        metadata=doc("header carrying the CQRS account id to proxied apps and nginx"),
-    )
-
-    def check(self, problems: Problems) -> None:
-        if self.upstream:
-            parts = urlsplit(self.upstream)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                problems.append(
-                    f"upstream: must be an http(s) URL like http://127.0.0.1:9000, got {self.upstream!r}"
-                )
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            problems.append(f"listen: must be host:port, got {self.listen!r}")
-        if not 1 <= self.workers <= 64:
-            problems.append("workers: must be between 1 and 64")
-        for name in ("trusted_proxies", "metrics_allow"):
-            for network in getattr(self, name):
-                try:
-                    ipaddress.ip_network(network, strict=False)
-                except ValueError:
-                    problems.append(f"{name}: {network!r} is not an address or CIDR network")
-        for name in ("user_header", "email_header", "account_header"):
-            if not _HEADER_NAME.fullmatch(getattr(self, name)):
-                problems.append(f"{name}: must be a header name (letters, digits, hyphens)")
-        if not 1 <= self.keep_alive_seconds <= 3600:
-            problems.append("keep_alive_seconds: must be between 1 and 3600")
-        if not 0 < self.upstream_timeout_seconds <= 3600:
-            problems.append("upstream_timeout_seconds: must be between 0 and 3600")
-        _plain_path_or_empty(problems, "metrics_path", self.metrics_path)
-
-
-SECTIONS: dict[str, type[Any]] = {
+SECTIONS: dict[str, type[Any]] = {  # the order of docs/configuration.md
     "provider": ProviderSettings,
     "site": SiteSettings,
     "session": SessionSettings,
@@ -439,16 +337,6 @@ SECTIONS: dict[str, type[Any]] = {
     "pages": PagesSettings,
     "proxy": ProxySettings,
 }
-
-
-def display_url(url: str) -> str:
-    """A store URL fit for a log line: any password masked."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def token_auth_methods() -> tuple[str, ...]:

@@ -11,18 +11,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from ..core import protocol as effects
 from ..core.interpreter import unknown_effect
-from ..core.protocol import (
-    StoreClaim,
-    StoreDelete,
-    StoreEffect,
-    StoreGet,
-    StoreMembers,
-    StorePing,
-    StorePut,
-    StoreReply,
-    StoreResult,
-)
 
 
 class MemoryStore:
@@ -35,15 +25,15 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._operations = 0
 
-    def perform(self, effect: StoreEffect) -> StoreResult:
+    def perform(self, effect: effects.StoreEffect) -> effects.StoreResult:
         with self._lock:
             now = self._clock()
             self._operations += 1
             if self._operations % 1024 == 0:
                 self._purge(now)
-            return StoreReply(self._apply(effect, now))
+            return effects.StoreReply(self._apply(effect, now))
 
-    async def aperform(self, effect: StoreEffect) -> StoreResult:
+    async def aperform(self, effect: effects.StoreEffect) -> effects.StoreResult:
         return self.perform(effect)
 
     def close(self) -> None:
@@ -66,35 +56,35 @@ class MemoryStore:
             return None
         return entry[0]
 
-    def _apply(self, effect: StoreEffect, now: float) -> bytes | bool | int | tuple[str, ...] | None:
+    def _apply(self, effect: effects.StoreEffect, now: float) -> bytes | bool | int | tuple[str, ...] | None:
         match effect:
-            case StoreGet():
+            case effects.StoreGet():
                 return self._live(effect.key, now)
-            case StorePut():
+            case effects.StorePut():
                 self._values[effect.key] = (effect.value, now + effect.ttl_seconds)
                 for index in effect.indexes:
                     members, _ = self._indexes.get(index, (set(), 0.0))
                     members.add(effect.key)
                     self._indexes[index] = (members, now + effect.index_ttl_seconds)
                 return True
-            case StoreDelete():
+            case effects.StoreDelete():
                 return self._delete(effect)
-            case StoreClaim():
+            case effects.StoreClaim():
                 if self._live(effect.key, now) is not None:
                     return False
                 self._values[effect.key] = (b"1", now + effect.ttl_seconds)
                 return True
-            case StoreMembers():
+            case effects.StoreMembers():
                 members, expires_at = self._indexes.get(effect.index, (set(), 0.0))
                 if expires_at <= now:
                     return ()
                 return tuple(sorted(key for key in members if self._live(key, now) is not None))
-            case StorePing():
+            case effects.StorePing():
                 return True
             case _:
                 unknown_effect(effect)
 
-    def _delete(self, effect: StoreDelete) -> int:
+    def _delete(self, effect: effects.StoreDelete) -> int:
         deleted = 0
         for key in effect.keys:
             deleted += self._values.pop(key, None) is not None

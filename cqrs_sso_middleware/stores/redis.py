@@ -16,29 +16,18 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
+from ..core import protocol as effects
 from ..core.interpreter import unknown_effect
-from ..core.protocol import (
-    StoreClaim,
-    StoreDelete,
-    StoreEffect,
-    StoreFailed,
-    StoreGet,
-    StoreMembers,
-    StorePing,
-    StorePut,
-    StoreReply,
-    StoreResult,
-)
 
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]
 
 
-def _plan(effect: StoreEffect) -> list[Command]:
+def _plan(effect: effects.StoreEffect) -> list[Command]:
     """The Redis commands for one effect (one round trip: pipelined when more than one)."""
     match effect:
-        case StoreGet():
+        case effects.StoreGet():
             return [("get", (effect.key,), {})]
-        case StorePut():
+        case effects.StorePut():
             commands: list[Command] = [("set", (effect.key, effect.value), {"ex": effect.ttl_seconds})]
             for index in effect.indexes:
                 commands += [
@@ -46,16 +35,16 @@ def _plan(effect: StoreEffect) -> list[Command]:
                     ("expire", (index, effect.index_ttl_seconds), {}),
                 ]
             return commands
-        case StoreDelete():
+        case effects.StoreDelete():
             return [
                 ("delete", effect.keys, {}),
                 *(("srem", (index, *effect.keys), {}) for index in effect.indexes),
             ]
-        case StoreClaim():
+        case effects.StoreClaim():
             return [("set", (effect.key, b"1"), {"nx": True, "ex": effect.ttl_seconds})]
-        case StoreMembers():
+        case effects.StoreMembers():
             return [("smembers", (effect.index,), {})]
-        case StorePing():
+        case effects.StorePing():
             return [("ping", (), {})]
         case _:
             unknown_effect(effect)
@@ -65,25 +54,25 @@ class _NotRedis(Exception):
     """The server answered, but not with what Redis answers to that command."""
 
 
-def _interpret(effect: StoreEffect, replies: list[Any]) -> StoreReply:
+def _interpret(effect: effects.StoreEffect, replies: list[Any]) -> effects.StoreReply:
     first = replies[0]
     match effect:
-        case StoreGet():
+        case effects.StoreGet():
             if first is not None and not isinstance(first, bytes):
                 raise _NotRedis(type(first).__name__)
-            return StoreReply(first)
-        case StoreDelete():
+            return effects.StoreReply(first)
+        case effects.StoreDelete():
             if not isinstance(first, int):
                 raise _NotRedis(type(first).__name__)
-            return StoreReply(first)
-        case StoreClaim():
-            return StoreReply(first is True)
-        case StoreMembers():
+            return effects.StoreReply(first)
+        case effects.StoreClaim():
+            return effects.StoreReply(first is True)
+        case effects.StoreMembers():
             if not isinstance(first, set | list):
                 raise _NotRedis(type(first).__name__)
-            return StoreReply(tuple(sorted(m.decode("ascii", "replace") for m in first)))
-        case StorePut() | StorePing():
-            return StoreReply(True)
+            return effects.StoreReply(tuple(sorted(m.decode("ascii", "replace") for m in first)))
+        case effects.StorePut() | effects.StorePing():
+            return effects.StoreReply(True)
         case _:
             unknown_effect(effect)
 
@@ -137,7 +126,7 @@ class RedisStore:
             self._async_loop = loop
         return self._async
 
-    def perform(self, effect: StoreEffect) -> StoreResult:
+    def perform(self, effect: effects.StoreEffect) -> effects.StoreResult:
         try:
             client = self._sync_client()
             commands = _plan(effect)
@@ -151,11 +140,11 @@ class RedisStore:
                 replies = pipe.execute()
             return _interpret(effect, replies)
         except self._errors as error:
-            return StoreFailed(f"redis: {type(error).__name__}")
+            return effects.StoreFailed(f"redis: {type(error).__name__}")
 
-    async def aperform(self, effect: StoreEffect) -> StoreResult:
+    async def aperform(self, effect: effects.StoreEffect) -> effects.StoreResult:
         try:
-            if isinstance(effect, StoreGet):
+            if isinstance(effect, effects.StoreGet):
                 return _interpret(effect, [await self._batched_get(effect.key)])
             client = self._async_client()
             commands = _plan(effect)
@@ -169,7 +158,7 @@ class RedisStore:
                 replies = await pipe.execute()
             return _interpret(effect, replies)
         except self._errors as error:
-            return StoreFailed(f"redis: {type(error).__name__}")
+            return effects.StoreFailed(f"redis: {type(error).__name__}")
 
     async def _batched_get(self, key: str) -> Any:
         """GET, batched: the reads that requests ask for while the previous batch is on its

@@ -158,30 +158,41 @@ def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | Non
     return float(value)
 
 
-def check_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: float) -> None:
-    """OIDC Core §3.1.3.7 points 2–5, 9–11 on claims whose signature is already verified."""
+def check_issuer_and_audience(claims: Mapping[str, Any], expect: TokenExpectations) -> list[Any]:
+    """OIDC Core §3.1.3.7 points 2 and 3 (and Back-Channel Logout 1.0 §2.6 point 3): ``iss``
+    exactly ours, ``aud`` naming our client id. Returns the audiences."""
     if claims.get("iss") != expect.issuer:  # point 2: exact match
         raise TokenRejected("wrong_issuer", f"iss={claims.get('iss')!r}")
     audience = claims.get("aud")
     audiences = [audience] if isinstance(audience, str) else audience
     if not isinstance(audiences, list) or expect.client_id not in audiences:  # point 3
         raise TokenRejected("wrong_audience", f"aud={audience!r}")
-    azp = claims.get("azp")
-    if len(audiences) > 1 and azp is None:  # point 4
-        raise TokenRejected("missing_azp", "several audiences and no azp")
-    if azp is not None and azp != expect.client_id:  # point 5
-        raise TokenRejected("wrong_azp", f"azp={azp!r}")
-    leeway = expect.leeway_seconds
-    expires = _number(claims, "exp", required=True)  # point 9
+    return audiences
+
+
+def _check_id_token_times(claims: Mapping[str, Any], leeway: int, now: float) -> None:
+    """Points 9 and 10: not expired, not issued in the future; ``nbf`` when present."""
+    expires = _number(claims, "exp", required=True)
     if expires is not None and now - leeway >= expires:
         raise TokenRejected("expired", f"exp={expires}")
-    issued = _number(claims, "iat", required=True)  # point 10
+    issued = _number(claims, "iat", required=True)
     if issued is not None and issued > now + leeway:
         raise TokenRejected("issued_in_future", f"iat={issued}")
     not_before = _number(claims, "nbf", required=False)
     if not_before is not None and not_before > now + leeway:
         raise TokenRejected("not_yet_valid", f"nbf={not_before}")
-    nonce = claims.get("nonce")  # point 11
+
+
+def check_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: float) -> None:
+    """OIDC Core §3.1.3.7 points 2–5, 9–11 on claims whose signature is already verified."""
+    audiences = check_issuer_and_audience(claims, expect)
+    azp = claims.get("azp")
+    if len(audiences) > 1 and azp is None:  # point 4
+        raise TokenRejected("missing_azp", "several audiences and no azp")
+    if azp is not None and azp != expect.client_id:  # point 5
+        raise TokenRejected("wrong_azp", f"azp={azp!r}")
+    _check_id_token_times(claims, expect.leeway_seconds, now)
+    nonce = claims.get("nonce")  # point 11, compared in constant time
     if not isinstance(nonce, str) or not hmac.compare_digest(
         nonce.encode("utf-8"), expect.nonce.encode("utf-8")
     ):
@@ -248,6 +259,16 @@ def _check_logout_times(claims: Mapping[str, Any], leeway: int, now: float) -> f
     return expires
 
 
+def _check_logout_event(claims: Mapping[str, Any]) -> None:
+    """§2.4: the back-channel logout event as a JSON object, and no nonce — which is also
+    what stops an ID token from being replayed as a logout token."""
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
+        raise TokenRejected("not_a_logout_token", "events has no back-channel logout event")
+    if "nonce" in claims:
+        raise TokenRejected("nonce_present", "a logout token must not carry a nonce (§2.4)")
+
+
 def check_logout_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: float) -> LogoutRequest:
     """OpenID Connect Back-Channel Logout 1.0 §2.4 and §2.6 on verified claims.
 
@@ -256,18 +277,9 @@ def check_logout_claims(claims: Mapping[str, Any], expect: TokenExpectations, no
     object, ``sid`` and/or ``sub``, a ``jti``, and **no** ``nonce`` — which is also what
     stops an ID token from being replayed as a logout token.
     """
-    if claims.get("iss") != expect.issuer:
-        raise TokenRejected("wrong_issuer", f"iss={claims.get('iss')!r}")
-    audience = claims.get("aud")
-    audiences = [audience] if isinstance(audience, str) else audience
-    if not isinstance(audiences, list) or expect.client_id not in audiences:
-        raise TokenRejected("wrong_audience", f"aud={audience!r}")
+    check_issuer_and_audience(claims, expect)
     expires = _check_logout_times(claims, expect.leeway_seconds, now)
-    events = claims.get("events")
-    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
-        raise TokenRejected("not_a_logout_token", "events has no back-channel logout event")
-    if "nonce" in claims:
-        raise TokenRejected("nonce_present", "a logout token must not carry a nonce (§2.4)")
+    _check_logout_event(claims)
     subject, sid, jti = claims.get("sub"), claims.get("sid"), claims.get("jti")
     subject = subject if isinstance(subject, str) and subject else None
     sid = sid if isinstance(sid, str) and sid else None

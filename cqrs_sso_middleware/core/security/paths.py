@@ -191,7 +191,7 @@ class PublicPaths:
         # Tomcat, Jetty and Spring drop ";…" path parameters before routing, so "/admin;.css"
         # is served as "/admin": a path with one never counts as public, whatever pattern
         # (such as "re:.*\\.css") its text would match.
-        if ";" in path or "%3B" in path:
+        if not self._matchers or ";" in path or "%3B" in path:
             return False
         return any(matches(path) for matches in self._matchers)
 

@@ -41,6 +41,20 @@ def safe_return_path(candidate: str | None, *, reserved_prefix: str = "") -> str
         return None
     if any(char not in _ALLOWED for char in candidate):
         return None
+    decoded = _fully_decoded(candidate)
+    if decoded is None:
+        return None
+    normal = normalise_target(candidate)
+    if isinstance(normal, PathRefused):
+        return None
+    if reserved_prefix and (_is_under(decoded, reserved_prefix) or _is_under(normal, reserved_prefix)):
+        return None
+    return normal
+
+
+def _fully_decoded(candidate: str) -> str | None:
+    """The value after every percent-decoding a browser or a later decoder might apply, when
+    no stage of it could be read as another origin; else ``None``."""
     value = candidate
     for _ in range(_MAX_DECODE_ROUNDS):
         if _looks_like_another_origin(value):
@@ -50,18 +64,9 @@ def safe_return_path(candidate: str | None, *, reserved_prefix: str = "") -> str
         except UnicodeDecodeError:
             return None  # not UTF-8 once decoded: no honest link looks like that
         if decoded == value:
-            break
+            return None if _looks_like_another_origin(value) else value
         value = decoded
-    else:
-        return None  # still decoding after several rounds: nested encoding is a trick
-    if _looks_like_another_origin(value):
-        return None
-    normal = normalise_target(candidate)
-    if isinstance(normal, PathRefused):
-        return None
-    if reserved_prefix and (_is_under(value, reserved_prefix) or _is_under(normal, reserved_prefix)):
-        return None
-    return normal
+    return None  # still decoding after several rounds: nested encoding is a trick
 
 
 def _is_under(path: str, prefix: str) -> bool:

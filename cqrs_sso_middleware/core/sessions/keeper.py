@@ -139,40 +139,40 @@ class SessionKeeper:
     # -- cookie store (no I/O at all) ------------------------------------------------------
 
     def from_cookie(self, values: Sequence[str], now: float) -> LoadedSession:
-        expired = refused = None
+        reason = None
         for value in values:
             session = self.codec.decode(value)
             if session is None:
                 continue
-            if session.deployment != self.deployment:
-                refused = "other_deployment"
-                continue
-            expired = self.timeouts.expired(session, now)
-            if expired is None:
+            reason = self._unusable(session, now)
+            if reason is None:
                 return LoadedSession(session)
-        return LoadedSession(None, expired, refused)
+        return _not_loaded(reason)
+
+    def _unusable(self, session: Session, now: float) -> str | None:
+        """Why a genuine session cannot be used — another deployment's, or timed out — or
+        ``None``. The codecs give a session of this deployment this very ``Deployment``
+        object: one identity test per request, not a comparison of strings."""
+        if session.deployment is not self.deployment:
+            return "other_deployment"
+        return self.timeouts.expired(session, now)
 
     # -- server-side stores (effects) ------------------------------------------------------
 
     def load(self, values: Sequence[str], now: float) -> Generator[StoreEffect, EffectResult, LoadedSession]:
-        expired = refused = None
+        reason = None
         for value in list(dict.fromkeys(values))[:MAX_SESSION_COOKIES_LOOKED_UP]:
             if not 32 <= len(value) <= 64:
                 continue  # not an id we issued: no round trip for it
             key = self.session_key(value)
             record = _reply((yield StoreGet(key)))
-            if not isinstance(record, bytes):
-                continue
-            session = self._decode(value, key, record)
+            session = self._decode(value, key, record) if isinstance(record, bytes) else None
             if session is None:
-                continue  # damaged: no session (closed), sign in again
-            if session.deployment != self.deployment:
-                refused = "other_deployment"
-                continue
-            expired = self.timeouts.expired(session, now)
-            if expired is None:
+                continue  # none, or damaged: no session (closed), sign in again
+            reason = self._unusable(session, now)
+            if reason is None:
                 return LoadedSession(session)
-        return LoadedSession(None, expired, refused)
+        return _not_loaded(reason)
 
     def open_record(self, key: str, record: bytes) -> Session | None:
         """The session in a stored record (``cqrs-sso sessions`` reads the store with this)."""
@@ -240,6 +240,12 @@ class SessionKeeper:
         _reply((yield StorePing()))
 
 
+def _not_loaded(reason: str | None) -> LoadedSession:
+    if reason == "other_deployment":
+        return LoadedSession(None, refused=reason)
+    return LoadedSession(None, expired=reason)
+
+
 def _reply(result: EffectResult) -> object:
     if isinstance(result, StoreReply):
         return result.value
@@ -254,10 +260,11 @@ class SessionCookies:
         self.keeper = keeper
         self.names = names
         self.policy = policy
+        self.name = names.session
 
     def values(self, cookie_header: str | None) -> list[str]:
         """This request's session cookie values (duplicates kept: the keeper tries each)."""
-        return cookie_values(cookie_header, self.names.session)
+        return cookie_values(cookie_header, self.name)
 
     def issue(self, session: Session, now: float, new: bool) -> str | None:
         """The cookie for ``session`` once it is kept: the sealed record (cookie store), or

@@ -230,6 +230,7 @@ class SessionCookieCodec:
     """
 
     def __init__(self, secret_keys: Sequence[str], deployment: Deployment) -> None:
+        self.deployment = deployment
         self._ring = KeyRing(secret_keys, b"session-cookie v3", deployment)  # the first key encrypts
         self._associated = b"cqrs-sso.session-cookie.v3\x00" + deployment.binding
         self._cache: OrderedDict[str, Session] = OrderedDict()
@@ -260,6 +261,8 @@ class SessionCookieCodec:
         session = session_from_record(record) if record is not None else None
         if session is None:
             return None
+        if session.deployment == self.deployment:
+            session = replace(session, deployment=self.deployment)
         self._cache[value] = session
         if len(self._cache) > _DECODE_CACHE_SIZE:
             self._cache.popitem(last=False)
@@ -272,6 +275,7 @@ class SessionRecordCipher:
     key, so a record copied under another key (another person's session) does not open."""
 
     def __init__(self, secret_keys: Sequence[str], deployment: Deployment) -> None:
+        self.deployment = deployment
         self._ring = KeyRing(secret_keys, b"session-record v3", deployment)
         self._associated = b"cqrs-sso.session-record.v3\x00" + deployment.binding + b"\x00"
 
@@ -282,4 +286,7 @@ class SessionRecordCipher:
     def open(self, sealed: bytes, store_key: str) -> Session | None:
         opened = self._ring.open(sealed, self._associated + store_key.encode("ascii"))
         record = _inflate(opened) if opened is not None else None
-        return session_from_record(record) if record is not None else None
+        session = session_from_record(record) if record is not None else None
+        if session is not None and session.deployment == self.deployment:
+            session = replace(session, deployment=self.deployment)
+        return session

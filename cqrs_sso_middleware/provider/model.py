@@ -1,0 +1,101 @@
+"""The provider's people, applications and one-time codes, and the switches that make it
+misbehave for tests. Demo and tests only."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+
+CODE_LIFETIME_SECONDS = 600
+ID_TOKEN_LIFETIME_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    email: str
+    password: str
+    name: str
+    object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    include_email_claim: bool = True
+
+
+@dataclass(frozen=True)
+class DemoClient:
+    client_id: str
+    client_secret: str
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    frontchannel_logout_uri: str = ""
+    backchannel_logout_uri: str = ""
+
+
+@dataclass(frozen=True)
+class CodeGrant:
+    client_id: str
+    redirect_uri: str
+    user: DemoUser
+    nonce: str | None
+    code_challenge: str
+    scope: str
+    expires_at: float
+    sid: str = ""
+
+
+@dataclass
+class ProviderFaults:
+    """Switches tests use to make the provider misbehave on purpose."""
+
+    token_status: int | None = None
+    token_body: bytes | None = None
+    token_delay_seconds: float = 0.0
+    jwks_status: int | None = None
+    metadata_status: int | None = None
+    claim_overrides: dict[str, Any] = field(default_factory=dict)
+    # Rewrites each issued ID token (forging tests: alg none, another key, truncation…).
+    id_token_rewrite: Callable[[str], str] | None = None
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The urlencoded form body, first value of each field (no multipart here)."""
+    body = (await request.body())[:65536]
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def discovery_document(issuer: str, endpoints: dict[str, str], jwks_uri: str) -> dict[str, Any]:
+    """OpenID Connect Discovery 1.0 §3, as Entra's v2.0 endpoint answers it."""
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": endpoints["authorize"],
+        "token_endpoint": endpoints["token"],
+        "end_session_endpoint": endpoints["logout"],
+        "jwks_uri": jwks_uri,
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": [
+            *("sub", "iss", "aud", "exp", "iat", "nbf", "name", "nonce", "oid", "tid"),
+            *("preferred_username", "email", "ver"),
+        ],
+        "code_challenge_methods_supported": ["S256"],
+        "frontchannel_logout_supported": True,
+        "http_logout_supported": True,
+        "request_uri_parameter_supported": False,
+        "tenant_region_scope": "EU",
+    }

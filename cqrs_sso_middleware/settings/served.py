@@ -1,0 +1,115 @@
+"""What is served around the sign-in: the pages people read, and the proxy in front of a
+legacy service. (The sections of the sign-in itself are in ``schema``.)"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .schema_base import SEED_HELP_EMAIL, SEED_HELP_PHONE, Problems, doc, plain_path_or_empty
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PagesSettings:
+    """What the sign-in and error pages say: the help desk and the links of the CQRS page."""
+
+    help_email: str = field(default=SEED_HELP_EMAIL, metadata=doc("help desk email on every page"))
+    help_phone: str = field(default=SEED_HELP_PHONE, metadata=doc("help desk phone on every page"))
+    help_url: str = field(
+        default="https://digital.nhs.uk/services/calculating-quality-reporting-service",
+        metadata=doc("the Help link on the sign-in page"),
+    )
+    contact_url: str = field(
+        default="mailto:support@cqrs.co.uk", metadata=doc("the Contact Us link on the sign-in page")
+    )
+    collections_url: str = field(
+        default="https://digital.nhs.uk/services/general-practice-gp-collections",
+        metadata=doc("the GP Collections Website link on the sign-in page"),
+    )
+    templates_dir: str = field(default="", metadata=doc("folder whose templates override the packaged ones"))
+
+    def check(self, problems: Problems) -> None:
+        for name in ("help_url", "contact_url", "collections_url"):
+            scheme = urlsplit(getattr(self, name)).scheme
+            if scheme not in ("https", "http", "mailto", "tel"):
+                problems.append(f"{name}: must be an https:, mailto: or tel: link")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxySettings:
+    """``cqrs-sso proxy`` and forward-auth: where requests go and what the upstream is told."""
+
+    upstream: str = field(
+        default="",
+        metadata=doc(
+            "proxy mode: where authenticated requests go; empty: a sign-in and forward-auth service only"
+        ),
+    )
+    listen: str = field(default="127.0.0.1:8080", metadata=doc("proxy mode: `host:port`"))
+    workers: int = field(default=1, metadata=doc("proxy mode: worker processes"))
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata=doc(
+            "proxy mode: addresses or CIDRs whose `X-Forwarded-*` and `X-Real-IP` are believed; empty: nobody"
+        ),
+    )
+    keep_alive_seconds: int = field(
+        default=75,
+        metadata=doc(
+            "proxy mode: how long an idle client connection is kept open; longer than the idle time-out of a load balancer in front (nginx's default: 75)"
+        ),
+    )
+    upstream_timeout_seconds: float = field(
+        default=30.0, metadata=doc("proxy mode: no answer from the upstream within this → 504")
+    )
+    metrics_path: str = field(
+        default="/metrics", metadata=doc("proxy mode: Prometheus metrics; empty disables")
+    )
+    metrics_allow: tuple[str, ...] = field(
+        default=("127.0.0.1/32", "::1/128"), metadata=doc("proxy mode: networks that may read the metrics")
+    )
+    user_header: str = field(
+        default="X-Forwarded-User",
+        metadata=doc("header carrying the user's email to proxied apps (proxy) and in forward-auth answers"),
+    )
+    email_header: str = field(
+        default="X-Forwarded-Email", metadata=doc("header carrying the email to proxied apps")
+    )
+    account_header: str = field(
+        default="X-CQRS-Account",
+        metadata=doc("header carrying the CQRS account id to proxied apps and nginx"),
+    )
+
+    def check(self, problems: Problems) -> None:
+        if self.upstream:
+            parts = urlsplit(self.upstream)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append(
+                    f"upstream: must be an http(s) URL like http://127.0.0.1:9000, got {self.upstream!r}"
+                )
+        host, _, port = self.listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(f"listen: must be host:port, got {self.listen!r}")
+        if not 1 <= self.workers <= 64:
+            problems.append("workers: must be between 1 and 64")
+        self._check_names(problems)
+        if not 1 <= self.keep_alive_seconds <= 3600:
+            problems.append("keep_alive_seconds: must be between 1 and 3600")
+        if not 0 < self.upstream_timeout_seconds <= 3600:
+            problems.append("upstream_timeout_seconds: must be between 0 and 3600")
+        plain_path_or_empty(problems, "metrics_path", self.metrics_path)
+
+    def _check_names(self, problems: Problems) -> None:
+        for name in ("trusted_proxies", "metrics_allow"):
+            for network in getattr(self, name):
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError:
+                    problems.append(f"{name}: {network!r} is not an address or CIDR network")
+        for name in ("user_header", "email_header", "account_header"):
+            if not _HEADER_NAME.fullmatch(getattr(self, name)):
+                problems.append(f"{name}: must be a header name (letters, digits, hyphens)")
