@@ -15,5 +15,5 @@ CQRS_ACCOUNTS = {
 
 
 def lookup(identity: Identity) -> Account | None:
-    """Return the CQRS account for this person, or None (seed step 5). Raise on outages."""
+    """Return the CQRS account for this person, or None (step 5 of the user guide). Raise on outages."""
     return CQRS_ACCOUNTS.get(identity.email)

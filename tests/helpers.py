@@ -190,7 +190,7 @@ def path_of(url: str) -> str:
 
 @dataclass
 class Journey:
-    """A person going through the seed steps with one browser (one cookie jar)."""
+    """A person going through the steps of the user guide with one browser (one cookie jar)."""
 
     app: AppClient
     provider: httpx.Client = field(default_factory=lambda: httpx.Client(follow_redirects=False, timeout=10))
@@ -268,6 +268,19 @@ def wait_until(condition: Callable[[], T | None], what: str, seconds: float = 10
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {seconds:g}s for {what}")
         time.sleep(0.02)
+
+
+def completes(call: Callable[[], T], what: str, seconds: float = 30) -> T:
+    """``call()``, failing instead of hanging when it has not returned after ``seconds``: a
+    generous bound that turns a missing time-out into a failed test. Nothing is timed."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(call)
+        try:
+            return future.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            raise AssertionError(f"{what} did not return: it would have hung") from None
 
 
 def wait_for_http(url: str, process: Any, what: str, seconds: float = 20, log: Any = None) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cqrs_sso_middleware.core.identity import Account, Identity, User
+from cqrs_sso_middleware.core.interpreter import StoreOnly, run_sync
 from cqrs_sso_middleware.core.sessions.keeper import SessionKeeper
 from cqrs_sso_middleware.core.sessions.session import Deployment, Session, SessionTimeouts
 from cqrs_sso_middleware.stores.redis import RedisStore
@@ -60,10 +60,7 @@ def save_sessions(prefix: str, *emails: str) -> list[str]:
             Identity(email=email, subject=f"sub-{email}", issuer="i", object_id=f"oid-{email}"), Account("A")
         )
         session = Session.start(user, time.time(), deployment)
-        step = keeper.save(session, time.time())
-        effect = next(step)
-        with contextlib.suppress(StopIteration):
-            step.send(store.perform(effect))
+        run_sync(keeper.save(session, time.time()), StoreOnly(store.perform))
         ids.append(session.session_id)
     store.close()
     return ids

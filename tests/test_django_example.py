@@ -1,4 +1,4 @@
-"""examples/django_app under gunicorn, in front of the built-in provider: the five seed steps,
+"""examples/django_app under gunicorn, in front of the built-in provider: the five steps of the user guide,
 request.user made from the CQRS session, and no Django user without one."""
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from cqrs_sso_middleware.stores import MemoryStore, StoreBackend
 from cqrs_sso_middleware.stores.redis import RedisStore
 
 from .conftest import REDIS_URL
+from .helpers import completes
 
 DEPLOYMENT = Deployment("https://login.example/tenant/v2.0", "app-a")
 
@@ -129,10 +130,8 @@ def test_redis_ttl_is_set(redis_prefix: str) -> None:
 
 def test_unreachable_redis_is_a_failure_not_an_exception() -> None:
     store = RedisStore("redis://127.0.0.1:1/0", timeout_seconds=0.5)
-    started = time.monotonic()
-    result = store.perform(StoreGet("k"))
+    result = completes(lambda: store.perform(StoreGet("k")), "a read from a Redis nobody runs")
     assert isinstance(result, StoreFailed) and result.reason.startswith("redis: ")
-    assert time.monotonic() - started < 3
     assert isinstance(asyncio.run(store.aperform(StorePing())), StoreFailed)
 
 

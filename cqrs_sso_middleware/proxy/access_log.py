@@ -30,8 +30,9 @@ from typing import TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core.security.headers import valid_request_id
+
 access_log = logging.getLogger("cqrs_sso.access")
-_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 FLUSH_SECONDS = 0.25
@@ -152,7 +153,7 @@ class AccessLog:
                 incoming = value
                 headers = [(k, v) for k, v in headers if k != b"x-request-id"]
                 break
-        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else self.new_id()
+        request_id = incoming if incoming and valid_request_id(incoming) else self.new_id()
         scope = {**scope, "headers": [*headers, (b"x-request-id", request_id)]}
         started = time.perf_counter()
         status = 0
@@ -193,7 +194,7 @@ def access_line(
 ) -> str:
     """The JSON line, built directly: the same text ``json.dumps`` gives for these fields.
 
-    The request id passed ``_REQUEST_ID`` and the method and client address come from the
+    The request id passed ``valid_request_id`` and the method and client address come from the
     HTTP parser and the socket; anything else is escaped by the json module's own encoder.
     """
 

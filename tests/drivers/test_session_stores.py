@@ -21,7 +21,7 @@ import redis
 from cqrs_sso_middleware.core.sessions.keeper import NOTICE_GRACE_SECONDS
 
 from ..conftest import GP_USER, REDIS_URL
-from ..helpers import HTML, AppClient, Journey, require
+from ..helpers import HTML, AppClient, Journey, completes, require
 from ..proxy.conftest import free_port
 
 SERVER_SIDE = ["memory", "redis"]
@@ -283,10 +283,8 @@ def test_slow_or_garbled_store_fails_closed_without_a_session(
     try:
         journey = make_journey(make_client(session_store=server.url, session_store_timeout_seconds=0.5))
         journey.app.set_cookie("cqrs_sso", "A" * 43)  # looks like one of our ids: must be looked up
-        started = time.monotonic()
-        page = journey.open("/messages")
+        page = completes(lambda: journey.open("/messages"), "a request whose store never answers")
         assert page.status == 503
-        assert time.monotonic() - started < 5
         journey.app.clear_cookies()
         assert journey.sign_in(GP_USER).status == 503
         assert "cqrs_sso" not in journey.app.cookie_names()

@@ -1,4 +1,4 @@
-"""The seed scenarios against an independent, certified provider, through both drivers."""
+"""The the user guide's scenarios against an independent, certified provider, through both drivers."""
 
 from __future__ import annotations
 

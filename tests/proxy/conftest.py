@@ -161,7 +161,7 @@ def start_proxy(
 
 @dataclass
 class Browser:
-    """An HTTP client walking the seed steps through a proxy (or nginx)."""
+    """An HTTP client walking the steps of the user guide through a proxy (or nginx)."""
 
     origin: str
     client: httpx.Client = field(default_factory=lambda: httpx.Client(follow_redirects=False, timeout=30))

@@ -6,7 +6,9 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 CHUNK = b"x" * 65536
 
@@ -31,7 +33,10 @@ def legacy_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
         start_response("302 Found", [("Location", f"http://{host}/landing?x=1"), ("Content-Length", "0")])
         return [b""]
     if path == "/slow":
-        time.sleep(float(environ.get("QUERY_STRING", "s=2").split("=")[1]))
+        query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
+        if "mark" in query:  # tells a test the request has arrived: now it is in flight
+            Path(query["mark"]).touch()
+        time.sleep(float(query.get("s", "2")))
         return _json(start_response, {"slept": True})
     if path == "/broken":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "1000000")])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -178,13 +177,9 @@ def test_revoked_session_is_refused_through_nginx_within_a_second(
     from ..helpers import form_fields
 
     browser.client.post(nginx_stack + "/oauth2/sign_out", data=form_fields(confirm.text))
-    signed_out_at = time.monotonic()
     browser.client.cookies.set("cqrs_sso", cookie)
-    while True:
-        page = browser.get("/messages")
-        if "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text:
-            break
-        assert time.monotonic() - signed_out_at <= 1.5, "a revoked session still passes nginx"
-        time.sleep(0.05)
-    lag = time.monotonic() - signed_out_at
-    assert lag <= 1.0, f"revocation took {lag:.2f} s to reach nginx"
+    # The very next request is refused: nothing between the sign-out and it may let it pass.
+    page = browser.get("/messages")
+    assert "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text, (
+        "a revoked session still passes nginx"
+    )

@@ -1,4 +1,4 @@
-"""`cqrs-sso proxy` as a real process: the seed steps, header hygiene, streaming, faults,
+"""`cqrs-sso proxy` as a real process: the steps of the user guide, header hygiene, streaming, faults,
 operations."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -225,11 +226,16 @@ def test_provider_down_fails_closed(
     assert browser.get("/messages").status_code == 303  # never a pass-through
 
 
-def test_sigterm_lets_in_flight_requests_finish(proxy: ProxyProcess, signed_in: Browser) -> None:
+def test_sigterm_lets_in_flight_requests_finish(
+    proxy: ProxyProcess, signed_in: Browser, tmp_path: Path
+) -> None:
     result: dict[str, httpx.Response] = {}
-    worker = threading.Thread(target=lambda: result.update(reply=signed_in.get("/slow?s=1.5")))
+    arrived = tmp_path / "arrived"
+    worker = threading.Thread(
+        target=lambda: result.update(reply=signed_in.get(f"/slow?s=1.5&mark={arrived}"))
+    )
     worker.start()
-    time.sleep(0.5)
+    wait_until(arrived.exists, "the slow request to reach the upstream")
     proxy.process.send_signal(signal.SIGTERM)
     worker.join(timeout=20)
     assert result["reply"].status_code == 200
@@ -358,4 +364,4 @@ def test_idle_keep_alive_connection_outlives_five_seconds(proxy: ProxyProcess, s
             while len(body) < length:
                 body += sock.recv(65536)
             if attempt == 0:
-                time.sleep(6)
+                time.sleep(6)  # the idle time under test: longer than uvicorn's default 5 s

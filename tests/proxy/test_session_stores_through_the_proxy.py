@@ -1,4 +1,4 @@
-"""Session stores through `cqrs-sso proxy` processes: the seed steps on each store, and
+"""Session stores through `cqrs-sso proxy` processes: the steps of the user guide on each store, and
 two instances sharing one Redis — sign-out on one is refused on the other at once."""
 
 from __future__ import annotations

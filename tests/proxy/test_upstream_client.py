@@ -47,6 +47,15 @@ def run(scenario: Callable[[str, list[int]], Coroutine[Any, Any, None]], handler
     return opened
 
 
+async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Let the event loop run until ``condition()`` holds; fail after ``seconds``."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
 async def fetch(pool: UpstreamPool, method: bytes = b"GET", **kwargs: Any) -> tuple[int, bytes]:
     response = await pool.request(method, b"/x", [(b"host", b"upstream")], **kwargs)
     try:
@@ -105,7 +114,8 @@ def test_a_request_with_a_body_is_never_sent_twice() -> None:
     async def scenario(origin: str, opened: list[int]) -> None:
         pool = UpstreamPool(origin)
         assert await fetch(pool) == (200, b"ok")
-        await asyncio.sleep(0.05)
+        # The pooled connection has seen the upstream close it: the POST needs a new one.
+        await until(lambda: all(connection.closed for connection in pool._idle))
         with pytest.raises(UpstreamUnavailable):
             await fetch(pool, b"POST", body=body(), content_length=5)
 
@@ -226,7 +236,8 @@ def test_a_slow_reader_pauses_the_upstream_instead_of_buffering_its_body() -> No
 
     async def scenario(origin: str, opened: list[int]) -> None:
         response = await UpstreamPool(origin).request(b"GET", b"/big", [(b"host", b"u")])
-        await asyncio.sleep(0.5)  # nobody reads: the upstream must be paused, not buffered
+        # Nobody reads: the upstream must be paused, not buffered.
+        await until(lambda: response._connection.reading_paused)
         buffered = response._connection.buffered
         assert buffered <= BUFFER_HIGH_WATER + (1 << 20), buffered
         received = sum([len(chunk) async for chunk in response.body()])

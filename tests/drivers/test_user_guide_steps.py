@@ -1,4 +1,4 @@
-"""The seed user guide's steps, and the flow's edge cases, through BOTH drivers.
+"""The steps of the CQRS sign-on user guide, and their edge cases, through BOTH drivers.
 
 Every test here runs six times — each driver (wsgi via webtest, asgi via Starlette's
 TestClient) with each session store (cookie, memory, Redis) — against the built-in
@@ -36,7 +36,7 @@ def session_cookies(client: AppClient) -> list[str]:
     return [name for name in client.cookie_names() if name == "cqrs_sso"]
 
 
-# -- seed step 1 ---------------------------------------------------------------------------
+# -- step 1 of the user guide ---------------------------------------------------------------------------
 
 
 def test_step1_unauthenticated_navigation_redirects_to_sign_in_page(journey: Journey) -> None:
@@ -86,7 +86,7 @@ def test_api_requests_get_401_json_never_a_redirect(
     assert reply.json() == {"error": "unauthenticated", "sign_in_url": "/oauth2/sign_in"}
 
 
-# -- seed step 2 ---------------------------------------------------------------------------
+# -- step 2 of the user guide ---------------------------------------------------------------------------
 
 
 def test_step2_sign_in_button_sends_browser_to_provider_with_pkce_state_and_nonce(
@@ -130,7 +130,7 @@ def test_step2_start_by_get_is_not_allowed(app_client: AppClient) -> None:
     assert reply.header("allow") == "POST"
 
 
-# -- seed step 3 ---------------------------------------------------------------------------
+# -- step 3 of the user guide ---------------------------------------------------------------------------
 
 
 def test_step3_user_with_account_is_signed_in_and_returned_to_first_page(journey: Journey) -> None:
@@ -170,7 +170,7 @@ def test_userinfo_returns_the_signed_in_user(journey: Journey) -> None:
     assert info["tid"]
 
 
-# -- seed step 4 ---------------------------------------------------------------------------
+# -- step 4 of the user guide ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -202,7 +202,7 @@ def test_step4_provider_error_shows_sign_in_failed_page(journey: Journey) -> Non
     assert not session_cookies(journey.app)
 
 
-# -- seed step 5 ---------------------------------------------------------------------------
+# -- step 5 of the user guide ---------------------------------------------------------------------------
 
 
 def test_step5_nhsmail_user_without_cqrs_account_sees_no_account_page(journey: Journey) -> None:

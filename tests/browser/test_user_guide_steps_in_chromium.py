@@ -1,4 +1,4 @@
-"""The five seed steps in a real browser (Debian's Chromium, driven by Playwright), against
+"""The five steps of the user guide in a real browser (Debian's Chromium, driven by Playwright), against
 the demo stack in both its ASGI and WSGI variants; axe-core on every page; screenshots of
 every page in ``test-artifacts/``."""
 
