@@ -3,7 +3,8 @@
 A certificate credential (``private_key_jwt``, RFC 7523) is what NHSmail/Entra should be
 given rather than a client secret: the key never leaves the server, and the certificate
 (the public part) is what the helpdesk uploads to the app registration. Entra identifies
-it by its SHA-1 thumbprint; the middleware sends that as ``x5t`` in each client assertion.
+it by its thumbprint: SHA-256 in ``x5t#S256`` with PS256 assertions (the default), SHA-1 in
+``x5t`` with RS256 ones.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Credential:
     key_file: Path
     certificate_file: Path
     thumbprint_sha1: str  # as Entra shows it: upper-case hex
-    x5t: str  # the same, base64url: what goes in the assertion header
+    x5t: str  # the same, base64url: the RS256 assertion header's x5t
+    x5t_s256: str  # the SHA-256 thumbprint, base64url: the PS256 assertion header's x5t#S256
 
 
 def make_certificate(directory: Path, common_name: str = "cqrs-sso", days: int = 730) -> Credential:
@@ -61,7 +63,7 @@ def make_certificate(directory: Path, common_name: str = "cqrs-sso", days: int =
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    # The key file holds the certificate too, so the middleware can send Entra's x5t.
+    # The key file holds the certificate too, so the middleware can send its thumbprint.
     descriptor = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(key_pem + certificate_pem)
@@ -72,4 +74,5 @@ def make_certificate(directory: Path, common_name: str = "cqrs-sso", days: int =
         certificate_path,
         digest.hex().upper(),
         base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii"),
+        base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA256())).rstrip(b"=").decode("ascii"),
     )

@@ -46,7 +46,13 @@ PROVIDER_PORT = 8001
 def demo_users() -> list[DemoUser]:
     return [
         DemoUser(GP_USER, DEMO_PASSWORD, "Dr Gita Patel", "0f4b3c1e-6d7a-4b8c-9e2f-1a3b5c7d9e0f"),
-        DemoUser(NEW_USER, DEMO_PASSWORD, "Nia Evans", "7c2e9a41-5b3d-4f6a-8e1c-2d4f6a8b0c1e"),
+        DemoUser(
+            NEW_USER,
+            DEMO_PASSWORD,
+            "Nia Evans",
+            "7c2e9a41-5b3d-4f6a-8e1c-2d4f6a8b0c1e",
+            company_name="Riverside Practice (Y00002)",
+        ),
     ]
 
 
@@ -73,7 +79,8 @@ def _message_centre(user: User | None) -> str:
 <p>Welcome, <strong>{name}</strong> ({email}).</p>
 <p>Organisation: {organisation}</p>
 <div class="card"><h2>Messages</h2><p>You have no new messages.</p></div>
-<p><a href="/oauth2/sign_out">Sign out</a></p></main></body></html>"""
+<form method="post" action="/oauth2/sign_out"><button type="submit" class="button">Sign out</button></form>
+</main></body></html>"""
 
 
 def message_centre_asgi() -> Starlette:

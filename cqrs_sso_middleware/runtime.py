@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .audit import AuditObserver, AuditSink
+from .audit import AuditObserver, AuditSink, ensure_log_output
 from .core.errors import ConfigError
 from .core.oidc.client_auth import ClientAssertionSigner
 from .core.protocol import (
@@ -46,7 +46,6 @@ from .lookups.runner import LookupObserver, LookupRunner
 from .pages import JinjaPages
 from .provider_calls import ProviderHttp
 from .settings import Settings
-from .settings.loading import SETTINGS
 from .stores import StoreBackend, open_store, store_kind
 
 AsyncProviderCall = Callable[[HttpCall], Awaitable[HttpResult]]
@@ -88,6 +87,7 @@ class Runtime:
         """Build every resource ``settings`` names. ``store`` shares one store between two
         runtimes (two instances of a service in one test); ``provider_call`` replaces the
         async provider client (the proxy's own)."""
+        ensure_log_output()
         problems: list[str] = []
         lookup = _lookup(settings, problems)
         signer = _signer(settings, problems)
@@ -139,9 +139,11 @@ class Runtime:
         not after it is fixed."""
         settings, problems = Settings.read(config_file, environ, **overrides)
         if problems:
-            checks = (_lookup, _signer, _store)
-            for check, section in zip(checks, ("lookup", "provider", "session"), strict=True):
-                if not any(p.split(" ", 1)[0].rstrip(":") in _names(section) for p in problems):
+            named = {p.split(" ", 1)[0].rstrip(":") for p in problems}
+            # Each resource is tried unless a setting it is built from was already refused
+            # (that problem is the one to fix; building from the bad value says nothing more).
+            for check, inputs in _RESOURCE_CHECKS:
+                if not named & inputs:
                     check(settings, problems)
             raise ConfigError(problems)
         return cls.from_settings(settings)
@@ -174,9 +176,31 @@ def page_defaults(settings: Settings) -> dict[str, object]:
         "sign_in_url": f"{prefix}/sign_in",
         "help_email": pages.help_email,
         "help_phone": pages.help_phone,
+        **phone_link(pages.help_phone),
         "help_url": pages.help_url,
         "contact_url": pages.contact_url,
         "collections_url": pages.collections_url,
+    }
+
+
+def phone_link(help_phone: str) -> dict[str, str]:
+    """The help-desk phone as a ``tel:`` link (RFC 3966): the number before any words in
+    brackets is the link, the rest ("(8am-6pm Mon-Fri exc Bank Holidays)") stays as text.
+    A UK national number (0…) is written in the global form, +44…; a number that cannot be
+    read gets no link."""
+    number, bracket, rest = help_phone.partition("(")
+    digits = "".join(char for char in number if char.isdigit())
+    if number.strip().startswith("+") and 7 <= len(digits) <= 15:
+        tel = "+" + digits
+    elif digits.startswith("0") and len(digits) == 11:
+        tel = "+44" + digits[1:]
+    else:
+        return {"help_phone_tel": ""}
+    shown = number.rstrip()
+    return {
+        "help_phone_tel": tel,
+        "help_phone_number": shown,
+        "help_phone_rest": number[len(shown) :] + bracket + rest,
     }
 
 
@@ -203,8 +227,17 @@ def _store(settings: Settings, problems: list[str]) -> StoreBackend | None:
         return None
 
 
-def _names(section: str) -> set[str]:
-    return {name for name, setting in SETTINGS.items() if setting.section == section}
+_RESOURCE_CHECKS: tuple[tuple[Callable[[Settings, list[str]], object], frozenset[str]], ...] = (
+    (lambda settings, problems: _lookup(settings, problems), frozenset({"account_lookup", "account_query"})),
+    (
+        lambda settings, problems: _signer(settings, problems),
+        frozenset({"private_key_file", "private_key_pem", "token_auth_method", "client_assertion_algorithm"}),
+    ),
+    (
+        lambda settings, problems: _store(settings, problems),
+        frozenset({"session_store", "redis_password", "session_key_prefix", "session_store_timeout_seconds"}),
+    ),
+)
 
 
 def _signer(settings: Settings, problems: list[str]) -> ClientAssertionSigner | None:
@@ -215,11 +248,18 @@ def _signer(settings: Settings, problems: list[str]) -> ClientAssertionSigner | 
     if not pem:
         try:
             pem = Path(provider.private_key_file).read_text(encoding="ascii")
+        except FileNotFoundError:
+            problems.append(
+                f"private_key_file: no file {provider.private_key_file!r} "
+                "(`cqrs-sso certificate --out FOLDER` makes a key and certificate)"
+            )
+            return None
         except (OSError, UnicodeDecodeError) as error:
-            problems.append(f"private_key_file: cannot read {provider.private_key_file!r}: {error}")
+            reason = error.strerror if isinstance(error, OSError) else "not a PEM text file"
+            problems.append(f"private_key_file: cannot read {provider.private_key_file!r}: {reason}")
             return None
     try:
-        return ClientAssertionSigner.from_pem(pem)
+        return ClientAssertionSigner.from_pem(pem, provider.client_assertion_algorithm)
     except ConfigError as error:
         problems.extend(error.problems)
         return None

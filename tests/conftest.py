@@ -105,7 +105,7 @@ def provider_server() -> Iterator[NHSmailLikeProvider]:
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     users = [
         DemoUser(GP_USER, PASSWORD, "Dr Gita Patel"),
-        DemoUser(NEW_USER, PASSWORD, "Nia Evans"),
+        DemoUser(NEW_USER, PASSWORD, "Nia Evans", company_name="Riverside Practice (Y00002)"),
         DemoUser(NO_EMAIL_USER, PASSWORD, "Sam Member", include_email_claim=False),
     ]
     client = DemoClient(

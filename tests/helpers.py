@@ -183,6 +183,11 @@ def form_fields(page: str) -> dict[str, str]:
     return {name: html.unescape(value) for name, value in pairs}
 
 
+def visible_text(page: str) -> str:
+    """A page's text as a person reads it: tags dropped, entities decoded, spaces collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
 def path_of(url: str) -> str:
     parts = urlsplit(url)
     return parts.path + (f"?{parts.query}" if parts.query else "")
@@ -223,8 +228,13 @@ class Journey:
         return self.click_sign_in(self.sign_in_page(path))
 
     def callback(self, callback_url: str) -> Reply:
+        """The callback, followed to the page it ends on, as a browser would: a sign-in that
+        gives no session ends on ``/oauth2/sign_in_result`` (POST/redirect/GET)."""
         assert callback_url.startswith(APP_ORIGIN + "/oauth2/callback"), callback_url
-        return self.app.get(path_of(callback_url), HTML)
+        reply = self.app.get(path_of(callback_url), HTML)
+        if reply.status == 303 and reply.location == "/oauth2/sign_in_result":
+            return self.app.get(reply.location, HTML)
+        return reply
 
     def close(self) -> None:
         self.provider.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,20 +47,31 @@ def test_new_secret_is_a_valid_secret_key_and_never_the_same() -> None:
     assert settings.session.secret_keys == (first,)
 
 
-def test_certificate_is_usable_for_private_key_jwt_and_names_its_thumbprint(tmp_path: Path) -> None:
-    credential = make_certificate(tmp_path / "creds")
-    assert stat.S_IMODE(credential.key_file.stat().st_mode) == 0o600
-    signer = ClientAssertionSigner.from_pem(credential.key_file.read_text())
+def _assertion_header(signer: ClientAssertionSigner) -> dict[str, Any]:
     assertion = signer.assertion(
         "client", "https://login.microsoftonline.com/t/oauth2/v2.0/token", 1_800_000_000
     )
-    import base64
+    return dict(json.loads(base64.urlsafe_b64decode(assertion.split(".")[0] + "==")))
 
-    header = json.loads(base64.urlsafe_b64decode(assertion.split(".")[0] + "=="))
-    assert header["x5t"] == credential.x5t  # Entra finds the certificate by this
-    assert len(credential.thumbprint_sha1) == 40
+
+def test_client_assertion_is_ps256_with_the_sha256_thumbprint_by_default(tmp_path: Path) -> None:
+    """Microsoft's current guidance for certificate credentials: PS256 and x5t#S256."""
+    credential = make_certificate(tmp_path / "creds")
+    assert stat.S_IMODE(credential.key_file.stat().st_mode) == 0o600
+    header = _assertion_header(ClientAssertionSigner.from_pem(credential.key_file.read_text()))
+    assert header["alg"] == "PS256"
+    assert header["x5t#S256"] == credential.x5t_s256  # Entra finds the certificate by this
+    assert "x5t" not in header
     with pytest.raises(FileExistsError):
         make_certificate(tmp_path / "creds")  # never overwrites a credential
+
+
+def test_client_assertion_can_be_rs256_with_the_sha1_thumbprint(tmp_path: Path) -> None:
+    credential = make_certificate(tmp_path / "creds")
+    header = _assertion_header(ClientAssertionSigner.from_pem(credential.key_file.read_text(), "RS256"))
+    assert header["alg"] == "RS256"
+    assert header["x5t"] == header["kid"] == credential.x5t
+    assert len(credential.thumbprint_sha1) == 40
 
 
 def test_certificate_command_prints_the_settings_to_use(tmp_path: Path) -> None:
@@ -98,7 +111,9 @@ def test_wheel_builds_cleanly_installs_in_a_new_venv_and_runs(
         "CQRS_SSO_CLIENT_SECRET": CLIENT_SECRET,
         "CQRS_SSO_SECRET_KEYS": new_secret(),
     }
-    checked = run(cli, "check-config", "--config", "examples/cqrs-sso.toml", env=env)
+    # From another folder: the example's csv: path is relative to the TOML file itself.
+    config = str(ROOT / "examples" / "demo-provider.toml")
+    checked = run(cli, "check-config", "--config", config, cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stderr
     assert "provider ok" in checked.stdout
     # The packaged pages and stylesheet are in the wheel, not only in the source tree.

@@ -23,8 +23,13 @@ from cqrs_sso_middleware.core.protocol import (
     StorePut,
     StoreReply,
 )
-from cqrs_sso_middleware.core.sessions.keeper import NOTICE_GRACE_SECONDS, SessionKeeper
-from cqrs_sso_middleware.core.sessions.session import Deployment, Session, SessionTimeouts
+from cqrs_sso_middleware.core.sessions.keeper import SessionKeeper
+from cqrs_sso_middleware.core.sessions.session import (
+    NOTICE_GRACE_SECONDS,
+    Deployment,
+    Session,
+    SessionTimeouts,
+)
 from cqrs_sso_middleware.settings.schema import display_url
 from cqrs_sso_middleware.stores import MemoryStore, StoreBackend
 from cqrs_sso_middleware.stores.redis import RedisStore

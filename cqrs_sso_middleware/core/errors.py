@@ -2,11 +2,17 @@
 
 * ``ConfigError`` — the deployer's configuration is wrong; raised at start-up, never later.
 * ``ProviderError`` — the identity provider (or the network to it) misbehaved.
+* ``ProviderMisconfigured`` — the provider refused this deployment's credentials or set-up.
 * ``TokenRejected`` — an ID token failed validation; ``reason`` is a short stable code for
   the audit log and tests, never shown to users with untrusted detail.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .oidc.provider_errors import ProviderAnswer
 
 
 class SSOError(Exception):
@@ -27,6 +33,15 @@ class ProviderError(SSOError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class ProviderMisconfigured(SSOError):
+    """The provider answered that it does not accept this deployment as configured (a
+    wrong secret, an unknown client id…): a deployer must act. ``answer`` is what it said."""
+
+    def __init__(self, answer: ProviderAnswer) -> None:
+        self.answer = answer
+        super().__init__(str(answer))
 
 
 class TokenRejected(SSOError):

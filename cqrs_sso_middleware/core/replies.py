@@ -15,6 +15,7 @@ from .context import RequestContext
 from .protocol import JsonReply, Page
 
 RETRY_AFTER_SECONDS = "30"
+RETRY_AFTER = (("Retry-After", RETRY_AFTER_SECONDS),)
 
 
 def sign_in_url(prefix: str, return_path: str | None) -> str:
@@ -35,20 +36,23 @@ def unauthenticated(prefix: str, return_path: str | None = None) -> JsonReply:
 
 
 def temporarily_unavailable() -> JsonReply:
-    return JsonReply(503, {"error": "temporarily_unavailable"}, (("Retry-After", RETRY_AFTER_SECONDS),))
+    return JsonReply(503, {"error": "temporarily_unavailable"}, RETRY_AFTER)
+
+
+def json_error(status: int, error: str) -> JsonReply:
+    return JsonReply(status, {"error": error})
 
 
 def unavailable(ctx: RequestContext) -> JsonReply | Page:
     """503: the provider, the account lookup or the session store could not answer. Never a
     session, never a pass-through: the person is told to try again in a few minutes."""
-    return temporarily_unavailable() if ctx.api else Page("unavailable.html", 503)
+    return temporarily_unavailable() if ctx.api else Page("unavailable.html", 503, {}, RETRY_AFTER)
 
 
-def no_account(ctx: RequestContext, email: str) -> JsonReply | Page:
-    """403, step 5 of the CQRS user guide: "no CQRS account is associated with <email>"."""
-    if ctx.api:
-        return JsonReply(403, {"error": "no_account"})
-    return Page("no_account.html", 403, {"email": email})
+def no_account() -> JsonReply:
+    """403 for an API caller, step 5 of the CQRS user guide (a browser is shown the page,
+    ``routes.sign_in_result``)."""
+    return JsonReply(403, {"error": "no_account"})
 
 
 def bad_path(ctx: RequestContext) -> JsonReply | Page:

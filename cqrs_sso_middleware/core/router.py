@@ -44,6 +44,7 @@ from .routes.callback import Callback
 from .routes.logout_channels import LogoutChannels
 from .routes.probes import Probes
 from .routes.sign_in import SignIn, SignInStarter
+from .routes.sign_in_result import SignInResults
 from .routes.sign_out import SignOut
 from .security.cookies import CookieNames, CookiePolicy, cookie_values
 from .security.csrf import CsrfGuard
@@ -103,10 +104,19 @@ class Router:
         accounts = AccountCheck(settings.lookup.account_recheck_seconds)
         attempts = AttemptCookies(session.secret_keys, names.attempt_prefix)
         csrf = CsrfGuard(session.secret_keys, site.base_url, names, policy)
-        starter = SignInStarter(self.rp, attempts, policy)
+        starter = SignInStarter(self.rp, attempts, policy, names, settings.provider.shared_devices)
         sign_in = SignIn(settings, starter, csrf, self.cookies)
-        callback = Callback(settings, self.rp, attempts, policy, self.keeper, writer, accounts)
-        self.access = Access(settings, starter, accounts, self.keeper, writer, self.cookies)
+        results = SignInResults(
+            session.secret_keys,
+            self.keeper.deployment,
+            names,
+            policy,
+            csrf,
+            self.prefix,
+            settings.pages.help_email,
+        )
+        callback = Callback(settings, self.rp, attempts, policy, self.keeper, writer, accounts, results)
+        self.access = Access(settings, starter, accounts, self.keeper, writer, self.cookies, results)
         forward_auth = ForwardAuth(settings, self.access, self.public)
         sign_out = SignOut(settings, self.rp, csrf, self.keeper, self.cookies)
         logout = LogoutChannels(settings, self.rp, self.keeper, self.cookies)
@@ -116,6 +126,7 @@ class Router:
             ("GET", "/sign_in"): Route(sign_in.page, session=True),
             ("POST", "/start"): Route(sign_in.start, api=False),
             ("GET", "/callback"): Route(callback),
+            ("GET", "/sign_in_result"): Route(results.page),
             ("GET", "/sign_out"): Route(sign_out.page, session=True),
             ("POST", "/sign_out"): Route(sign_out.post, session=True, api=False),
             ("GET", "/signed_out"): Route(sign_out.signed_out),

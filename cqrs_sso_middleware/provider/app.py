@@ -15,7 +15,6 @@ It is not NHSmail, holds fake users with known passwords, and says so on every p
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import html
@@ -24,7 +23,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import urlencode
 
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
@@ -33,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .client_auth import ClientAuthentication
 from .logout import SSO_COOKIE, SingleSignOnSession, frontchannel_url, logout_token, signed_out_page
 from .model import (
     CODE_LIFETIME_SECONDS,
@@ -79,6 +79,7 @@ class NHSmailLikeProvider:
         self.frontchannel_sends_iss = False
         # Every code and token handed out, so tests can prove none of them reaches a log.
         self.issued_secrets: list[str] = []
+        self.client_auth = ClientAuthentication(self.clients, self._endpoint("token"), clock)
         self.signing_key = self._new_key()
         self.published_keys: list[RSAKey] = [self.signing_key]
         self.app = Starlette(routes=self._routes())
@@ -152,21 +153,38 @@ class NHSmailLikeProvider:
         redirect_uri = params.get("redirect_uri", "")
         # RFC 6749 §4.1.2.1: with a bad client or redirect URI, never redirect.
         if not self._right_tenant(request) or client is None or redirect_uri not in client.redirect_uris:
-            return HTMLResponse(page("Sign in error", "<p>Unknown application or reply address.</p>"), 400)
+            # Entra's AADSTS50011 / AADSTS700016 pages: never redirected. Logged, so that a
+            # deployer whose callback is not registered sees which one was asked for.
+            log.warning(
+                "refused sign-in: client %r, redirect_uri %r is not registered (registered: %s)",
+                params.get("client_id", ""),
+                redirect_uri,
+                ", ".join(client.redirect_uris) if client else "no such client",
+            )
+            return HTMLResponse(
+                page("Sign in error", "<p>Unknown application or reply address (AADSTS50011).</p>"), 400
+            )
         state = params.get("state")
         problem = self._authorize_problem(params)
         if problem:
             return self._redirect_error(redirect_uri, state, "invalid_request", problem)
         if request.method == "GET":
             sso = self._sso_session(request)
-            if sso is not None and self.single_sign_on and params.get("prompt") != "login":
+            # prompt=login and prompt=select_account always ask (OIDC Core §3.1.2.1).
+            if (
+                sso is not None
+                and self.single_sign_on
+                and params.get("prompt") not in ("login", "select_account")
+            ):
                 user = self.users.get(sso.email)
                 if user is not None:  # Entra's silent single sign-on: no password asked
                     return self._issue_code(client, redirect_uri, user, params, state, sso)
             return HTMLResponse(login_page(params, error=""))
         if params.get("action") == "cancel":
+            # What Entra sends when the person cancels: access_denied with error_subcode=cancel
+            # (MSAL recognises a cancel by the subcode).
             return self._redirect_error(
-                redirect_uri, state, "access_denied", "AADSTS50058: the user cancelled the sign in"
+                redirect_uri, state, "access_denied", "The user cancelled the sign in.", subcode="cancel"
             )
         user = self.users.get(params.get("login", "").strip().lower())
         if user is None or not hmac.compare_digest(user.password.encode(), params.get("passwd", "").encode()):
@@ -219,28 +237,17 @@ class NHSmailLikeProvider:
         return ""
 
     @staticmethod
-    def _redirect_error(redirect_uri: str, state: str | None, error: str, description: str) -> Response:
-        query = {"error": error, "error_description": description, **({"state": state} if state else {})}
+    def _redirect_error(
+        redirect_uri: str, state: str | None, error: str, description: str, subcode: str = ""
+    ) -> Response:
+        query = {"error": error, "error_description": description}
+        if subcode:
+            query["error_subcode"] = subcode
+        if state:
+            query["state"] = state
         return RedirectResponse(f"{redirect_uri}?{urlencode(query)}", status_code=302)
 
     # -- token --------------------------------------------------------------------------------
-
-    def _authenticate_client(self, request: Request, form: dict[str, str]) -> DemoClient | None:
-        client_id, secret = form.get("client_id", ""), form.get("client_secret")
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(header[6:], validate=True).decode()
-            except ValueError:
-                return None
-            user, _, password = decoded.partition(":")
-            client_id, secret = unquote(user), unquote(password)
-        client = self.clients.get(client_id)
-        if client is None or secret is None:
-            return None
-        if not hmac.compare_digest(client.client_secret.encode(), secret.encode()):
-            return None
-        return client
 
     async def token(self, request: Request) -> Response:
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -252,9 +259,9 @@ class NHSmailLikeProvider:
         if faults.token_status is not None:
             return Response(faults.token_body or b"", status_code=faults.token_status)
         form = await read_form(request)
-        client = self._authenticate_client(request, form)
-        if client is None:
-            return JSONResponse({"error": "invalid_client"}, 401, headers=headers)
+        client = self.client_auth.authenticate(request.headers.get("authorization", ""), form)
+        if isinstance(client, Response):
+            return client
         if form.get("grant_type") != "authorization_code":
             return JSONResponse({"error": "unsupported_grant_type"}, 400, headers=headers)
         grant = self._codes.pop(form.get("code", ""), None)  # single use, even when it fails
@@ -315,6 +322,8 @@ class NHSmailLikeProvider:
         }
         if user.include_email_claim:
             claims["email"] = user.email
+        if user.company_name:
+            claims["companyName"] = user.company_name
         if nonce:
             claims["nonce"] = nonce
         if sid:

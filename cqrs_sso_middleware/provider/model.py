@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from joserfc.jwk import RSAKey
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 CODE_LIFETIME_SECONDS = 600
 ID_TOKEN_LIFETIME_SECONDS = 3600
@@ -23,6 +27,9 @@ class DemoUser:
     name: str
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     include_email_claim: bool = True
+    # Sent as "companyName" when set: what an app registration's claims mapping can add
+    # from the directory's company (organisation) attribute.
+    company_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,9 @@ class DemoClient:
     post_logout_redirect_uris: tuple[str, ...] = ()
     frontchannel_logout_uri: str = ""
     backchannel_logout_uri: str = ""
+    # Certificate credentials (private_key_jwt): the registered certificate (or public key).
+    certificate_pem: str = ""
+    secret_expired: bool = False  # answers AADSTS7000222, as Entra does for an expired secret
 
 
 @dataclass(frozen=True)
@@ -99,3 +109,33 @@ def discovery_document(issuer: str, endpoints: dict[str, str], jwks_uri: str) ->
         "request_uri_parameter_supported": False,
         "tenant_region_scope": "EU",
     }
+
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# Entra's words for the client-authentication failures a deployer meets (its error pages).
+AADSTS = {
+    700016: "Application with identifier '{client_id}' was not found in the directory.",
+    700027: "Client assertion failed signature validation, or the certificate is not registered.",
+    7000215: "Invalid client secret provided. Ensure the secret being sent in the request is the "
+    "client secret value, not the client secret ID.",
+    7000216: "'client_assertion', 'client_secret' or 'request' is required for the "
+    "'client_credentials' grant type.",
+    7000222: "The provided client secret keys are expired.",
+    900144: "The request body must contain the following parameter: 'client_id'.",
+}
+
+
+def entra_error(status: int, error: str, code: int, **words: str) -> JSONResponse:
+    """A token-endpoint error as Entra's v2.0 endpoint words it: ``error``,
+    ``error_description`` starting with the AADSTS code, and ``error_codes``."""
+    description = f"AADSTS{code}: " + AADSTS[code].format(**words)
+    body = {"error": error, "error_description": description, "error_codes": [code]}
+    return JSONResponse(body, status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+def public_key_of(pem: str) -> RSAKey:
+    """The RSA key of a certificate (or a public key) in PEM."""
+    if "BEGIN CERTIFICATE" in pem:
+        certificate = x509.load_pem_x509_certificate(pem.encode())
+        pem = certificate.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    return RSAKey.import_key(pem)

@@ -3,8 +3,9 @@
 ``AccessLog`` is the outermost ASGI layer of ``cqrs-sso proxy``. It takes an incoming
 ``X-Request-ID`` when it is well-formed (a load balancer's id, so one request can be
 followed through both logs) or makes one, sends it upstream and back to the client, and
-writes ``{"request_id", "method", "path", "status", "duration_ms", "client"}`` — never a
-query string (it can carry an authorisation code) and never a cookie.
+writes ``{"time", "level", "request_id", "method", "path", "status", "duration_ms",
+"client"}`` — ``time`` in ISO 8601 UTC, ``level`` ``error`` for a 5xx answer and ``info``
+otherwise — never a query string (it can carry an authorisation code) and never a cookie.
 
 Where the line goes: by default a ``logging`` record on ``cqrs_sso.access``, so whatever
 logging a deployer configured is honoured. ``cqrs-sso proxy`` itself installs a JSON-lines
@@ -30,6 +31,7 @@ from typing import TextIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..audit import utc_timestamp
 from ..core.security.headers import valid_request_id
 
 access_log = logging.getLogger("cqrs_sso.access")
@@ -190,7 +192,13 @@ class AccessLog:
 
 
 def access_line(
-    request_id: str, method: str, path: str, status: int, seconds: float, client: str | None
+    request_id: str,
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    client: str | None,
+    at: str | None = None,
 ) -> str:
     """The JSON line, built directly: the same text ``json.dumps`` gives for these fields.
 
@@ -204,7 +212,8 @@ def access_line(
         return f'"{value}"' if _SAFE_TOKEN.match(value) else encode_basestring_ascii(value)
 
     return (
-        f'{{"request_id": {text(request_id)}, "method": {text(method)}, '
+        f'{{"time": "{at or utc_timestamp()}", "level": "{"error" if status >= 500 else "info"}", '
+        f'"request_id": {text(request_id)}, "method": {text(method)}, '
         f'"path": {encode_basestring_ascii(path[:512])}, "status": {int(status)}, '
         f'"duration_ms": {round(seconds * 1000, 2)!r}, "client": {text(client)}}}'
     )

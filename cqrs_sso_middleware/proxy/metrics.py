@@ -23,6 +23,8 @@ _SIGN_IN_OUTCOMES = {
     "sign_in_succeeded": "succeeded",
     "sign_in_no_account": "no_account",
     "sign_in_failed": "failed",
+    "sign_in_cancelled": "cancelled",
+    "provider_misconfigured": "provider_misconfigured",
     "token_rejected": "token_rejected",
     "provider_unavailable": "provider_unavailable",
     "lookup_failed": "lookup_failed",

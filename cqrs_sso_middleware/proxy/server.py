@@ -16,6 +16,7 @@ import sys
 
 from starlette.types import ASGIApp
 
+from ..audit import FallbackHandler
 from ..runtime import load_or_explain
 from ..settings import Settings
 from .app import create_proxy_app, describe
@@ -36,6 +37,7 @@ def configure_logging() -> None:
         logger.setLevel(logging.INFO)
         logger.propagate = False
     plain = logging.getLogger("cqrs_sso")
+    plain.handlers[:] = [h for h in plain.handlers if not isinstance(h, FallbackHandler)]
     if not plain.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))

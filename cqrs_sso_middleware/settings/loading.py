@@ -194,6 +194,28 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     ]
 
 
+# Settings that name a file or folder: in a TOML file, a relative path is relative to the
+# file itself (as in nginx's and systemd's own files), never to wherever the command runs.
+PATH_SETTINGS = frozenset({"private_key_file", "templates_dir"})
+_FILE_LOOKUPS = ("csv:", "json:")
+_SQLITE = "sql:sqlite:///"
+
+
+def relative_to(folder: Path, name: str, raw: object) -> object:
+    """``raw`` with a relative path in it made absolute against ``folder``."""
+    if not isinstance(raw, str) or not raw:
+        return raw
+    if name in PATH_SETTINGS:
+        return str(folder / raw)
+    if name == "account_lookup":
+        for prefix in _FILE_LOOKUPS:
+            if raw.startswith(prefix) and not raw[len(prefix) :].startswith("/"):
+                return prefix + str(folder / raw[len(prefix) :])
+        if raw.startswith(_SQLITE) and not raw[len(_SQLITE) :].startswith("/"):
+            return _SQLITE + str(folder / raw[len(_SQLITE) :])
+    return raw
+
+
 def read_toml(path: Path, into: Sources) -> None:
     try:
         with path.open("rb") as handle:
@@ -208,7 +230,7 @@ def read_toml(path: Path, into: Sources) -> None:
         if key not in SETTINGS:
             into.problems.append(f"config file: unknown key {key!r}{did_you_mean(key, sorted(SETTINGS))}")
             continue
-        into.put(key, raw, f"{path.name}: {key}")
+        into.put(key, relative_to(path.resolve().parent, key, raw), f"{path.name}: {key}")
 
 
 def typed(

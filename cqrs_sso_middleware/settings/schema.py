@@ -42,6 +42,17 @@ __all__ = [
 ]
 
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+AssertionAlgorithm = Literal["PS256", "RS256"]
+# An Entra tenant is named by its id (a GUID) or one of its verified domains.
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", re.IGNORECASE)
+# What an example file or a how-to says in place of the real value.
+_PLACEHOLDER = re.compile(r"replace|change-?me|your[-_ ]|<|>|\.\.\.|xxxx", re.IGNORECASE)
+
+
+def placeholder(value: str) -> bool:
+    """True for a value copied from an example without being filled in."""
+    return bool(_PLACEHOLDER.search(value))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,13 +77,19 @@ class ProviderSettings:
     private_key_file: str = field(
         default="",
         metadata=doc(
-            "PEM RSA private key (plus the certificate, for Entra's `x5t`) for `private_key_jwt` (`cqrs-sso certificate`)"
+            "PEM RSA private key (plus the certificate, whose thumbprint Entra finds it by) for `private_key_jwt` (`cqrs-sso certificate`)"
         ),
     )
     private_key_pem: str = field(
         default="",
         repr=False,
         metadata=doc("the key itself instead of a file (code or `_FILE` only)", secret=True),
+    )
+    client_assertion_algorithm: AssertionAlgorithm = field(
+        default="PS256",
+        metadata=doc(
+            "`private_key_jwt`: how the client assertion is signed; `PS256` with an `x5t#S256` header is Microsoft's current guidance, `RS256` (with `x5t`) for providers without PS256"
+        ),
     )
     token_auth_method: TokenAuthMethod | None = field(
         default=None,
@@ -87,6 +104,12 @@ class ProviderSettings:
         default=180, metadata=doc("allowed clock skew for `exp` / `iat` / `nbf`")
     )
     http_timeout_seconds: float = field(default=10.0, metadata=doc("time-out of each call to the provider"))
+    shared_devices: bool = field(
+        default=False,
+        metadata=doc(
+            "PCs shared between staff: every sign-in asks NHSmail for the password (`prompt=login`), so neither a remembered NHSmail session nor Windows' Primary Refresh Token lets the previous person through"
+        ),
+    )
     sign_out_at_provider: bool = field(
         default=True,
         metadata=doc(
@@ -104,24 +127,37 @@ class ProviderSettings:
             )
 
     def check(self, problems: Problems) -> None:
-        if not self.issuer:
-            problems.append("issuer: required (or set tenant for the NHSmail preset)")
-        elif urlsplit(self.issuer).scheme != "https" and not is_loopback(self.issuer):
-            problems.append(f"issuer: must be https (http only on loopback), got {self.issuer!r}")
-        if not self.client_id:
-            problems.append("client_id: required (the id NHSmail registered for this app)")
-        method = self.token_auth_method
-        if method == "private_key_jwt":
-            if not (self.private_key_file or self.private_key_pem):
-                problems.append("private_key_file: required for private_key_jwt")
-        elif not self.client_secret:
-            problems.append(f"client_secret: required for {method}")
+        self._check_issuer(problems)
+        self._check_credentials(problems)
         if "openid" not in self.scopes:
             problems.append("scopes: must include 'openid'")
         if not 0 <= self.clock_leeway_seconds <= 600:
             problems.append("clock_leeway_seconds: must be between 0 and 600")
         if not 0 < self.http_timeout_seconds <= 60:
             problems.append("http_timeout_seconds: must be between 0 and 60")
+
+    def _check_issuer(self, problems: Problems) -> None:
+        tenant = self.tenant
+        if tenant and (placeholder(tenant) or not (_GUID.fullmatch(tenant) or _DOMAIN.fullmatch(tenant))):
+            problems.append(
+                f"tenant: must be the NHSmail tenant id (a GUID) or one of its domains, got {tenant!r}"
+            )
+        elif not self.issuer:
+            problems.append("issuer: required (or set tenant for the NHSmail preset)")
+        elif urlsplit(self.issuer).scheme != "https" and not is_loopback(self.issuer):
+            problems.append(f"issuer: must be https (http only on loopback), got {self.issuer!r}")
+
+    def _check_credentials(self, problems: Problems) -> None:
+        if not self.client_id:
+            problems.append("client_id: required (the id NHSmail registered for this app)")
+        elif placeholder(self.client_id):
+            problems.append(f"client_id: {self.client_id!r} is a placeholder: set the id NHSmail registered")
+        method = self.token_auth_method
+        if method == "private_key_jwt":
+            if not (self.private_key_file or self.private_key_pem):
+                problems.append("private_key_file: required for private_key_jwt")
+        elif not self.client_secret:
+            problems.append(f"client_secret: required for {method}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,17 +204,7 @@ class SiteSettings:
         return self.base_url.startswith("https://")
 
     def check(self, problems: Problems) -> None:
-        parts = urlsplit(self.base_url)
-        if not self.base_url:
-            problems.append("base_url: required (the public origin, e.g. https://cqrs.example.nhs.uk)")
-        elif parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.append(
-                f"base_url: must be an origin like https://cqrs.example.nhs.uk, got {self.base_url!r}"
-            )
-        elif parts.path or parts.query or parts.fragment:
-            problems.append("base_url: must be an origin only (no path, query or fragment)")
-        elif parts.scheme == "http" and not is_loopback(self.base_url):
-            problems.append("base_url: must be https; plain http is only allowed on loopback for development")
+        self._check_base_url(problems)
         if not re.fullmatch(r"/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", self.path_prefix):
             problems.append(f"path_prefix: must be a plain path such as /oauth2, got {self.path_prefix!r}")
         if not self.default_return_path.startswith("/") or self.default_return_path.startswith("//"):
@@ -191,6 +217,21 @@ class SiteSettings:
                     re.compile(pattern[3:])
                 except re.error as error:
                     problems.append(f"public_paths: {pattern!r} is not a regular expression ({error})")
+
+    def _check_base_url(self, problems: Problems) -> None:
+        parts = urlsplit(self.base_url)
+        if not self.base_url:
+            problems.append("base_url: required (the public origin, e.g. https://cqrs.example.nhs.uk)")
+        elif parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(
+                f"base_url: must be an origin like https://cqrs.example.nhs.uk, got {self.base_url!r}"
+            )
+        elif parts.path or parts.query or parts.fragment:
+            problems.append("base_url: must be an origin only (no path, query or fragment)")
+        elif placeholder(parts.hostname):
+            problems.append(f"base_url: {self.base_url!r} is a placeholder: set this service's public origin")
+        elif parts.scheme == "http" and not is_loopback(self.base_url):
+            problems.append("base_url: must be https; plain http is only allowed on loopback for development")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -238,7 +279,9 @@ class SessionSettings:
 
     def check(self, problems: Problems) -> None:
         if not self.secret_keys:
-            problems.append("secret_keys: required (random strings of at least 32 bytes, comma separated)")
+            problems.append(
+                "secret_keys: required (random strings of at least 32 bytes: `cqrs-sso new-secret`)"
+            )
         for position, key in enumerate(self.secret_keys, start=1):
             if len(key.encode("utf-8")) < MIN_SECRET_KEY_BYTES:
                 problems.append(f"secret_keys: key {position} is shorter than {MIN_SECRET_KEY_BYTES} bytes")

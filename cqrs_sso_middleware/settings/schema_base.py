@@ -6,8 +6,8 @@ import re
 from urllib.parse import urlsplit
 
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
-SEED_HELP_EMAIL = "support@cqrs.co.uk"
-SEED_HELP_PHONE = "0800 4402777 (8am-6pm Mon-Fri exc Bank Holidays)"
+GUIDE_HELP_EMAIL = "support@cqrs.co.uk"
+GUIDE_HELP_PHONE = "0800 4402777 (8am-6pm Mon-Fri exc Bank Holidays)"
 MIN_SECRET_KEY_BYTES = 32
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 _PLAIN_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")

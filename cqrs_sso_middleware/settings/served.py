@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .schema_base import SEED_HELP_EMAIL, SEED_HELP_PHONE, Problems, doc, plain_path_or_empty
+from .schema_base import GUIDE_HELP_EMAIL, GUIDE_HELP_PHONE, Problems, doc, plain_path_or_empty
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
 
@@ -17,8 +17,8 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
 class PagesSettings:
     """What the sign-in and error pages say: the help desk and the links of the CQRS page."""
 
-    help_email: str = field(default=SEED_HELP_EMAIL, metadata=doc("help desk email on every page"))
-    help_phone: str = field(default=SEED_HELP_PHONE, metadata=doc("help desk phone on every page"))
+    help_email: str = field(default=GUIDE_HELP_EMAIL, metadata=doc("help desk email on every page"))
+    help_phone: str = field(default=GUIDE_HELP_PHONE, metadata=doc("help desk phone on every page"))
     help_url: str = field(
         default="https://digital.nhs.uk/services/calculating-quality-reporting-service",
         metadata=doc("the Help link on the sign-in page"),

@@ -77,7 +77,7 @@ def screens(request: pytest.FixtureRequest) -> Screens:
     return Screens(ARTIFACTS / request.node.name.replace("[", "-").replace("]", ""))
 
 
-def test_five_seed_steps_with_the_mouse(browser: Any, demo: DemoStack, screens: Screens) -> None:
+def test_five_user_guide_steps_with_the_mouse(browser: Any, demo: DemoStack, screens: Screens) -> None:
     context = browser.new_context(bypass_csp=True)  # lets the test inject axe-core
     page = context.new_page()
     app = demo.app_server.url
@@ -102,11 +102,9 @@ def test_five_seed_steps_with_the_mouse(browser: Any, demo: DemoStack, screens: 
     assert "Dr Gita Patel" in page.content()
     screens.capture(page, "step3-message-centre")
 
-    page.get_by_role("link", name="Sign out").click()
-    page.get_by_role("heading", name="Sign out of CQRS").wait_for()
-    screens.capture(page, "sign-out-confirm")
-    page.get_by_role("button", name="Sign out", exact=True).click()
+    page.get_by_role("button", name="Sign out").click()  # the app's own button: one click
     page.get_by_role("heading", name="You have signed out of CQRS").wait_for()
+    assert "You have also signed out of your NHSmail account" in page.inner_text("main")
     screens.capture(page, "signed-out")
 
     page.get_by_role("link", name="Sign in again").click()  # step 5
@@ -117,13 +115,28 @@ def test_five_seed_steps_with_the_mouse(browser: Any, demo: DemoStack, screens: 
     page.get_by_role("heading", name="You do not have a CQRS account").wait_for()
     assert f"no CQRS account is associated with {NEW_USER}" in " ".join(page.inner_text("main").split())
     screens.capture(page, "step5-no-cqrs-account")
+    page.reload()  # the page a callback ends on survives a reload
+    page.get_by_role("heading", name="You do not have a CQRS account").wait_for()
+    mailto = page.get_by_role("link", name="Ask the CQRS help desk for access").get_attribute("href")
+    assert mailto is not None and mailto.startswith("mailto:support@cqrs.co.uk?subject=")
+
+    # NHSmail remembers NEW_USER; "a different account" must ask again, not sign them in.
+    page.get_by_role("button", name="Sign in with a different NHSmail account").click()
+    page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
+    page.get_by_label("Email Address").fill(GP_USER)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Message centre").wait_for()
+    assert "Dr Gita Patel" in page.content()
 
     context.clear_cookies()  # another person: no NHSmail session in this browser
-    page.goto(app + "/")  # step 4: the provider returns an error (user cancelled)
+    page.goto(app + "/")  # the person cancels at NHSmail
     page.get_by_role("button", name="Sign In").click()
     page.get_by_role("button", name="Cancel").click()
-    page.get_by_role("heading", name="Sign in to NHSmail failed").wait_for()
-    screens.capture(page, "step4-sign-in-failed")
+    page.get_by_role("heading", name="You cancelled signing in").wait_for()
+    screens.capture(page, "cancelled")
+    page.get_by_role("link", name="Sign In again").click()
+    page.get_by_role("heading", name="Welcome to the Calculating Quality Reporting Service (CQRS)").wait_for()
     context.close()
     screens.assert_accessible()
 
@@ -219,7 +232,9 @@ def test_shared_pc_sign_out_asks_the_next_person_for_a_password(
     app = demo.app_server.url
     sign_in(page, app)
     screens.capture(page, "signed-in-as-gp-user")
-    page.get_by_role("link", name="Sign out").click()
+    page.goto(app + "/oauth2/sign_out")  # a sign-out link: a confirmation first
+    page.get_by_role("heading", name="Sign out of CQRS").wait_for()
+    screens.capture(page, "sign-out-confirm")
     # The provider's page moves on by script as soon as its iframes load, so its body may
     # be gone before it could be read here (its text is tested in tests/provider); what
     # matters here is that the browser went through NHSmail's sign-out.

@@ -186,10 +186,14 @@ class Browser:
         return query["state"]
 
     def callback(self, state: str, **params: str) -> Respond:
+        """The callback, followed to ``/oauth2/sign_in_result`` when it ends there."""
         outcome = self.request(
             "GET", "/oauth2/callback?" + urlencode({"state": state, "code": "c0de", **params})
         )
         assert isinstance(outcome, Respond)
+        if outcome.status == 303 and dict(outcome.headers)["Location"] == "/oauth2/sign_in_result":
+            outcome = self.request("GET", "/oauth2/sign_in_result")
+            assert isinstance(outcome, Respond)
         return outcome
 
     def sign_in(self) -> Respond:
@@ -322,19 +326,14 @@ def test_metadata_unreachable_shows_temporarily_unavailable_then_recovers(
 
 def test_provider_outage_error_at_callback_is_503(browser: Browser) -> None:
     state = browser.start()
-    reply = browser.request(
-        "GET", "/oauth2/callback?" + urlencode({"state": state, "error": "temporarily_unavailable"})
-    )
-    assert isinstance(reply, Respond) and reply.status == 503
+    reply = browser.callback(state, error="temporarily_unavailable")
+    assert reply.status == 503
 
 
 def test_provider_error_description_is_never_shown(browser: Browser) -> None:
     state = browser.start()
-    query = urlencode(
-        {"state": state, "error": "access_denied", "error_description": "<script>AADSTS50105</script>"}
-    )
-    reply = browser.request("GET", "/oauth2/callback?" + query)
-    assert isinstance(reply, Respond) and reply.status == 401
+    reply = browser.callback(state, error="access_denied", error_description="<script>AADSTS50105</script>")
+    assert reply.status == 401
     assert b"AADSTS50105" not in reply.body and b"<script>" not in reply.body
 
 
@@ -393,7 +392,10 @@ def test_account_is_rechecked_and_a_removed_account_ends_the_session(
     provider.lookup = lambda identity: LookupReturned(None)
     clock.offset += 601
     reply = browser.request("GET", "/")
-    assert isinstance(reply, Respond) and reply.status == 403
+    assert isinstance(reply, Respond) and reply.status == 303
+    page = browser.request("GET", dict(reply.headers)["Location"])
+    assert isinstance(page, Respond) and page.status == 403
+    assert b"no CQRS account is associated" in page.body
     assert not has_session(browser)
 
 

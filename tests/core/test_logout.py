@@ -138,7 +138,7 @@ def test_a_removed_account_ends_the_session_in_the_store(
     provider.lookup = lambda identity: LookupReturned(None)
     clock.offset += 601
     removed = browser.request("GET", "/messages")
-    assert isinstance(removed, Respond) and removed.status == 403
+    assert isinstance(removed, Respond) and dict(removed.headers)["Location"] == "/oauth2/sign_in_result"
     from cqrs_sso_middleware.core.identity import Account
 
     provider.lookup = lambda identity: LookupReturned(Account("A-1", identity.email))

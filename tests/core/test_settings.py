@@ -94,7 +94,7 @@ def test_each_problem_is_one_clear_line(changes: dict[str, Any], expected: str) 
         pytest.param({"account_lookup": "csv:/does/not/exist.csv"}, "cannot load csv", id="missing-csv"),
         pytest.param({"account_lookup": "just-a-word"}, "is not 'package.module:function'", id="bad-spec"),
         pytest.param(
-            {"private_key_file": "/nope.pem"}, "private_key_file: cannot read", id="pkjwt-missing-key"
+            {"private_key_file": "/nope.pem"}, "private_key_file: no file '/nope.pem'", id="pkjwt-missing-key"
         ),
     ],
 )

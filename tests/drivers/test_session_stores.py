@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from cqrs_sso_middleware.core.sessions.keeper import NOTICE_GRACE_SECONDS
+from cqrs_sso_middleware.core.sessions.session import NOTICE_GRACE_SECONDS
 
 from ..conftest import GP_USER, REDIS_URL
 from ..helpers import HTML, AppClient, Journey, completes, require

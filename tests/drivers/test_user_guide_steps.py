@@ -15,7 +15,7 @@ import pytest
 from cqrs_sso_middleware.provider import WRONG_CREDENTIALS, NHSmailLikeProvider
 
 from ..conftest import CLIENT_ID, GP_USER, NEW_USER, NO_EMAIL_USER, PASSWORD, FakeClock
-from ..helpers import APP_ORIGIN, HTML, AppClient, Journey, form_fields, path_of
+from ..helpers import APP_ORIGIN, HTML, AppClient, Journey, form_fields, path_of, visible_text
 
 
 @pytest.fixture(params=["cookie", "memory", "redis"])
@@ -23,13 +23,15 @@ def session_store(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-SEED_HELP_EMAIL = "support@cqrs.co.uk"
-SEED_HELP_PHONE = "0800 4402777 (8am-6pm Mon-Fri exc Bank Holidays)"
+GUIDE_HELP_EMAIL = "support@cqrs.co.uk"
+GUIDE_HELP_PHONE = "0800 4402777 (8am-6pm Mon-Fri exc Bank Holidays)"
 
 
 def assert_help_desk(text: str) -> None:
-    assert SEED_HELP_EMAIL in text
-    assert SEED_HELP_PHONE in text
+    """The user guide's help-desk words, as a person reads them, and a phone link."""
+    assert GUIDE_HELP_EMAIL in visible_text(text)
+    assert GUIDE_HELP_PHONE in visible_text(text)
+    assert 'href="tel:+448004402777"' in text
 
 
 def session_cookies(client: AppClient) -> list[str]:
@@ -46,7 +48,7 @@ def test_step1_unauthenticated_navigation_redirects_to_sign_in_page(journey: Jou
     page = journey.app.get(first.location, HTML)
     assert page.status == 200
     assert "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text
-    assert "Login using your NHSmail account by selecting the button below." in page.text
+    assert "Sign in using your NHSmail account by selecting the button below." in page.text
     assert ">Sign In</button>" in page.text
     for link in ("Help", "Contact Us", "GP Collections Website"):
         assert f">{link}</a>" in page.text
@@ -190,9 +192,11 @@ def test_step4_provider_refuses_unknown_user_or_wrong_password(
 
 
 def test_step4_provider_error_shows_sign_in_failed_page(journey: Journey) -> None:
-    answer = journey.provider_login(journey.start(), "", "", action="cancel")
-    assert "error=access_denied" in answer.headers["location"]
-    reply = journey.callback(answer.headers["location"])
+    state = parse_qs(urlsplit(journey.start()).query)["state"][0]
+    refused = f"{APP_ORIGIN}/oauth2/callback?state={state}&error=access_denied" + (
+        "&error_description=AADSTS50105%3A+the+signed+in+user+is+not+assigned+to+a+role"
+    )
+    reply = journey.callback(refused)
     assert reply.status == 401
     assert "Sign in to NHSmail failed" in reply.text
     assert "request one through the usual NHS process" in reply.text

@@ -81,13 +81,18 @@ class OidcProvider:
                     "token_endpoint_auth_method": "client_secret_post",
                     **common,
                 },
-                {
-                    "client_id": "interop-pkjwt",
-                    "token_endpoint_auth_method": "private_key_jwt",
-                    "token_endpoint_auth_signing_alg": "RS256",
-                    "jwks": {"keys": [self.client_key.as_dict(private=False)]},
-                    **common,
-                },
+                *(
+                    {
+                        "client_id": f"interop-pkjwt-{alg.lower()}",
+                        "token_endpoint_auth_method": "private_key_jwt",
+                        # Each client accepts only its algorithm: a PS256 client is proven
+                        # to get PS256 assertions, not merely any valid one.
+                        "token_endpoint_auth_signing_alg": alg,
+                        "jwks": {"keys": [{**self.client_key.as_dict(private=False), "alg": alg}]},
+                        **common,
+                    }
+                    for alg in ("PS256", "RS256")
+                ),
                 *self.extra_clients,
             ],
             "users": [
@@ -207,10 +212,17 @@ def make_settings(idp: OidcProvider, auth_method: str, tmp_path: Path) -> Callab
             "http_timeout_seconds": 3.0,
             "token_auth_method": auth_method,
         }
-        if auth_method == "private_key_jwt":
+        if auth_method.startswith("private_key_jwt"):
+            # "private_key_jwt" is the default (PS256); "private_key_jwt:RS256" the older form.
+            algorithm = auth_method.partition(":")[2] or "PS256"
             pem = tmp_path / "client.pem"
             pem.write_bytes(idp.client_key.as_pem(private=True))
-            values.update(client_id="interop-pkjwt", private_key_file=str(pem))
+            values.update(
+                client_id=f"interop-pkjwt-{algorithm.lower()}",
+                private_key_file=str(pem),
+                token_auth_method="private_key_jwt",
+                client_assertion_algorithm=algorithm,
+            )
         else:
             client = "interop-basic" if auth_method == "client_secret_basic" else "interop-post"
             values.update(client_id=client, client_secret=idp.secret)

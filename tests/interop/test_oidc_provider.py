@@ -25,7 +25,9 @@ def test_step1_sign_in_page_and_api_401(journey: Journey) -> None:
 
 
 @pytest.mark.parametrize(
-    "auth_method", ["client_secret_basic", "client_secret_post", "private_key_jwt"], indirect=True
+    "auth_method",
+    ["client_secret_basic", "client_secret_post", "private_key_jwt", "private_key_jwt:RS256"],
+    indirect=True,
 )
 def test_step3_sign_in_with_each_client_authentication_method(journey: Journey, auth_method: str) -> None:
     reply = journey.sign_in(GP_USER, PASSWORD, path="/messages?x=1")

@@ -158,7 +158,8 @@ def test_client_secret_post_is_accepted(client: TestClient) -> None:
     "changes,error",
     [
         pytest.param({"auth": ("app", "wrong")}, "invalid_client", id="wrong-secret"),
-        pytest.param({"auth": None}, "invalid_client", id="no-client-auth"),
+        pytest.param({"auth": None}, "invalid_request", id="no-client-auth"),
+        pytest.param({"auth": ("nobody", "app-secret")}, "unauthorized_client", id="unknown-client"),
         pytest.param({"form": {"code_verifier": "x" * 43}}, "invalid_grant", id="wrong-pkce-verifier"),
         pytest.param(
             {"form": {"redirect_uri": "http://127.0.0.1:8000/other"}}, "invalid_grant", id="other-redirect"

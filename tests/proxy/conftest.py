@@ -183,7 +183,14 @@ class Browser:
         fields = {**form_fields(login.text), "login": email, "passwd": password, "action": "sign_in"}
         answer = self.client.post(start.headers["location"].split("?")[0], data=fields)
         assert answer.status_code == 302, answer.text[:300]
-        return self.client.get(answer.headers["location"], headers=HTML)
+        return self.callback(answer.headers["location"])
+
+    def callback(self, url: str) -> httpx.Response:
+        """The callback, followed to ``/oauth2/sign_in_result`` when the sign-in ends there."""
+        reply = self.client.get(url, headers=HTML)
+        if reply.status_code == 303 and reply.headers["location"] == "/oauth2/sign_in_result":
+            return self.client.get(self.origin + reply.headers["location"], headers=HTML)
+        return reply
 
     def close(self) -> None:
         self.client.close()

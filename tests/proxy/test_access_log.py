@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import select
 
 from hypothesis import given
@@ -28,6 +29,8 @@ def test_access_line_is_the_json_dumps_line(
 ) -> None:
     expected = json.dumps(
         {
+            "time": "2026-12-02T06:50:59.323Z",
+            "level": "error" if status >= 500 else "info",
             "request_id": request_id,
             "method": method,
             "path": path[:512],
@@ -37,7 +40,15 @@ def test_access_line_is_the_json_dumps_line(
         },
         ensure_ascii=True,
     )
-    assert access_line(request_id, method, path, status, seconds, client) == expected
+    line = access_line(request_id, method, path, status, seconds, client, "2026-12-02T06:50:59.323Z")
+    assert line == expected
+
+
+def test_access_line_carries_an_iso_8601_utc_time_and_a_level() -> None:
+    ok = json.loads(access_line("id", "GET", "/", 200, 0.001, None))
+    failed = json.loads(access_line("id", "GET", "/", 502, 0.001, None))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", ok["time"])
+    assert (ok["level"], failed["level"]) == ("info", "error")
 
 
 def test_path_with_quotes_and_newlines_cannot_forge_a_second_line() -> None:

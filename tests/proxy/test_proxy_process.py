@@ -122,7 +122,11 @@ def test_request_id_is_propagated_and_logged_as_json(proxy: ProxyProcess, signed
     assert reply.json()["headers"]["x-request-id"] == "lb-42-abc"
 
     def access_lines() -> list[dict[str, object]]:
-        return [json.loads(line) for line in proxy.log_lines() if line.startswith('{"request_id"')]
+        return [
+            json.loads(line)
+            for line in proxy.log_lines()
+            if '"request_id"' in line and '"duration_ms"' in line
+        ]
 
     # Access lines are written in batches (at most 0.25 s late): wait for ours.
     entry = wait_until(

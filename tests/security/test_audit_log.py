@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 
 import pytest
@@ -14,8 +15,13 @@ from ..conftest import GP_USER, NEW_USER, FakeClock
 from ..helpers import HTML, Journey, form_fields
 
 
-def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+def lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == "cqrs_sso.audit"]
+
+
+def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    """The audit lines without their time and level (pinned on their own below)."""
+    return [{k: v for k, v in line.items() if k not in ("time", "level")} for line in lines(caplog)]
 
 
 @pytest.fixture(autouse=True)
@@ -48,15 +54,37 @@ def test_no_account_is_audited(journey: Journey, caplog: pytest.LogCaptureFixtur
     }
 
 
+def test_every_audit_line_has_an_iso_8601_utc_time_and_a_level(
+    journey: Journey, caplog: pytest.LogCaptureFixture
+) -> None:
+    journey.sign_in(GP_USER)
+    assert lines(caplog)
+    for line in lines(caplog):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", str(line["time"]))
+        assert line["level"] == "info"
+    record = [r for r in caplog.records if r.name == "cqrs_sso.audit"][-1]
+    assert record.levelno == logging.INFO
+
+
 def test_provider_refusal_is_audited_with_its_error_code(
     journey: Journey, caplog: pytest.LogCaptureFixture
 ) -> None:
-    answer = journey.provider_login(journey.start(), "", "", action="cancel")
-    journey.callback(answer.headers["location"])
+    state = journey.start().split("state=")[1].split("&")[0]
+    journey.app.get(
+        f"/oauth2/callback?state={state}&error=access_denied&error_description=AADSTS50105%3A+not+assigned",
+        HTML,
+    )
     failed = events(caplog)[-1]
     assert failed["event"] == "sign_in_failed"
     assert failed["reason"] == "provider_error"
     assert failed["error"] == "access_denied"
+    assert failed["aadsts"] == 50105
+
+
+def test_cancel_is_audited_as_a_cancel(journey: Journey, caplog: pytest.LogCaptureFixture) -> None:
+    answer = journey.provider_login(journey.start(), "", "", action="cancel")
+    journey.callback(answer.headers["location"])
+    assert events(caplog)[-1]["event"] == "sign_in_cancelled"
 
 
 def test_rejected_token_is_audited_with_its_reason(

@@ -21,11 +21,12 @@ from urllib.parse import quote, urlencode
 
 from joserfc.jwk import KeySet
 
-from ..errors import ConfigError, ProviderError, TokenRejected, UnknownSigningKey
+from ..errors import ConfigError, ProviderError, ProviderMisconfigured, TokenRejected, UnknownSigningKey
 from ..protocol import EffectResult, HttpCall, HttpFailure, HttpReply
 from ..sessions.attempts import LoginAttempt
 from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
 from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
+from .provider_errors import read_answer
 from .tokens import (
     LOGOUT_TOKEN_ALGORITHMS,
     LogoutRequest,
@@ -128,8 +129,9 @@ class RelyingParty:
 
     # -- authorization request -----------------------------------------------------------
 
-    def authorization_url(self, metadata: ProviderMetadata, attempt: LoginAttempt) -> str:
-        """OIDC Core §3.1.2.1 with PKCE (RFC 7636 §4.3); response_mode defaults to query."""
+    def authorization_url(self, metadata: ProviderMetadata, attempt: LoginAttempt, prompt: str = "") -> str:
+        """OIDC Core §3.1.2.1 with PKCE (RFC 7636 §4.3); response_mode defaults to query.
+        ``prompt`` is ``login`` or ``select_account`` when the person must be asked again."""
         query = urlencode(
             {
                 "client_id": self.settings.client_id,
@@ -140,6 +142,7 @@ class RelyingParty:
                 "nonce": attempt.nonce,
                 "code_challenge": attempt.code_challenge,
                 "code_challenge_method": "S256",
+                **({"prompt": prompt} if prompt else {}),
             },
             quote_via=quote,
         )
@@ -245,17 +248,24 @@ class RelyingParty:
 
 
 def _id_token_from(reply: HttpReply) -> str:
-    """OIDC Core §3.1.3.3: a 200 JSON object with an ``id_token`` string."""
+    """OIDC Core §3.1.3.3: a 200 JSON object with an ``id_token`` string. An error answer
+    (RFC 6749 §5.2) means a misconfigured deployment, an outage, or a failed sign-in."""
     try:
         document = json.loads(reply.body)
     except (ValueError, UnicodeDecodeError) as error:
         raise ProviderError(f"token endpoint: HTTP {reply.status}, not JSON") from error
     if not isinstance(document, dict):
         raise ProviderError(f"token endpoint: HTTP {reply.status}, not a JSON object")
-    if reply.status == 400 and isinstance(document.get("error"), str):
-        # RFC 6749 §5.2: invalid_grant means the code was used, expired or not ours —
-        # the user's sign-in failed; it is not an outage.
-        raise TokenRejected("token_error", str(document["error"])[:64])
+    if reply.status != 200 and isinstance(document.get("error"), str):
+        answer = read_answer(
+            document["error"], document.get("error_description"), codes=document.get("error_codes")
+        )
+        if answer.meaning == "misconfigured":
+            raise ProviderMisconfigured(answer)
+        if reply.status == 400 and answer.meaning == "refused":
+            # invalid_grant: the code was used, expired or not ours — the person's sign-in
+            # failed; it is not an outage.
+            raise TokenRejected("token_error", answer.error)
     if reply.status != 200:
         raise ProviderError(f"token endpoint: HTTP {reply.status}")
     id_token = document.get("id_token")

@@ -2,9 +2,11 @@
 
 How Entra ID's certificate credentials work: instead of a shared secret, the client signs a
 short-lived JWT with its private key; the provider checks it with the registered public key
-or certificate. Entra identifies the certificate by the ``x5t`` header (base64url SHA-1
-thumbprint), so when the PEM file also holds the certificate, ``x5t`` and ``x5t#S256`` are
-sent and the thumbprint is the ``kid``.
+or certificate, found by its thumbprint in the header. Microsoft's current guidance
+("Microsoft identity platform application authentication certificate credentials") is
+``PS256`` (RSASSA-PSS, RFC 7518 §3.5) with the SHA-256 thumbprint in ``x5t#S256``; the
+older form, ``RS256`` with the SHA-1 thumbprint in ``x5t`` (RFC 7515 §4.1.7), stays
+available as ``client_assertion_algorithm = "RS256"`` for providers without PS256.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -29,13 +32,17 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+AssertionAlgorithm = Literal["PS256", "RS256"]
+
+
 @dataclass(frozen=True)
 class ClientAssertionSigner:
     key: RSAKey
     thumbprints: dict[str, str]
+    algorithm: AssertionAlgorithm = "PS256"
 
     @classmethod
-    def from_pem(cls, pem: str) -> ClientAssertionSigner:
+    def from_pem(cls, pem: str, algorithm: AssertionAlgorithm = "PS256") -> ClientAssertionSigner:
         """Load the private key (and certificate, if present) from one PEM text."""
         try:
             key = RSAKey.import_key(pem)
@@ -53,13 +60,16 @@ class ClientAssertionSigner:
             sha1.update(der)
             sha256.update(der)
             thumbprints = {"x5t": _b64(sha1.finalize()), "x5t#S256": _b64(sha256.finalize())}
-        return cls(key, thumbprints)
+        return cls(key, thumbprints, algorithm)
 
     def assertion(self, client_id: str, token_endpoint: str, now: float) -> str:
         """RFC 7523 §3: iss = sub = client id, aud = the token endpoint, short exp, unique jti."""
         issued = int(now)
-        header: dict[str, str] = {"alg": "RS256", "typ": "JWT", **self.thumbprints}
-        if "x5t" in self.thumbprints:
+        header: dict[str, str] = {"alg": self.algorithm, "typ": "JWT"}
+        if self.algorithm == "PS256" and self.thumbprints:
+            header["x5t#S256"] = self.thumbprints["x5t#S256"]
+        elif self.thumbprints:
+            header.update(self.thumbprints)
             header["kid"] = self.thumbprints["x5t"]
         elif self.key.kid:
             header["kid"] = self.key.kid
@@ -72,4 +82,4 @@ class ClientAssertionSigner:
             "nbf": issued,
             "exp": issued + ASSERTION_LIFETIME_SECONDS,
         }
-        return jwt.encode(header, claims, self.key, algorithms=["RS256"])
+        return jwt.encode(header, claims, self.key, algorithms=[self.algorithm])

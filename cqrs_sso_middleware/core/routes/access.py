@@ -20,6 +20,7 @@ from ..security.redirects import safe_return_path
 from ..sessions.keeper import SessionCookies, SessionKeeper, SessionWriter
 from ..sessions.session import Session
 from .sign_in import SignInStarter, original_return_path, original_target
+from .sign_in_result import SignInResults
 
 if TYPE_CHECKING:
     from ...settings import Settings
@@ -36,6 +37,7 @@ class Access:
         keeper: SessionKeeper,
         writer: SessionWriter,
         cookies: SessionCookies,
+        results: SignInResults,
     ) -> None:
         self.prefix = settings.site.path_prefix
         self.default_return_path = settings.site.default_return_path
@@ -45,6 +47,7 @@ class Access:
         self.keeper = keeper
         self.writer = writer
         self.cookies = cookies
+        self.results = results
 
     def protected(self, ctx: RequestContext) -> Decision:
         session = ctx.session
@@ -80,7 +83,7 @@ class Access:
                 yield from self.keeper.end(session)
             ctx.session, ctx.kept = None, None
             ctx.set_cookies.append(self.cookies.clear())
-            return replies.no_account(ctx, session.user.email)
+            return self.results.no_account(ctx, session.user.identity, self._return_path(ctx))
         user = User(session.user.identity, account)
         yield from self.writer.write(
             ctx, replace(session, user=user, account_checked_at=int(ctx.now), renewed_at=int(ctx.now))

@@ -3,14 +3,18 @@
 ``GET /callback?code=…&state=…``: the state must name an open login attempt of this
 browser and be used for the first time; the code is exchanged (with the PKCE verifier) and
 the ID token validated (OIDC Core §3.1.3.7); then the CQRS account is looked up. With an
-account (step 3) a session starts and the person goes back to the page first asked for;
-without one (step 5) they see "no CQRS account is associated with …"; when the provider
-refused (step 4, ``error=…``) they see "Sign in to NHSmail failed".
+account (step 3) a session starts and the person goes back to the page first asked for.
+Every other ending — "no CQRS account is associated with …" (step 5), "Sign in to NHSmail
+failed" (step 4), a cancel, a deployment NHSmail does not accept, an outage — is shown on
+a page that survives a reload (``sign_in_result``).
+
+An ``error=…`` answer (RFC 6749 §4.1.2.1) is only believed with the state of an open
+attempt of this browser: otherwise anybody could make a link that logs a "misconfigured
+deployment" at ERROR, or shows a stranger's page.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -18,7 +22,7 @@ from urllib.parse import parse_qs
 from .. import replies
 from ..accounts import AccountCheck, LookupProblem
 from ..context import RequestContext
-from ..errors import ProviderError, TokenRejected
+from ..errors import ProviderError, ProviderMisconfigured, TokenRejected
 from ..identity import (
     Identity,
     User,
@@ -28,17 +32,17 @@ from ..identity import (
     session_ref,
 )
 from ..oidc.client import RelyingParty
+from ..oidc.provider_errors import answer_from_query
 from ..protocol import Flow, Outcome, Redirect, StoreEffect
 from ..security.cookies import CookiePolicy
 from ..sessions.attempts import AttemptCookies, LoginAttempt
 from ..sessions.keeper import SessionKeeper, SessionWriter
 from ..sessions.session import Session
+from .sign_in_result import ResultKind, SignInResult, SignInResults
 
 if TYPE_CHECKING:
     from ...settings import Settings
 
-_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_PROVIDER_OUTAGE_ERRORS = {"server_error", "temporarily_unavailable"}
 _CALLBACK_PARAMS = ("state", "code", "error")
 
 
@@ -54,6 +58,7 @@ class Callback:
         keeper: SessionKeeper,
         writer: SessionWriter,
         accounts: AccountCheck,
+        results: SignInResults,
     ) -> None:
         self.allowed_domains = settings.lookup.allowed_email_domains
         self.rp = rp
@@ -62,6 +67,7 @@ class Callback:
         self.keeper = keeper
         self.writer = writer
         self.accounts = accounts
+        self.results = results
 
     def __call__(self, ctx: RequestContext) -> Flow:
         params = parse_qs(ctx.request.query_string, keep_blank_values=True, max_num_fields=20)
@@ -73,24 +79,27 @@ class Callback:
         attempt = self.attempts.find(ctx.cookies, state) if state else None
         if attempt is not None:
             ctx.set_cookies.append(self.policy.delete_cookie(self.attempts.cookie_name(state)))
-        if "error" in params:
-            return self._provider_refused(ctx, params)
         refusal = yield from self._spend(ctx, state, attempt)
         if refusal is not None or attempt is None:
             ctx.audit("sign_in_failed", reason=refusal or "unknown_state")
             return replies.attempt_invalid()
+        if "error" in params:
+            return self._provider_answered(ctx, params, attempt)
         code = params.get("code", [""])[0]
         if not code:
             ctx.audit("sign_in_failed", reason="missing_code")
             return replies.attempt_invalid()
         try:
             claims, id_token = yield from self.rp.redeem_code(code, attempt, ctx.now)
+        except ProviderMisconfigured as error:
+            ctx.audit("provider_misconfigured", step="token", **error.answer.audit_fields())
+            return self._ended(ctx, attempt, "misconfigured")
         except ProviderError as error:
             ctx.audit("provider_unavailable", step="token", reason=str(error))
-            return replies.unavailable(ctx)
+            return self._ended(ctx, attempt, "unavailable")
         except TokenRejected as error:
             ctx.audit("token_rejected", reason=error.reason)
-            return replies.sign_in_failed()
+            return self._ended(ctx, attempt, "failed")
         return (yield from self._admit(ctx, identity_from_claims(claims), attempt, id_token))
 
     def _spend(
@@ -109,38 +118,51 @@ class Callback:
         first_use = yield from self.keeper.claim(self.keeper.state_key(state), ttl)
         return None if first_use else "state_reused"
 
-    def _provider_refused(self, ctx: RequestContext, params: Mapping[str, list[str]]) -> Outcome:
-        # Branch on `error` only; error_description is the provider's free text (AADSTS…):
-        # logged truncated, never shown.
-        error = params["error"][0]
-        error = error if _ERROR_CODE.match(error) else "invalid_error_code"
-        description = params.get("error_description", [""])[0]
-        ctx.audit("sign_in_failed", reason="provider_error", error=error, description=description[:160])
-        if error in _PROVIDER_OUTAGE_ERRORS:
-            return replies.unavailable(ctx)
-        return replies.sign_in_failed()
+    def _provider_answered(
+        self, ctx: RequestContext, params: Mapping[str, list[str]], attempt: LoginAttempt
+    ) -> Outcome:
+        """An error answer from the authorization endpoint, by what it means
+        (``oidc.provider_errors``). The description is logged truncated, never shown."""
+        answer = answer_from_query(params)
+        meaning = answer.meaning
+        if meaning == "cancelled":
+            ctx.audit("sign_in_cancelled")
+            return self._ended(ctx, attempt, "cancelled")
+        if meaning == "misconfigured":
+            ctx.audit("provider_misconfigured", step="authorize", **answer.audit_fields())
+            return self._ended(ctx, attempt, "misconfigured")
+        if meaning == "outage":
+            ctx.audit("provider_unavailable", step="authorize", reason=answer.error)
+            return self._ended(ctx, attempt, "unavailable")
+        ctx.audit("sign_in_failed", reason="provider_error", **answer.audit_fields())
+        return self._ended(ctx, attempt, "failed")
+
+    def _ended(self, ctx: RequestContext, attempt: LoginAttempt, kind: ResultKind) -> Outcome:
+        return self.results.show(ctx, SignInResult(kind, int(ctx.now), attempt.return_path))
 
     def _admit(self, ctx: RequestContext, identity: Identity, attempt: LoginAttempt, id_token: str) -> Flow:
         if not identity.email:
+            # Entra sends no email for accounts without a mailbox address, and
+            # preferred_username and upn can be absent too: nothing to look an account up by.
             ctx.audit("sign_in_failed", reason="no_email_claim", oid=identity.object_id)
-            return replies.sign_in_failed()
+            return self._ended(ctx, attempt, "failed")
         if has_control_characters(identity.email) or has_control_characters(identity.name):
             # The email and name travel on as header values (REMOTE_USER, X-Forwarded-User):
             # a CR/LF there would split an upstream request (RFC 9110 §5.5).
             ctx.audit("sign_in_failed", reason="control_character_in_claim", oid=identity.object_id)
-            return replies.sign_in_failed()
+            return self._ended(ctx, attempt, "failed")
         if not email_domain_allowed(identity.email, self.allowed_domains):
             ctx.audit("sign_in_no_account", reason="domain_not_allowed", email=identity.email)
-            return replies.no_account(ctx, identity.email)
+            return self.results.no_account(ctx, identity, attempt.return_path)
         try:
             account = yield from self.accounts.look_up(ctx, identity)
         except LookupProblem:
-            return replies.unavailable(ctx)
+            return self._ended(ctx, attempt, "unavailable")
         if account is None:
             ctx.audit(
                 "sign_in_no_account", reason="lookup_none", email=identity.email, oid=identity.object_id
             )
-            return replies.no_account(ctx, identity.email)
+            return self.results.no_account(ctx, identity, attempt.return_path)
         # Server-side stores keep the ID token for RP-initiated logout's id_token_hint.
         kept_token = "" if self.keeper.stateless else id_token
         session = Session.start(User(identity, account), ctx.now, self.keeper.deployment, kept_token)

@@ -16,7 +16,7 @@ from ..context import RequestContext
 from ..errors import ProviderError
 from ..oidc.client import RelyingParty
 from ..protocol import Decision, Flow, Outcome, Page, Redirect
-from ..security.cookies import CookiePolicy
+from ..security.cookies import CookieNames, CookiePolicy
 from ..security.csrf import CsrfGuard
 from ..security.paths import PathRefused, normalise_target
 from ..security.redirects import safe_return_path
@@ -51,14 +51,29 @@ def original_return_path(ctx: RequestContext, prefix: str) -> str | None:
 class SignInStarter:
     """Opens a login attempt and sends the browser to the provider (RFC 9700 §2.1: PKCE,
     state and nonce on every attempt). Used by the Sign In button, and by protected paths
-    when ``auto_redirect`` skips the sign-in page."""
+    when ``auto_redirect`` skips the sign-in page.
 
-    def __init__(self, rp: RelyingParty, attempts: AttemptCookies, policy: CookiePolicy) -> None:
+    ``prompt`` (OIDC Core §3.1.2.1): ``select_account`` when the person asked to sign in
+    with a different NHSmail account; ``login`` on every attempt with ``shared_devices``,
+    so that NHSmail asks for the password even when its own session, or a Windows Primary
+    Refresh Token, would have let the previous person at a shared PC straight through."""
+
+    def __init__(
+        self,
+        rp: RelyingParty,
+        attempts: AttemptCookies,
+        policy: CookiePolicy,
+        names: CookieNames,
+        shared_devices: bool = False,
+    ) -> None:
         self.rp = rp
         self.attempts = attempts
         self.policy = policy
+        # What the last sign-in or sign-out left to show: stale once a new sign-in starts.
+        self.stale_on_start = (names.result, names.provider_signed_out)
+        self.shared_devices = shared_devices
 
-    def begin(self, ctx: RequestContext, return_path: str) -> Flow:
+    def begin(self, ctx: RequestContext, return_path: str, prompt: str = "") -> Flow:
         try:
             metadata = yield from self.rp.metadata(ctx.now)
         except ProviderError as error:
@@ -68,16 +83,24 @@ class SignInStarter:
         name, value = self.attempts.cookie_name(attempt.state), self.attempts.encode(attempt)
         for stale in self.attempts.to_drop_before_adding(ctx.cookies, len(name) + len(value) + 3, ctx.now):
             ctx.set_cookies.append(self.policy.delete_cookie(stale))
+        for shown in self.stale_on_start:
+            if shown in ctx.cookies:
+                ctx.set_cookies.append(self.policy.delete_cookie(shown))
         ctx.set_cookies.append(self.policy.set_cookie(name, value, max_age=attempt.expires_at - int(ctx.now)))
-        ctx.audit("sign_in_started")
-        return Redirect(self.rp.authorization_url(metadata, attempt))
+        prompt = "login" if self.shared_devices else prompt
+        ctx.audit("sign_in_started", **({"prompt": prompt} if prompt else {}))
+        return Redirect(self.rp.authorization_url(metadata, attempt, prompt))
 
 
 class SignIn:
     """``GET /sign_in`` and ``POST /start``."""
 
     def __init__(
-        self, settings: Settings, starter: SignInStarter, csrf: CsrfGuard, cookies: SessionCookies
+        self,
+        settings: Settings,
+        starter: SignInStarter,
+        csrf: CsrfGuard,
+        cookies: SessionCookies,
     ) -> None:
         self.prefix = settings.site.path_prefix
         self.default_return_path = settings.site.default_return_path
@@ -122,11 +145,9 @@ class SignIn:
             reason = next(iter(ctx.cookies.get(self.cookies.names.notice, [])), "")
             if reason:
                 ctx.set_cookies.append(self.cookies.clear_notice())
-        idle_minutes = max(1, self.idle_seconds // 60)
-        max_hours = max(1, self.max_seconds // 3600)
         return {
-            "idle": f"You were signed out because you had not used CQRS for {idle_minutes} minutes.",
-            "max": f"You were signed out because you had been signed in for {max_hours} hours, "
+            "idle": f"You were signed out because you had not used CQRS for {duration(self.idle_seconds)}.",
+            "max": f"You were signed out because you had been signed in for {duration(self.max_seconds)}, "
             "the longest a CQRS session can last.",
             "ended": "Your CQRS session has ended: you signed out, or it was ended elsewhere.",
         }.get(reason, "")
@@ -141,4 +162,17 @@ class SignIn:
         return_path = (
             safe_return_path(form.get("rd"), reserved_prefix=self.prefix) or self.default_return_path
         )
-        return (yield from self.starter.begin(ctx, return_path))
+        # "Sign in with a different NHSmail account", from the no-account page: NHSmail shows
+        # its account picker instead of signing the same person in again silently.
+        prompt = "select_account" if form.get("account") == "another" else ""
+        return (yield from self.starter.begin(ctx, return_path, prompt))
+
+
+def duration(seconds: int) -> str:
+    """``1 minute``, ``20 minutes``, ``1 hour``, ``12 hours``: whole hours when it is, else
+    minutes (at least one)."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour" if hours == 1 else f"{hours} hours"
+    minutes = max(1, seconds // 60)
+    return f"{minutes} minute" if minutes == 1 else f"{minutes} minutes"

@@ -1,14 +1,16 @@
 """Signing out of CQRS, and of NHSmail after it.
 
 * ``GET /sign_out``: a confirmation page (a link alone must never sign anybody out).
-* ``POST /sign_out`` (CSRF-protected): ends the session where it lives (a server-side
+* ``POST /sign_out`` (CSRF-protected; a protected app's own Sign out button, posted from
+  our origin, needs no token — ``CsrfGuard.checked_form``): ends the session where it lives (a server-side
   store deletes it, so a copied cookie stops working everywhere; ``everywhere=1`` ends all
   of this person's sessions), then — ``sign_out_at_provider``, and the provider announces an
   ``end_session_endpoint`` — sends the browser there (OpenID Connect RP-Initiated Logout 1.0
   §2), so that the next person at a shared PC must type a password again.
 * ``GET /signed_out``: where the provider sends the browser back
   (``post_logout_redirect_uri``). It takes no parameters and changes nothing, so it can
-  redirect nowhere and sign nobody out.
+  redirect nowhere and sign nobody out. It says "you have also signed out of your NHSmail
+  account" only when this browser's sign-out was sent on to NHSmail a moment ago.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from ..sessions.session import Session
 
 if TYPE_CHECKING:
     from ...settings import Settings
+
+# How long after sending the browser to NHSmail's sign-out /signed_out still says it ended
+# there: the round trip takes seconds; a person who gave up at NHSmail is not told later.
+PROVIDER_SIGN_OUT_SECONDS = 300
 
 
 class SignOut:
@@ -67,10 +73,11 @@ class SignOut:
     def signed_out(self, ctx: RequestContext) -> Outcome:
         # Changes nothing: POST /sign_out already ended the session. A GET that cleared the
         # cookie would let any link sign a person out (logout CSRF).
-        return Page("signed_out.html", 200, {"at_provider": True})
+        at_provider = bool(ctx.cookies.get(self.cookies.names.provider_signed_out))
+        return Page("signed_out.html", 200, {"at_provider": at_provider})
 
     def post(self, ctx: RequestContext) -> Flow:
-        form = yield from self.csrf.checked_form(ctx, "sign_out")
+        form = yield from self.csrf.checked_form(ctx, "sign_out", same_origin_is_enough=True)
         if form is None:
             return replies.form_expired()
         everywhere = form.get("everywhere") == "1"
@@ -90,6 +97,10 @@ class SignOut:
         if location is None:
             return Page("signed_out.html")
         ctx.audit("provider_sign_out_started")
+        policy = self.cookies.policy
+        ctx.set_cookies.append(
+            policy.set_cookie(self.cookies.names.provider_signed_out, "1", max_age=PROVIDER_SIGN_OUT_SECONDS)
+        )
         return Redirect(location)
 
     def _end(self, session: Session | None, everywhere: bool) -> Generator[StoreEffect, Any, int]:

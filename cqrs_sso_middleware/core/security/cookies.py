@@ -87,7 +87,8 @@ class CookiePolicy:
 @dataclass(frozen=True, slots=True)
 class CookieNames:
     """Every cookie of one deployment is named from one base (``cookie_name``): the session,
-    the CSRF cookie, the sign-in page's notice and one cookie per open login attempt.
+    the CSRF cookie, the sign-in page's notice, a sign-in's result, the provider sign-out
+    mark and one cookie per open login attempt.
 
     ``is_ours`` is the one test of "is this cookie ours?" — the proxy strips ours from the
     upstream request by it, so a cookie added later can never be forwarded by oversight.
@@ -112,6 +113,16 @@ class CookieNames:
     def notice(self) -> str:
         """Why the last session ended (``idle``, ``max``, ``ended``), for the sign-in page."""
         return f"{self._stem}_notice"
+
+    @property
+    def result(self) -> str:
+        """How a sign-in that gave no session ended, for ``/sign_in_result`` (encrypted)."""
+        return f"{self._stem}_result"
+
+    @property
+    def provider_signed_out(self) -> str:
+        """Set when sign-out went on to NHSmail, so ``/signed_out`` only then says so."""
+        return f"{self._stem}_provider_signed_out"
 
     @property
     def attempt_prefix(self) -> str:

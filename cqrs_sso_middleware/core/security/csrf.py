@@ -63,6 +63,12 @@ class CsrfGuard:
         self.cookie = names.csrf
         self.policy = policy
 
+    def from_own_origin(self, headers: HeaderLookup) -> bool:
+        origin = headers.get("origin")
+        if origin is not None:
+            return origin == self.own_origin and headers.get("sec-fetch-site") in (None, "same-origin")
+        return headers.get("sec-fetch-site") == "same-origin"
+
     def token(self, ctx: RequestContext) -> str:
         """The token for a form on this page; sets the CSRF cookie when the browser has none."""
         value = ctx.cookies.get(self.cookie, [""])[0]
@@ -72,13 +78,21 @@ class CsrfGuard:
         return csrf_token(self.secret_keys, value)
 
     def checked_form(
-        self, ctx: RequestContext, endpoint: str
+        self, ctx: RequestContext, endpoint: str, *, same_origin_is_enough: bool = False
     ) -> Generator[ReadForm, Any, Mapping[str, str] | None]:
         """The posted form when its token is genuine and it came from our own origin; else
-        ``None`` (audited as ``csrf_rejected``)."""
+        ``None`` (audited as ``csrf_rejected``).
+
+        ``same_origin_is_enough``: a form without our token is accepted when the browser
+        itself says it was posted from our own origin — ``Origin`` equal to ours, or
+        ``Sec-Fetch-Site: same-origin``. Browsers set both and no page can forge them
+        (Fetch standard, forbidden request headers), so a protected app's own page can
+        have a plain Sign out button. Requests that say neither still need the token."""
         body = yield ReadForm()
         form = parse_form(body, ctx.request.headers.get("content-type")) if isinstance(body, bytes) else None
         cookie_value = ctx.cookies.get(self.cookie, [""])[0]
+        if form is not None and same_origin_is_enough and self.from_own_origin(ctx.request.headers):
+            return form
         if (
             form is None
             or cross_origin(ctx.request.headers, self.own_origin)

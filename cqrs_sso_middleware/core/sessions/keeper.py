@@ -41,6 +41,7 @@ from ..protocol import (
 )
 from ..security.cookies import CookieNames, CookiePolicy, cookie_values
 from .session import (
+    NOTICE_GRACE_SECONDS,
     Deployment,
     Session,
     SessionCookieCodec,
@@ -53,7 +54,6 @@ StoreStep = Generator[StoreEffect, EffectResult, object]
 # from sibling paths); more are ignored rather than turned into store round trips.
 MAX_SESSION_COOKIES_LOOKED_UP = 2
 _DECODE_CACHE_SIZE = 4096
-NOTICE_GRACE_SECONDS = 300
 
 
 class StoreProblem(Exception):

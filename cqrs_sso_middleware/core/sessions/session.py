@@ -81,6 +81,13 @@ class Session:
         return cls(secrets.token_urlsafe(32), user, moment, moment, moment, deployment, id_token)
 
 
+# How long a session's cookie (and a store's record) outlives the session: time-outs are
+# checked on every load, so the grace opens nothing — it lets the sign-in page say *why*
+# the session ended ("not used CQRS for 1 hour", "signed in for 12 hours") to a person
+# who comes back within it, instead of a browser that silently dropped the cookie.
+NOTICE_GRACE_SECONDS = 3600
+
+
 @dataclass(frozen=True, slots=True)
 class SessionTimeouts:
     idle_seconds: int
@@ -105,7 +112,7 @@ class SessionTimeouts:
         return replace(session, renewed_at=int(now))
 
     def cookie_max_age(self, session: Session, now: float) -> int:
-        return max(0, session.created_at + self.max_seconds - int(now))
+        return max(0, session.created_at + self.max_seconds - int(now)) + NOTICE_GRACE_SECONDS
 
 
 _PROTOCOL_CLAIMS = frozenset(
