@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# `make demo PORT=8100 PROVIDER_PORT=8101` when 8000 or 8001 is taken.
+PORT ?= 8000
+PROVIDER_PORT ?= 8001
 
 .PHONY: demo test lint typecheck unit venv clean fuzz node-deps docs
 
@@ -24,7 +27,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed-runtime
-	$(BIN)/cqrs-sso demo
+	$(BIN)/cqrs-sso demo --port $(PORT) --provider-port $(PROVIDER_PORT)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check cqrs_sso_middleware tests benchmarks examples

@@ -13,37 +13,49 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import httpx
-
-from .core.errors import ConfigError, ProviderError
-from .core.oidc.metadata import discovery_url, parse_provider_metadata
+from .core.errors import ConfigError
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import PortInUse, run_demo
 
-    run_demo(args.port, args.provider_port, args.variant)
+    try:
+        run_demo(args.port, args.provider_port, args.variant)
+    except PortInUse as busy:
+        print(f"cqrs-sso demo: {busy}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _provider(args: argparse.Namespace) -> int:
-    import uvicorn
+    from .demo import PortInUse, run_provider
 
-    from .demo import DEMO_TENANT_ID, demo_provider
-
-    host, _, port = args.listen.rpartition(":")
-    base = f"http://{host}:{port}"
-    provider = demo_provider(base, args.app_url)
-    print(f"NHSmail-like provider (demo and tests only): issuer {provider.issuer}", flush=True)
-    print(f"tenant {DEMO_TENANT_ID}; client id and secret as in the demo", flush=True)
-    uvicorn.run(provider.app, host=host, port=int(port), log_level="warning")
+    try:
+        run_provider(args.listen, args.app_url)
+    except (PortInUse, ValueError) as problem:
+        print(f"cqrs-sso provider: {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
+# What `cqrs-sso proxy` imports that only the `proxy` extra installs.
+PROXY_EXTRA_MODULES = ("prometheus_client", "websockets", "httptools")
+
+
 def _proxy(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [name for name in PROXY_EXTRA_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"cqrs-sso proxy: the 'proxy' extra is not installed (missing: {', '.join(missing)}). "
+            "Install it with: pip install 'cqrs-sso-middleware[proxy]'",
+            file=sys.stderr,
+        )
+        return 1
     from .proxy.server import serve
 
     return serve(args.config, args.upstream, args.listen, args.workers)
@@ -62,45 +74,9 @@ def _load_settings(config_file: str | None) -> Settings | None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .runtime import load_or_explain
+    from .config_check import check_config
 
-    # The settings and what a start would build from them (lookup, key, store).
-    runtime = load_or_explain(args.config)
-    if runtime is None:
-        return 1
-    runtime.close()
-    settings = runtime.settings
-    provider, site = settings.provider, settings.site
-    print(f"issuer:        {provider.issuer}")
-    print(f"client id:     {provider.client_id}")
-    print(f"redirect URI:  {site.redirect_uri}  (register this with NHSmail)")
-    print(f"token auth:    {provider.token_auth_method}")
-    print(f"session store: {settings.session.display_store}")
-    from .core.security.paths import extension_style, too_broad
-
-    for pattern in site.public_paths:
-        if too_broad(pattern):
-            print(
-                f"warning: public_paths pattern {pattern!r} opens the site root or every page "
-                "without sign-in; '*' stays within one segment, '**' crosses them",
-                file=sys.stderr,
-            )
-        elif extension_style(pattern):
-            print(
-                f"warning: public_paths pattern {pattern!r} opens any path by its ending (such as "
-                "'/admin.css' under any folder); name the folder instead, e.g. '/static/**'",
-                file=sys.stderr,
-            )
-    try:
-        reply = httpx.get(discovery_url(provider.issuer), timeout=provider.http_timeout_seconds)
-        metadata = parse_provider_metadata(reply.content, provider.issuer)
-    except (httpx.HTTPError, ProviderError) as error:
-        print(f"provider error: cannot load metadata from {provider.issuer}: {error}", file=sys.stderr)
-        return 1
-    print(f"provider ok:   token endpoint {metadata.token_endpoint}")
-    if settings.proxy.upstream:
-        print(f"proxy:         {settings.proxy.listen} -> {settings.proxy.upstream}")
-    return 0
+    return check_config(args.config)
 
 
 def _sessions(args: argparse.Namespace) -> int:
@@ -157,13 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--config", help="TOML configuration file")
     proxy.add_argument("--upstream", help="where authenticated requests go, e.g. http://127.0.0.1:9000")
     proxy.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:8080)")
-    proxy.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    proxy.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: the workers setting, 1)"
+    )
     proxy.set_defaults(run=_proxy)
 
     provider = commands.add_parser("provider", help="run only the NHSmail-like provider (demo/tests)")
     provider.add_argument("--listen", default="127.0.0.1:8001", help="host:port (default 127.0.0.1:8001)")
     provider.add_argument(
-        "--app-url", default="http://127.0.0.1:8000", help="the app whose callback to allow"
+        "--app-url",
+        default=None,
+        help="the app whose callback to allow (default: the same host, the port below --listen's)",
     )
     provider.set_defaults(run=_provider)
 
@@ -198,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # httpx logs every request at INFO ("HTTP Request: GET …"): noise in a command's output,
+    # and a URL can carry a query string.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     code: int = args.run(args)
     return code

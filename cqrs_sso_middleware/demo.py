@@ -9,9 +9,11 @@ password is refused by the provider (step 4).
 
 from __future__ import annotations
 
+import errno
 import html
 import secrets
 import signal
+import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -137,6 +139,18 @@ class DemoStack:
         self.provider_server.stop()
 
 
+class PortInUse(Exception):
+    """A port the demo or the provider needs is taken; the message names it and the flag."""
+
+
+def bind_or_explain(host: str, port: int, flag: str) -> socket.socket:
+    try:
+        return bind_socket(host, port)
+    except OSError as error:
+        reason = "is in use" if error.errno == errno.EADDRINUSE else f"cannot be used ({error.strerror})"
+        raise PortInUse(f"port {port} on {host} {reason}; choose another with {flag}") from None
+
+
 def start_demo(
     app_port: int = APP_PORT,
     provider_port: int = PROVIDER_PORT,
@@ -144,9 +158,13 @@ def start_demo(
     host: str = "127.0.0.1",
 ) -> DemoStack:
     """Start provider and app on loopback; ports 0 pick free ones (tests)."""
-    provider_sock = bind_socket(host, provider_port)
+    provider_sock = bind_or_explain(host, provider_port, "--provider-port (make demo PROVIDER_PORT=…)")
     provider_url = "http://{}:{}".format(*provider_sock.getsockname()[:2])
-    app_sock = bind_socket(host, app_port)
+    try:
+        app_sock = bind_or_explain(host, app_port, "--port (make demo PORT=…)")
+    except PortInUse:
+        provider_sock.close()
+        raise
     app_url = "http://{}:{}".format(*app_sock.getsockname()[:2])
     provider = demo_provider(provider_url, app_url)
     settings = demo_settings(provider_url, app_url)
@@ -174,6 +192,9 @@ CQRS single sign-on demo ({variant.upper()} app)
   CQRS demo app (Message centre):   {stack.app_server.url}
   NHSmail-like provider (demo only): {stack.provider_server.url}   issuer {stack.provider.issuer}
 
+  The provider's demo application: client id '{DEMO_CLIENT_ID}', secret '{DEMO_CLIENT_SECRET}',
+  allowed callback {stack.app_server.url}/oauth2/callback
+
   Demo users, password '{DEMO_PASSWORD}':
     {GP_USER:<20} has a CQRS account: the message centre opens
     {NEW_USER:<20} has no CQRS account: "no CQRS account is associated with …"
@@ -191,3 +212,35 @@ Open {stack.app_server.url} in a browser. Press Ctrl-C to stop.
     finally:
         stack.stop()
         print("Demo stopped.", flush=True)
+
+
+def run_provider(listen: str, app_url: str | None = None) -> None:
+    """``cqrs-sso provider``: only the NHSmail-like provider, for an app run by hand (the
+    examples). The app it allows defaults to the same host, one port below ``listen``'s —
+    the demo's own pair, 8000 and 8001."""
+    import uvicorn
+
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise ValueError(f"--listen must be host:port, got {listen!r}")
+    port = int(port_text)
+    app_url = (app_url or f"http://{host}:{port - 1}").rstrip("/")
+    sock = bind_or_explain(host, port, "--listen")
+    provider = demo_provider(f"http://{host}:{port}", app_url)
+    print(
+        f"""NHSmail-like provider (demo and tests only), listening on http://{host}:{port}
+  issuer         {provider.issuer}
+  client id      {DEMO_CLIENT_ID}
+  client secret  {DEMO_CLIENT_SECRET}
+  callback       {app_url}/oauth2/callback   (the only one allowed: change with --app-url)
+  users          {GP_USER} (has a CQRS account), {NEW_USER} (has none); password '{DEMO_PASSWORD}'
+A callback it does not allow is refused with AADSTS50011 and logged here.""",
+        flush=True,
+    )
+    config = uvicorn.Config(provider.app, log_level="warning", access_log=False)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has shut down; nothing more to say
+        pass
+    finally:
+        sock.close()

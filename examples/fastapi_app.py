@@ -1,4 +1,17 @@
-"""FastAPI behind NHSmail sign-in. Configure with CQRS_SSO_* variables (see docs/configuration.md)."""
+"""FastAPI behind NHSmail sign-in.
+
+Run it from the repository root (after ``pip install '.[examples]'``), against the built-in
+NHSmail-like provider — see examples/README.md:
+
+    cqrs-sso provider --listen 127.0.0.1:8001 &
+    CQRS_SSO_CONFIG_FILE=examples/demo-provider.toml uvicorn examples.fastapi_app:app --port 8000
+
+or ``python examples/fastapi_app.py --port 8000``. Open http://127.0.0.1:8000 and sign in as
+gp.user@nhs.net, password cqrs-demo. For NHSmail itself, give the CQRS_SSO_* settings
+(docs/configuration.md) instead of the demo file.
+"""
+
+import argparse
 
 from fastapi import FastAPI, Request
 
@@ -13,5 +26,12 @@ async def message_centre(request: Request) -> dict[str, str]:
     return {"welcome": user.display_name, "account": user.account.account_id}
 
 
-# Reads CQRS_SSO_TENANT, _CLIENT_ID, _CLIENT_SECRET, _SECRET_KEYS, _BASE_URL, _ACCOUNT_LOOKUP.
+# CQRS_SSO_* variables, and the TOML file CQRS_SSO_CONFIG_FILE names (if any).
 app.add_middleware(ASGISSOMiddleware, settings=Settings.from_env())
+
+if __name__ == "__main__":
+    import uvicorn
+
+    options = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    options.add_argument("--port", type=int, default=8000)
+    uvicorn.run(app, host="127.0.0.1", port=options.parse_args().port)

@@ -32,7 +32,7 @@ from ..settings import Settings
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
-__all__ = ["sso_settings", "sso_wsgi_application"]
+__all__ = ["check_database_migrated", "sso_settings", "sso_wsgi_application"]
 
 
 def sso_settings() -> Settings:
@@ -45,9 +45,34 @@ def sso_settings() -> Settings:
 def sso_wsgi_application(
     application: WSGIApplication | None = None, runtime: Runtime | None = None
 ) -> SSOMiddleware:
-    """Django's WSGI application behind the NHSmail sign-in (use in ``wsgi.py``)."""
+    """Django's WSGI application behind the NHSmail sign-in (use in ``wsgi.py``).
+
+    Refuses to start (``ImproperlyConfigured``, with the command that fixes it) when the
+    database has unapplied migrations: the first sign-in creates a Django user, and
+    without the tables it would end in a bare "Server Error (500)"."""
     if application is None:
         from django.core.wsgi import get_wsgi_application
 
         application = get_wsgi_application()
+    check_database_migrated()
     return SSOMiddleware(application, runtime=runtime or Runtime.from_settings(sso_settings()))
+
+
+def check_database_migrated() -> None:
+    """Raise ``ImproperlyConfigured`` naming ``manage.py migrate`` when any migration of
+    an installed app is not applied (or the database cannot be read at all)."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import DatabaseError, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connections["default"])
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as error:
+        raise ImproperlyConfigured(f"cqrs-sso: cannot read the Django database: {error}") from None
+    if pending:
+        apps = ", ".join(sorted({migration.app_label for migration, _ in pending}))
+        raise ImproperlyConfigured(
+            f"cqrs-sso: the Django database has {len(pending)} unapplied migration(s) ({apps}); "
+            "run `python manage.py migrate` before starting — sign-in creates Django users"
+        )

@@ -61,7 +61,7 @@ def _import_callable(spec: str) -> Callable[..., Any]:
 
 def _sql_lookup(url: str, query: str) -> SQLAccountLookup:
     if not query:
-        raise ConfigError(["account_query: required with an sql: lookup (set CQRS_SSO_ACCOUNT_QUERY)"])
+        raise ConfigError(["account_query: required with an sql: lookup (a SELECT that uses :email)"])
     if ":email" not in query:
         raise ConfigError(["account_query: must use the bind :email"])
     try:

@@ -8,10 +8,11 @@ is switched off: the proxy decides whom to trust (``trusted_proxies``).
 
 from __future__ import annotations
 
+import errno
 import gc
-import json
 import logging
 import os
+import socket
 import sys
 
 from starlette.types import ASGIApp
@@ -60,13 +61,15 @@ def app_from_environment() -> ASGIApp:
     return app
 
 
-def serve(config_file: str | None, upstream: str | None, listen: str | None, workers: int) -> int:
+def serve(config_file: str | None, upstream: str | None, listen: str | None, workers: int | None) -> int:
     if config_file:
         os.environ[CONFIG_FILE_VARIABLE] = os.path.abspath(config_file)
     if upstream:
         os.environ["CQRS_SSO_UPSTREAM"] = upstream
     if listen:
         os.environ["CQRS_SSO_LISTEN"] = listen
+    for warning in Settings.unknown_variables():
+        print(f"config warning: {warning}", file=sys.stderr)
     # Everything a worker will build, checked once here: all problems in one pass.
     runtime = load_or_explain(os.environ.get(CONFIG_FILE_VARIABLE), os.environ)
     if runtime is None:
@@ -74,9 +77,12 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
     runtime.close()
     settings = runtime.settings
     configure_logging()
+    sock = _bind(settings.proxy.listen)
+    if sock is None:
+        return 1
     described = describe(settings)
-    logging.getLogger("cqrs_sso").info("cqrs-sso proxy starting: %s", json.dumps(described))
-    # One line for the operator, never a secret: what runs, and where to open it.
+    # One line for the operator, never a secret, and only once the port is ours: what
+    # runs, and where to open it.
     print(
         f"cqrs-sso proxy: listening on {described['listen']}, upstream {described['upstream']}, "
         f"issuer {described['issuer']}, session store {described['session_store']}, "
@@ -84,22 +90,55 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         flush=True,
     )
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from .http_protocol import CoalescingHttpToolsProtocol
 
-    host, _, port = settings.proxy.listen.rpartition(":")
-    uvicorn.run(
+    config = uvicorn.Config(
         "cqrs_sso_middleware.proxy.server:app_from_environment",
         factory=True,
-        host=host.strip("[]"),
-        port=int(port),
-        workers=workers,
+        workers=workers or settings.proxy.workers,
         proxy_headers=False,
         http=CoalescingHttpToolsProtocol,  # head and small body in one write (http_protocol.py)
         server_header=False,  # the upstream's Server header passes; no second one
         access_log=False,  # the proxy writes its own JSON access log, without query strings
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         timeout_keep_alive=settings.proxy.keep_alive_seconds,
-        log_level="info",
+        log_level="warning",
     )
+    # What uvicorn.run does, on the socket bound above (uvicorn's own fd= option would
+    # take it for a Unix socket and misread every client address).
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            config.load_app()
+            uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
     return 0
+
+
+def _bind(listen: str) -> socket.socket | None:
+    """The listening socket, or ``None`` after saying why (a port in use, an address this
+    machine does not have) and which setting to change."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        reason = "the port is in use" if error.errno == errno.EADDRINUSE else error.strerror
+        print(
+            f"cqrs-sso proxy: cannot listen on {listen}: {reason}; choose another with --listen "
+            "(or the listen setting)",
+            file=sys.stderr,
+        )
+        return None
+    return sock

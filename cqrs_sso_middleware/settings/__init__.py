@@ -9,6 +9,7 @@ first request. Settings only read and validate; ``runtime.Runtime`` builds what 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from .schema import (
 )
 
 __all__ = ["ENV_PREFIX", "ConfigError", "Settings"]
+
+_log = logging.getLogger("cqrs_sso.settings")
 
 
 @dataclass(frozen=True, init=False)
@@ -65,7 +68,11 @@ class Settings:
         environ: Mapping[str, str] | None = None,
         **overrides: Any,
     ) -> Settings:
-        """Arguments > environment > TOML file > defaults (see ``loading``)."""
+        """Arguments > environment > TOML file > defaults (see ``loading``). A ``CQRS_SSO_*``
+        variable that names no setting is logged as a warning (a typo would otherwise be
+        silently ignored)."""
+        for warning in unknown_variables(os.environ if environ is None else environ):
+            _log.warning("%s", warning)
         settings, problems = cls.read(config_file, environ, **overrides)
         if problems:
             raise ConfigError(problems)
@@ -80,7 +87,12 @@ class Settings:
     ) -> tuple[Settings, list[str]]:
         """The settings as far as they go, and every problem (``Runtime.load`` adds those of
         the resources, so that a deployer sees them all in one pass)."""
-        sources = load_values(config_file, os.environ if environ is None else environ, overrides)
+        environ = os.environ if environ is None else environ
+        if config_file is None:
+            # CQRS_SSO_CONFIG_FILE names the TOML file when the code does not (a deployer
+            # can then move settings to a file without touching the app).
+            config_file = environ.get(ENV_PREFIX + "CONFIG_FILE") or None
+        sources = load_values(config_file, environ, overrides)
         problems = list(sources.problems)
         settings = object.__new__(cls)
         settings._build(*typed(sources.values, problems, sources.origin), problems)

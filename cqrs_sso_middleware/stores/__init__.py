@@ -43,14 +43,15 @@ def _memory(settings: SessionSettings) -> StoreBackend:
 
 
 def _redis(settings: SessionSettings) -> StoreBackend:
+    from .redis import RedisStore
+
     try:
-        from .redis import RedisStore
-    except ImportError as error:  # pragma: no cover - the message is what matters
+        return RedisStore(
+            settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
+        )
+    except ImportError:  # redis-py is imported when the store is built
         hint = "pip install 'cqrs-sso-middleware[redis]'"
-        raise ConfigError(
-            [f"session_store: a Redis store needs the 'redis' extra: {hint} ({error})"]
-        ) from error
-    return RedisStore(settings.session_store, settings.redis_password, settings.session_store_timeout_seconds)
+        raise ConfigError([f"session_store: a Redis store needs the 'redis' extra: {hint}"]) from None
 
 
 _BACKENDS: dict[str, Callable[[SessionSettings], StoreBackend]] = {

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from subprocess import CompletedProcess
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from joserfc.jwk import RSAKey
 
 from ..conftest import FakeClock
 from ..helpers import HTML, AppClient, Journey, jwks_fetches, record_provider_requests
@@ -125,3 +132,58 @@ def test_pkce_and_pairwise_subject_are_real(journey: Journey) -> None:
     info = journey.app.get("/oauth2/userinfo").json()
     assert info["sub"] != info["oid"]  # pairwise sub, stable oid
     assert info["oid"] == "1d2c3b4a-0000-4000-8000-000000000001"
+
+
+# -- check-config's credential probe against a provider we did not write ------------------------
+
+
+def _check_config(idp: OidcProvider, client_id: str, **values: str) -> CompletedProcess[str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CQRS_SSO_ISSUER": idp.issuer,
+        "CQRS_SSO_CLIENT_ID": client_id,
+        "CQRS_SSO_SECRET_KEYS": secrets.token_urlsafe(32),
+        "CQRS_SSO_BASE_URL": "http://localhost",
+        "CQRS_SSO_ACCOUNT_LOOKUP": f"csv:{Path(__file__).parents[2] / 'examples' / 'accounts.csv'}",
+        **values,
+    }
+    command = [sys.executable, "-m", "cqrs_sso_middleware.cli", "check-config"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_check_config_proves_and_refuses_client_secrets(idp: OidcProvider, method: str) -> None:
+    client = "interop-basic" if method == "client_secret_basic" else "interop-post"
+    good = _check_config(idp, client, CQRS_SSO_CLIENT_SECRET=idp.secret, CQRS_SSO_TOKEN_AUTH_METHOD=method)
+    assert good.returncode == 0, good.stderr
+    assert "credentials ok" in good.stdout
+    bad = _check_config(idp, client, CQRS_SSO_CLIENT_SECRET="wrong", CQRS_SSO_TOKEN_AUTH_METHOD=method)
+    assert bad.returncode == 1
+    assert "credentials refused: the provider answered invalid_client" in bad.stderr
+
+
+@pytest.mark.parametrize("algorithm", ["PS256", "RS256"])
+def test_check_config_proves_and_refuses_private_key_jwt(
+    idp: OidcProvider, tmp_path: Path, algorithm: str
+) -> None:
+    key = tmp_path / "client.pem"
+    key.write_bytes(idp.client_key.as_pem(private=True))
+    client = f"interop-pkjwt-{algorithm.lower()}"
+    good = _check_config(
+        idp,
+        client,
+        CQRS_SSO_PRIVATE_KEY_FILE=str(key),
+        CQRS_SSO_CLIENT_ASSERTION_ALGORITHM=algorithm,
+    )
+    assert good.returncode == 0, good.stderr
+    assert f"private_key_jwt ({algorithm})" in good.stdout and "credentials ok" in good.stdout
+    other = tmp_path / "other.pem"
+    other.write_bytes(RSAKey.generate_key(2048).as_pem(private=True))
+    bad = _check_config(
+        idp,
+        client,
+        CQRS_SSO_PRIVATE_KEY_FILE=str(other),
+        CQRS_SSO_CLIENT_ASSERTION_ALGORITHM=algorithm,
+    )
+    assert bad.returncode == 1
+    assert "credentials refused: the provider answered invalid_client" in bad.stderr

@@ -26,7 +26,7 @@ from ..protocol import EffectResult, HttpCall, HttpFailure, HttpReply
 from ..sessions.attempts import LoginAttempt
 from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
 from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
-from .provider_errors import read_answer
+from .provider_errors import ProviderAnswer, read_answer
 from .tokens import (
     LOGOUT_TOKEN_ALGORITHMS,
     LogoutRequest,
@@ -177,6 +177,17 @@ class RelyingParty:
             headers.append(("Authorization", f"Basic {token}"))
         return HttpCall("POST", metadata.token_endpoint, "token", tuple(form), tuple(headers))
 
+    def credential_probe(self, metadata: ProviderMetadata, now: float) -> HttpCall:
+        """A token request that proves the client credentials without a person: the real
+        client authentication (secret or signed assertion) with an authorization code that
+        cannot be valid. RFC 6749 §5.2 orders the answer: a provider authenticates the
+        client first (``invalid_client``, Entra's AADSTS7000215/700016/700027…), and only
+        then finds the code bad (``invalid_grant``)."""
+        probe = LoginAttempt.start("/", now)
+        return self._token_call(
+            metadata, f"cqrs-sso-credential-check.{probe.state}", probe.code_verifier, now
+        )
+
     def redeem_code(
         self, code: str, attempt: LoginAttempt, now: float
     ) -> Generator[HttpCall, EffectResult, tuple[dict[str, Any], str]]:
@@ -245,6 +256,30 @@ class RelyingParty:
         refreshed: KeySet | None = self.state.keys.keys
         assert refreshed is not None
         return check(refreshed)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialVerdict:
+    """What a credential probe's answer proves: ``accepted``, else the provider's answer."""
+
+    accepted: bool
+    answer: ProviderAnswer | None = None
+    detail: str = ""
+
+
+def credential_verdict(reply: HttpReply) -> CredentialVerdict:
+    """``invalid_grant`` (the code, not the client, was refused) proves the credentials;
+    any other answer is the reason they could not be proven, in the provider's words."""
+    try:
+        document = json.loads(reply.body)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("error"), str):
+        return CredentialVerdict(False, detail=f"HTTP {reply.status} without an OAuth error answer")
+    answer = read_answer(
+        document["error"], document.get("error_description"), codes=document.get("error_codes")
+    )
+    return CredentialVerdict(answer.error == "invalid_grant", answer)
 
 
 def _id_token_from(reply: HttpReply) -> str:
