@@ -1,5 +1,9 @@
-"""Django's WSGI application behind NHSmail sign-in: serve it with any WSGI server, e.g.
-``gunicorn cqrs_demo.wsgi:application``."""
+"""Django's WSGI application behind NHSmail sign-in. From examples/django_app, after
+``python manage.py migrate`` (see examples/README.md):
+
+    python manage.py runserver 127.0.0.1:8000
+    gunicorn -b 127.0.0.1:8000 cqrs_demo.wsgi:application
+"""
 
 import os
 
