@@ -14,7 +14,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # Never a default: a known key forges Django's own sessions and password-reset links.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY is not set: export DJANGO_SECRET_KEY=$(cqrs-sso new-secret)")
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set: export DJANGO_SECRET_KEY=$(cqrs-sso new-secret)"
+    )
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
