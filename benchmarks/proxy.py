@@ -4,7 +4,9 @@
 
 (a) the legacy app direct (tests/proxy/legacy_app.py under gunicorn);
 (b) through `cqrs-sso proxy` (cookie store), and (b') the same with ``session_store`` on
-    Redis (``--redis-url``, default db 15, key prefix ``cqrs_sso_bench:``);
+    Redis (``--redis-url``, default db 15, key prefix ``cqrs_sso_bench:``); with
+    ``--only …,s``, (s) the same on a Sentinel-managed primary (a primary, a replica and
+    three Sentinels the script starts), compared with (b');
 (c) through nginx + forward-auth (examples/nginx/cqrs-sso.conf with `cqrs-sso proxy`
     as the auth service);
 (d) through Apache + mod_auth_openidc, when apache2 and libapache2-mod-auth-openidc are
@@ -352,7 +354,9 @@ def main() -> None:
     )
     parser.add_argument("--sign-ins", type=int, default=40, help="timed sign-in round trips for (b) and (d)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
-    parser.add_argument("--only", default="a,b,b',c,d", help="setups to run, e.g. b,d")
+    parser.add_argument(
+        "--only", default="a,b,b',c,d", help="setups to run, e.g. b,d; add s for a Sentinel-managed Redis"
+    )
     parser.add_argument(
         "--upstream",
         choices=["gunicorn", "static"],
@@ -379,9 +383,17 @@ def main() -> None:
         if "a" in only:
             setups.append(Setup("a", "(a) legacy app direct", f"http://{app}{PAGE}", ""))
 
+        sentinel_url = ""
+        if "s" in only:
+            from tests.redis_servers import start_sentinel_set
+
+            sentinels = start_sentinel_set(tmp / "sentinel")
+            stack.callback(sentinels.stop)
+            sentinel_url = sentinels.url
         for key, name, client_id, store in (
             ("b", "(b) cqrs-sso proxy", "proxy-bench", "cookie"),
             ("b'", "(b') cqrs-sso proxy, Redis store", "proxy-redis-bench", args.redis_url),
+            ("s", "(s) cqrs-sso proxy, Sentinel store", "proxy-sentinel-bench", sentinel_url),
         ):
             if key not in only:
                 continue
@@ -506,6 +518,14 @@ def report(setups: list[Setup], args: argparse.Namespace) -> None:
         print(f"{setup.name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {ratio:>13} {p99_ratio:>11}   {rounds}")
     if reference is None and "d" in args.only.split(","):
         print("(d) skipped: apt-get install apache2 libapache2-mod-auth-openidc to compare")
+    standalone = medians.get("(b') cqrs-sso proxy, Redis store")
+    sentinel = medians.get("(s) cqrs-sso proxy, Sentinel store")
+    if standalone and sentinel:
+        ratio = sentinel[0] / standalone[0]
+        verdict = "met" if ratio >= 0.9 else "NOT met"
+        print(
+            f"(s) Sentinel-managed primary vs (b') one Redis: {ratio:.2f}x req/s  (target ≥ 0.9x: {verdict})"
+        )
 
 
 def report_sign_ins(sign_ins: dict[str, tuple[list[float], list[float]]], count: int) -> None:

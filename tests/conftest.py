@@ -170,11 +170,72 @@ def session_store() -> str:
     return "cookie"
 
 
+# -- Redis topologies of the tests' own: TLS, Sentinel, Cluster (tests/redis_servers.py) ----------
+
+
+def _require_redis_server() -> None:
+    from .redis_servers import redis_server_available
+
+    require(redis_server_available(), "redis-server and redis-cli are not installed (Debian: redis-server)")
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One redis-server speaking only TLS, with a CA made here; yields (node, TLS files)."""
+    from .redis_servers import free_port, make_tls_files, start_redis
+
+    _require_redis_server()
+    folder = tmp_path_factory.mktemp("redis-tls")
+    tls = make_tls_files(folder / "tls")
+    node = start_redis(folder / "node", free_port(), tls=tls)
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A primary, one replica and three Sentinels, shared by the tests that do not kill it."""
+    from .redis_servers import start_sentinel_set
+
+    _require_redis_server()
+    group = start_sentinel_set(tmp_path_factory.mktemp("redis-sentinel"))
+    yield group
+    group.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Three primaries with a replica each, shared by the tests that do not kill a node."""
+    from .redis_servers import start_cluster
+
+    _require_redis_server()
+    group = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield group
+    group.stop()
+
+
+def topology_settings(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """``session_store`` (and TLS) settings for a store kind; a key prefix of the test's own."""
+    prefix = f"cqrs_sso_test:{secrets.token_hex(6)}:"
+    if name == "redis":
+        return {"session_store": REDIS_URL, "session_key_prefix": request.getfixturevalue("redis_prefix")}
+    if name == "redis-tls":
+        node = request.getfixturevalue("redis_tls")
+        return {
+            "session_store": f"rediss://127.0.0.1:{node.port}/0",
+            "redis_tls_ca_file": str(node.tls.ca),
+            "session_key_prefix": prefix,
+        }
+    if name == "sentinel":
+        return {"session_store": request.getfixturevalue("redis_sentinel").url, "session_key_prefix": prefix}
+    if name == "cluster":
+        return {"session_store": request.getfixturevalue("redis_cluster").url, "session_key_prefix": prefix}
+    return {"session_store": name}
+
+
 @pytest.fixture
 def store_settings(session_store: str, request: pytest.FixtureRequest) -> dict[str, Any]:
-    if session_store == "redis":
-        return {"session_store": REDIS_URL, "session_key_prefix": request.getfixturevalue("redis_prefix")}
-    return {"session_store": session_store}
+    return topology_settings(session_store, request)
 
 
 @pytest.fixture

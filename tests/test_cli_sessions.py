@@ -18,7 +18,7 @@ from cqrs_sso_middleware.core.sessions.keeper import SessionKeeper
 from cqrs_sso_middleware.core.sessions.session import Deployment, Session, SessionTimeouts
 from cqrs_sso_middleware.stores.redis import RedisStore
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, topology_settings
 
 ROOT = Path(__file__).parents[1]
 KEY = secrets.token_urlsafe(32)
@@ -37,23 +37,23 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
-    def write(store: str, prefix: str = "cqrs_sso:") -> Path:
+    def write(store: str, prefix: str = "cqrs_sso:", extra: str = "") -> Path:
         config = tmp_path / "cqrs-sso.toml"
         config.write_text(
             f'issuer = "{ISSUER}"\nclient_id = "{CLIENT_ID}"\nclient_secret = "s"\n'
             f'secret_keys = ["{KEY}"]\nbase_url = "http://localhost"\n'
             f'account_lookup = "csv:{ROOT / "examples" / "accounts.csv"}"\n'
-            f'session_store = "{store}"\nsession_key_prefix = "{prefix}"\n'
+            f'session_store = "{store}"\nsession_key_prefix = "{prefix}"\n{extra}'
         )
         return config
 
     return write
 
 
-def save_sessions(prefix: str, *emails: str) -> list[str]:
+def save_sessions(prefix: str, *emails: str, url: str = REDIS_URL, **settings: str) -> list[str]:
     deployment = Deployment(ISSUER, CLIENT_ID)
-    keeper = SessionKeeper(REDIS_URL, [KEY], SessionTimeouts(3600, 43200), deployment, prefix)
-    store = RedisStore(REDIS_URL)
+    keeper = SessionKeeper(url, [KEY], SessionTimeouts(3600, 43200), deployment, prefix)
+    store = RedisStore.from_url(url, **settings)
     ids = []
     for email in emails:
         user = User(
@@ -66,9 +66,16 @@ def save_sessions(prefix: str, *emails: str) -> list[str]:
     return ids
 
 
-def test_list_and_revoke_one_persons_sessions(write_config: Callable[..., Path], redis_prefix: str) -> None:
-    ids = save_sessions(redis_prefix, "gp.user@nhs.net", "gp.user@nhs.net", "other.user@nhs.net")
-    config = write_config(REDIS_URL, redis_prefix)
+@pytest.mark.parametrize("topology", ["redis", "redis-tls", "sentinel", "cluster"])
+def test_list_and_revoke_one_persons_sessions(
+    write_config: Callable[..., Path], request: pytest.FixtureRequest, topology: str
+) -> None:
+    """On one server, over TLS, through Sentinel, and on every primary of a Cluster."""
+    values = topology_settings(topology, request)
+    url, prefix = values.pop("session_store"), values.pop("session_key_prefix")
+    ids = save_sessions(prefix, "gp.user@nhs.net", "gp.user@nhs.net", "other.user@nhs.net", url=url, **values)
+    extra = "".join(f'{name} = "{value}"\n' for name, value in values.items())
+    config = write_config(url, prefix, extra)
     listed = cli(config, "list")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("gp.user@nhs.net") == 2 and "other.user@nhs.net" in listed.stdout

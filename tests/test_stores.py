@@ -31,10 +31,11 @@ from cqrs_sso_middleware.core.sessions.session import (
     SessionTimeouts,
 )
 from cqrs_sso_middleware.settings.schema import display_url
+from cqrs_sso_middleware.settings.sessions import SessionSettings
 from cqrs_sso_middleware.stores import MemoryStore, StoreBackend
 from cqrs_sso_middleware.stores.redis import RedisStore
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, topology_settings
 from .helpers import completes
 
 DEPLOYMENT = Deployment("https://login.example/tenant/v2.0", "app-a")
@@ -48,14 +49,15 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-tls", "sentinel", "cluster"])
 def backend(request: pytest.FixtureRequest) -> Iterator[tuple[StoreBackend, str]]:
+    """Every store, and Redis in every topology (tests/redis_servers.py)."""
     if request.param == "memory":
         yield MemoryStore(), "t:"
         return
-    prefix = request.getfixturevalue("redis_prefix")
-    store = RedisStore(REDIS_URL, timeout_seconds=2)
-    yield store, prefix
+    values = topology_settings(request.param, request)
+    store = RedisStore(SessionSettings(**values))
+    yield store, values["session_key_prefix"]
     store.close()
 
 
@@ -85,7 +87,7 @@ def test_put_get_delete(perform: Callable[[StoreEffect], Any], backend: tuple[St
     assert perform(StoreGet(p + "a")) == b"record"
     assert perform(StoreDelete((p + "a",))) == 1
     assert perform(StoreGet(p + "a")) is None
-    assert perform(StorePing()) is True
+    assert perform(StorePing())  # Redis says what it reaches: a topology, a primary
 
 
 def test_claim_is_first_use_only(
@@ -124,7 +126,7 @@ def test_memory_store_expires_entries() -> None:
 def test_redis_ttl_is_set(redis_prefix: str) -> None:
     import redis
 
-    store = RedisStore(REDIS_URL)
+    store = RedisStore.from_url(REDIS_URL)
     store.perform(StorePut(redis_prefix + "k", b"v", 30, (redis_prefix + "u",), 600))
     client = redis.Redis.from_url(REDIS_URL)
     assert 0 < client.ttl(redis_prefix + "k") <= 30  # type: ignore[operator]
@@ -134,14 +136,14 @@ def test_redis_ttl_is_set(redis_prefix: str) -> None:
 
 
 def test_unreachable_redis_is_a_failure_not_an_exception() -> None:
-    store = RedisStore("redis://127.0.0.1:1/0", timeout_seconds=0.5)
+    store = RedisStore.from_url("redis://127.0.0.1:1/0", timeout_seconds=0.5)
     result = completes(lambda: store.perform(StoreGet("k")), "a read from a Redis nobody runs")
     assert isinstance(result, StoreFailed) and result.reason.startswith("redis: ")
     assert isinstance(asyncio.run(store.aperform(StorePing())), StoreFailed)
 
 
 def test_concurrent_reads_share_one_mget_and_each_gets_its_own_value(redis_prefix: str) -> None:
-    store = RedisStore(REDIS_URL)
+    store = RedisStore.from_url(REDIS_URL)
     keys = [f"{redis_prefix}r{i}" for i in range(20)]
     for i, key in enumerate(keys[::2]):
         store.perform(StorePut(key, b"v%d" % i, 30, (), 30))
@@ -166,7 +168,7 @@ def test_concurrent_reads_share_one_mget_and_each_gets_its_own_value(redis_prefi
 
 
 def test_a_failed_batched_read_fails_every_request_in_it() -> None:
-    store = RedisStore("redis://127.0.0.1:1/0", timeout_seconds=0.5)
+    store = RedisStore.from_url("redis://127.0.0.1:1/0", timeout_seconds=0.5)
 
     async def scenario() -> list[StoreReply | StoreFailed]:
         try:
@@ -258,7 +260,7 @@ def test_batched_reads_survive_redis_dropping_their_connection(redis_prefix: str
     connection instead of failing one request for nothing."""
     import redis
 
-    store = RedisStore(REDIS_URL)
+    store = RedisStore.from_url(REDIS_URL)
     store.perform(StorePut(redis_prefix + "k", b"v", 30, (), 30))
     killer = redis.Redis.from_url(REDIS_URL)
 

@@ -162,7 +162,8 @@ class StorePing:
 
 @dataclass(frozen=True, slots=True)
 class StoreReply:
-    value: bytes | bool | int | tuple[str, ...] | None
+    # str: StorePing's description of what the store reaches (a topology, a primary).
+    value: bytes | bool | int | str | tuple[str, ...] | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,7 +196,9 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 
 # Settings that name a file or folder: in a TOML file, a relative path is relative to the
 # file itself (as in nginx's and systemd's own files), never to wherever the command runs.
-PATH_SETTINGS = frozenset({"private_key_file", "templates_dir"})
+PATH_SETTINGS = frozenset(
+    {"private_key_file", "templates_dir", "redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file"}
+)
 _FILE_LOOKUPS = ("csv:", "json:")
 _SQLITE = "sql:sqlite:///"
 

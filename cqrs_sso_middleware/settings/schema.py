@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 from .schema_base import (
     ENTRA_AUTHORITY,
-    MIN_SECRET_KEY_BYTES,
     Problems,
     display_url,
     doc,
@@ -29,6 +28,7 @@ from .schema_base import (
     plain_path_or_empty,
 )
 from .served import PagesSettings, ProxySettings
+from .sessions import SessionSettings
 
 __all__ = [
     "SECTIONS",
@@ -232,77 +232,6 @@ class SiteSettings:
             problems.append(f"base_url: {self.base_url!r} is a placeholder: set this service's public origin")
         elif parts.scheme == "http" and not is_loopback(self.base_url):
             problems.append("base_url: must be https; plain http is only allowed on loopback for development")
-
-
-@dataclass(frozen=True, kw_only=True)
-class SessionSettings:
-    """Where sessions live, how long they last, and the keys that protect them."""
-
-    secret_keys: tuple[str, ...] = field(
-        default=(),
-        repr=False,
-        metadata=doc(
-            "comma list (TOML: array); the first encrypts and signs, all are accepted (rotation); each ≥ 32 bytes (`cqrs-sso new-secret`)",
-            secret=True,
-            required=True,
-        ),
-    )
-    session_store: str = field(
-        default="cookie",
-        repr=False,  # a Redis URL may hold a password: see display_store
-        metadata=doc(
-            '`cookie` (stateless, encrypted; cannot be revoked), `memory` (one process) or a `redis://` / `rediss://` URL (any number of instances; revocation) — see "Session stores"'
-        ),
-    )
-    redis_password: str = field(
-        default="",
-        repr=False,
-        metadata=doc("Redis password; wins over one in the URL; never logged or shown", secret=True),
-    )
-    session_store_timeout_seconds: float = field(
-        default=2.0, metadata=doc("a slower store answer counts as failed (503)")
-    )
-    session_key_prefix: str = field(
-        default="cqrs_sso:",
-        metadata=doc("prefix of every key in Redis, to share one Redis between services"),
-    )
-    session_idle_seconds: int = field(default=3600, metadata=doc("idle time-out"))
-    session_max_seconds: int = field(default=43200, metadata=doc("absolute time-out"))
-    cookie_name: str = field(
-        default="cqrs_sso", metadata=doc("base cookie name (`__Host-` is prefixed on https)")
-    )
-
-    @property
-    def display_store(self) -> str:
-        """``session_store`` fit for logs and pages: a password in the URL is masked."""
-        return display_url(self.session_store)
-
-    def check(self, problems: Problems) -> None:
-        if not self.secret_keys:
-            problems.append(
-                "secret_keys: required (random strings of at least 32 bytes: `cqrs-sso new-secret`)"
-            )
-        for position, key in enumerate(self.secret_keys, start=1):
-            if len(key.encode("utf-8")) < MIN_SECRET_KEY_BYTES:
-                problems.append(f"secret_keys: key {position} is shorter than {MIN_SECRET_KEY_BYTES} bytes")
-        if self.session_idle_seconds < 60:
-            problems.append("session_idle_seconds: must be at least 60")
-        if self.session_max_seconds < self.session_idle_seconds:
-            problems.append("session_max_seconds: must be at least session_idle_seconds")
-        if not re.fullmatch(r"[A-Za-z0-9_]+", self.cookie_name):
-            problems.append("cookie_name: letters, digits and underscores only")
-        if self.session_store in ("cookie", "memory"):
-            return
-        parts = urlsplit(self.session_store)
-        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
-            problems.append(
-                "session_store: must be 'cookie', 'memory' or a redis:// / rediss:// URL, "
-                f"got {self.display_store!r}"
-            )
-        if not 0 < self.session_store_timeout_seconds <= 30:
-            problems.append("session_store_timeout_seconds: must be between 0 and 30")
-        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", self.session_key_prefix):
-            problems.append("session_key_prefix: letters, digits and _ . : - only, at most 64")
 
 
 AccountLookupSpec = Callable[..., Any] | str

@@ -4,7 +4,8 @@ backend that performs the core's store effects.
 * ``cookie`` — sessions live in the browser's encrypted cookie; a :class:`MemoryStore`
   still keeps this process's spent login states (single-use ``state``).
 * ``memory`` — :class:`MemoryStore`: one process (tests, the demo).
-* ``redis://``, ``rediss://``, ``unix://`` — :class:`RedisStore`.
+* ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``, ``redis+cluster://`` (and
+  their ``rediss+…`` TLS spellings) — :class:`RedisStore`, one server, Sentinel or Cluster.
 
 A backend is chosen by the URL's scheme, so a new kind of store is one entry in
 ``_BACKENDS`` and one module, and nothing else changes.
@@ -14,14 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
 
 from ..core.errors import ConfigError
 from ..core.protocol import StoreEffect, StoreResult
+from ..settings.redis_url import REDIS_SCHEMES
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
-    from ..settings.schema import SessionSettings
+    from ..settings.sessions import SessionSettings
 
 __all__ = ["MemoryStore", "StoreBackend", "open_store", "store_kind"]
 
@@ -43,12 +44,10 @@ def _memory(settings: SessionSettings) -> StoreBackend:
 
 
 def _redis(settings: SessionSettings) -> StoreBackend:
-    from .redis import RedisStore
-
     try:
-        return RedisStore(
-            settings.session_store, settings.redis_password, settings.session_store_timeout_seconds
-        )
+        from .redis import RedisStore
+
+        return RedisStore(settings)
     except ImportError:  # redis-py is imported when the store is built
         hint = "pip install 'cqrs-sso-middleware[redis]'"
         raise ConfigError([f"session_store: a Redis store needs the 'redis' extra: {hint}"]) from None
@@ -57,9 +56,7 @@ def _redis(settings: SessionSettings) -> StoreBackend:
 _BACKENDS: dict[str, Callable[[SessionSettings], StoreBackend]] = {
     "cookie": _memory,
     "memory": _memory,
-    "redis": _redis,
-    "rediss": _redis,
-    "unix": _redis,
+    **dict.fromkeys(REDIS_SCHEMES, _redis),
 }
 
 
@@ -67,16 +64,16 @@ def store_kind(session_store: str) -> str:
     """``cookie``, ``memory``, ``redis``… for a ``session_store`` setting."""
     if session_store in ("cookie", "memory"):
         return session_store
-    scheme = urlsplit(session_store).scheme
-    return "redis" if scheme in ("rediss", "unix") else scheme
+    scheme = session_store.partition("://")[0].lower()
+    return "redis" if scheme in REDIS_SCHEMES else scheme
 
 
 def open_store(settings: SessionSettings) -> StoreBackend:
     """The backend ``settings.session_store`` names; raises ``ConfigError`` for an unknown
     kind or a missing extra."""
     kind = settings.session_store if settings.session_store in ("cookie", "memory") else None
-    scheme = kind or urlsplit(settings.session_store).scheme
+    scheme = kind or settings.session_store.partition("://")[0].lower()
     backend = _BACKENDS.get(scheme)
     if backend is None:
-        raise ConfigError([f"session_store: no store for {scheme!r}: cookie, memory, redis:// or rediss://"])
+        raise ConfigError([f"session_store: no store for {scheme!r}: cookie, memory or a Redis URL"])
     return backend(settings)

@@ -1,25 +1,39 @@
 """Sessions in Redis: any number of processes and instances share them, and a sign-out
-anywhere ends the session everywhere.
+anywhere ends the session everywhere — on one server, a Sentinel-managed primary with
+replicas, or a Cluster (``redis_clients``).
 
 redis-py's sync client serves the WSGI driver and the command line, ``redis.asyncio`` the
 ASGI driver and the proxy, with one command plan for both (``_plan``/``_interpret``).
 Every failure — refused connection, time-out (``session_store_timeout_seconds``), an
-answer that is not Redis — becomes ``StoreFailed``; the core then fails closed with
-"temporarily unavailable". Nothing here decides anything.
+answer that is not Redis, a primary being replaced — becomes ``StoreFailed``; the core then
+fails closed with "temporarily unavailable". Nothing here decides anything.
+
+**Revocations survive a fail-over.** Replication is asynchronous: a session deleted on the
+primary a moment before it dies can come back with the replica that is promoted. So when
+the primary has a replica, every ``StoreDelete`` (sign-out, "sign out everywhere", a
+back-channel logout, ``cqrs-sso sessions revoke``, a removed account) ends with ``WAIT 1``
+on the same connection, and returns only once a replica holds it or
+``revocation_wait_seconds`` have passed. When none acknowledged in time the revocation is
+logged at WARNING (``revocation_unconfirmed``); the person is signed out here either way.
+Ordinary session writes do not wait.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import json
+import logging
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 from ..core import protocol as effects
 from ..core.interpreter import unknown_effect
+from ..settings.sessions import SessionSettings
+from .redis_clients import RedisClients, ReplicaWatch
 
 Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+log = logging.getLogger("cqrs_sso.store")
 
 
 def _plan(effect: effects.StoreEffect) -> list[Command]:
@@ -78,75 +92,109 @@ def _interpret(effect: effects.StoreEffect, replies: list[Any]) -> effects.Store
 
 
 class RedisStore:
-    """Sessions in Redis. The URL is redis-py's (``redis://``, ``rediss://`` for TLS,
-    ``unix://``); ``password`` (from ``CQRS_SSO_REDIS_PASSWORD``) wins over one in the URL.
-    Persistence is not required: losing Redis signs everybody out, nothing worse."""
+    """Sessions in Redis, in the topology ``settings.session_store`` names; passwords from
+    ``redis_password`` and ``redis_sentinel_password`` win over one in the URL. Persistence
+    is not required: losing every node signs everybody out, nothing worse."""
 
-    def __init__(self, url: str, password: str = "", timeout_seconds: float = 2.0) -> None:
+    def __init__(self, settings: SessionSettings) -> None:
         import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
-        self.url = url
-        self._options: dict[str, Any] = {
-            "socket_timeout": timeout_seconds,
-            "socket_connect_timeout": timeout_seconds,
-            "health_check_interval": 30,
-            # One quick retry: a pooled connection that died with a Redis restart is
-            # replaced at once; a Redis that is down fails within the time-out.
-            "retry": Retry(NoBackoff(), 1),
-        }
-        if password:
-            self._options["password"] = password
+        location = settings.redis
+        assert location is not None, "RedisStore needs a Redis session_store"
+        self.url = location.display
+        self.clients = RedisClients(location, settings)
+        self.replicas = ReplicaWatch()
+        self.wait_ms = int(settings.revocation_wait_seconds * 1000)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, _NotRedis)
-        self._sync: Any = None
-        self._async: Any = None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
         self._waiting_gets: list[tuple[str, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # held, so that no batch is collected
         self._batch_loop: asyncio.AbstractEventLoop | None = None
         self._read_connection: Any = None  # the batched reads' own connection (one in flight)
 
-    def _sync_client(self) -> Any:
-        if self._sync is None:
-            import redis
+    @classmethod
+    def from_url(
+        cls, url: str, password: str = "", timeout_seconds: float = 2.0, **settings: Any
+    ) -> RedisStore:
+        """A store for ``url`` without a whole ``Settings`` (tests, tools); ``settings`` are
+        any other ``SessionSettings`` fields (TLS files, ``revocation_wait_seconds``…)."""
+        return cls(
+            SessionSettings(
+                session_store=url,
+                redis_password=password,
+                session_store_timeout_seconds=timeout_seconds,
+                **settings,
+            )
+        )
 
-            with self._lock:
-                if self._sync is None:
-                    self._sync = redis.Redis.from_url(self.url, **self._options)
-        return self._sync
-
-    def _async_client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async_loop is not loop:
-            import redis.asyncio
-
-            self._async = redis.asyncio.Redis.from_url(self.url, **self._options)
-            self._async_loop = loop
-        return self._async
+    # -- sync (WSGI, the command line) ---------------------------------------------------------
 
     def perform(self, effect: effects.StoreEffect) -> effects.StoreResult:
         try:
-            client = self._sync_client()
-            commands = _plan(effect)
-            if len(commands) == 1:
-                name, args, options = commands[0]
-                replies = [getattr(client, name)(*args, **options)]
-            else:
-                pipe = client.pipeline(transaction=False)
-                for name, args, options in commands:
-                    getattr(pipe, name)(*args, **options)
-                replies = pipe.execute()
-            return _interpret(effect, replies)
+            if isinstance(effect, effects.StoreDelete):
+                return self._revoke(effect)
+            if isinstance(effect, effects.StorePing):
+                self.clients.sync().ping()
+                return effects.StoreReply(self.clients.describe())
+            return _interpret(effect, self._run(self.clients.sync(), _plan(effect)))
         except self._errors as error:
             return effects.StoreFailed(f"redis: {type(error).__name__}")
+
+    @staticmethod
+    def _run(client: Any, commands: list[Command]) -> list[Any]:
+        if len(commands) == 1:
+            name, args, options = commands[0]
+            return [getattr(client, name)(*args, **options)]
+        pipe = client.pipeline(transaction=False)
+        for name, args, options in commands:
+            getattr(pipe, name)(*args, **options)
+        return list(pipe.execute())
+
+    def _revoke(self, effect: effects.StoreDelete) -> effects.StoreResult:
+        """Delete, then — when the primary has a replica — ``WAIT 1`` on the same
+        connection (one pipeline), per primary for a cluster."""
+        client = self.clients.sync()
+        if not self.clients.cluster:
+            return effects.StoreReply(self._revoke_on(client, "primary", _plan(effect), effect))
+        import redis
+
+        try:
+            return effects.StoreReply(self._revoke_in_cluster(client, effect))
+        except (redis.ConnectionError, redis.TimeoutError):
+            # The pipelines go straight to each primary, past the cluster client's own
+            # MOVED handling: after a fail-over its slot map may still name the dead node.
+            # Learn the map again and repeat once (DEL and SREM can be repeated).
+            client.nodes_manager.initialize()
+            return effects.StoreReply(self._revoke_in_cluster(client, effect))
+
+    def _revoke_in_cluster(self, client: Any, effect: effects.StoreDelete) -> int:
+        return sum(
+            self._revoke_on(target, node, commands, effect)
+            for node, target, commands in _cluster_plans(client, effect)
+        )
+
+    def _revoke_on(self, target: Any, node: str, commands: list[Command], effect: effects.StoreDelete) -> int:
+        wait = self.wait_ms > 0 and self.replicas.has_replica(node, target)
+        replies = self._run(target, [*commands, ("wait", (1, self.wait_ms), {})] if wait else commands)
+        if wait:
+            _confirmed(replies[-1], effect, node, self.wait_ms)
+        return _count(replies[0]) if commands[0][0] == "delete" else 0
+
+    # -- async (ASGI, the proxy) ---------------------------------------------------------------
 
     async def aperform(self, effect: effects.StoreEffect) -> effects.StoreResult:
         try:
             if isinstance(effect, effects.StoreGet):
                 return _interpret(effect, [await self._batched_get(effect.key)])
-            client = self._async_client()
+            if isinstance(effect, effects.StoreDelete):
+                if self.clients.cluster:
+                    # Per-node pipelines with WAIT are the sync client's (revocations are
+                    # rare: a thread is cheaper than a second cluster client per loop).
+                    return await asyncio.to_thread(self.perform, effect)
+                return await self._arevoke(effect)
+            client = self.clients.async_()
+            if isinstance(effect, effects.StorePing):
+                await client.ping()
+                return effects.StoreReply(await self.clients.adescribe())
             commands = _plan(effect)
             if len(commands) == 1:
                 name, args, options = commands[0]
@@ -159,6 +207,20 @@ class RedisStore:
             return _interpret(effect, replies)
         except self._errors as error:
             return effects.StoreFailed(f"redis: {type(error).__name__}")
+
+    async def _arevoke(self, effect: effects.StoreDelete) -> effects.StoreResult:
+        client = self.clients.async_()
+        commands = _plan(effect)
+        wait = self.wait_ms > 0 and await self.replicas.ahas_replica("primary", client)
+        if wait:
+            commands.append(("wait", (1, self.wait_ms), {}))
+        pipe = client.pipeline(transaction=False)
+        for name, args, options in commands:
+            getattr(pipe, name)(*args, **options)
+        replies = await pipe.execute()
+        if wait:
+            _confirmed(replies[-1], effect, "primary", self.wait_ms)
+        return _interpret(effect, replies)
 
     async def _batched_get(self, key: str) -> Any:
         """GET, batched: the reads that requests ask for while the previous batch is on its
@@ -190,7 +252,12 @@ class RedisStore:
 
     async def _mget(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         try:
-            values = await self._mget_on_own_connection([key for key, _ in batch])
+            keys = [key for key, _ in batch]
+            if self.clients.cluster:
+                # One MGET per node, in parallel (redis-py splits the keys by slot).
+                values = await self.clients.async_().mget_nonatomic(keys)
+            else:
+                values = await self._mget_on_own_connection(keys)
             if not isinstance(values, list) or len(values) != len(batch):
                 raise _NotRedis(type(values).__name__)
         except BaseException as error:  # every waiter learns of it; none is left hanging
@@ -216,7 +283,7 @@ class RedisStore:
             connection = self._read_connection
             reused = connection is not None
             if connection is None:
-                pool = self._async_client().connection_pool
+                pool = self.clients.async_().connection_pool
                 connection = self._read_connection = await pool.get_connection()
             try:
                 await connection.send_command("MGET", *keys)
@@ -230,23 +297,64 @@ class RedisStore:
         raise AssertionError("unreachable")
 
     def scan(self, pattern: str) -> Iterator[tuple[str, int]]:
-        """Keys matching ``pattern`` with their time to live, by SCAN (never KEYS). For the
-        command line (``cqrs-sso sessions``), never on a request's path."""
-        client = self._sync_client()
+        """Keys matching ``pattern`` with their time to live, by SCAN (never KEYS) — on
+        every primary of a cluster. For the command line (``cqrs-sso sessions``), never on a
+        request's path."""
+        client = self.clients.sync()
         for raw in client.scan_iter(match=pattern, count=500):
             key = raw.decode("ascii", "replace")
             yield key, int(client.ttl(key))
 
     def close(self) -> None:
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
+        self.clients.close()
 
     async def aclose(self) -> None:
         if self._read_connection is not None:
             await self._read_connection.disconnect()
             self._read_connection = None
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
+        await self.clients.aclose()
         self.close()
+
+
+def _cluster_plans(cluster: Any, effect: effects.StoreDelete) -> list[tuple[str, Any, list[Command]]]:
+    """A cluster delete as one pipeline per primary, run with that primary's own client:
+    ``WAIT`` counts only the writes made on its own connection. Each primary deletes the
+    keys it holds and removes every deleted key from the indexes it holds."""
+    nodes: dict[str, Any] = {}
+    commands: dict[str, list[Command]] = {}
+    own: dict[str, list[str]] = {}
+    for key in effect.keys:
+        node = cluster.get_node_from_key(key)
+        nodes[node.name] = node
+        own.setdefault(node.name, []).append(key)
+    for name, keys in own.items():
+        commands[name] = [("delete", tuple(keys), {})]
+    for index in effect.indexes:
+        node = cluster.get_node_from_key(index)
+        nodes[node.name] = node
+        commands.setdefault(node.name, []).append(("srem", (index, *effect.keys), {}))
+    return [(name, nodes[name].redis_connection, plan) for name, plan in commands.items()]
+
+
+def _count(reply: object) -> int:
+    if not isinstance(reply, int):
+        raise _NotRedis(type(reply).__name__)
+    return reply
+
+
+def _confirmed(acknowledged: object, effect: effects.StoreDelete, node: str, wait_ms: int) -> None:
+    if isinstance(acknowledged, int) and acknowledged >= 1:
+        return
+    log.warning(
+        "%s",
+        json.dumps(
+            {
+                "event": "revocation_unconfirmed",
+                "level": "warning",
+                "node": node,
+                "keys": len(effect.keys),
+                "waited_ms": wait_ms,
+                "meaning": "on the primary, not yet on a replica: a fail-over now could undo it",
+            }
+        ),
+    )

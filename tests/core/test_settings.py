@@ -280,7 +280,7 @@ def test_repr_never_shows_secrets(tmp_path: Path) -> None:
 
 def test_store_password_is_never_shown() -> None:
     settings = Settings(**valid(session_store="redis://:hunter2secret@cache:6379/0", redis_password="pw-xyz"))
-    assert settings.session.display_store == "redis://:***@cache:6379/0"
+    assert settings.session.display_store == "redis://:***@cache:6379/0 (standalone)"
     assert "pw-xyz" not in repr(settings)
     assert "hunter2secret" not in repr(settings)
 

@@ -18,7 +18,7 @@ from ..conftest import CLIENT_ID, GP_USER, NEW_USER, NO_EMAIL_USER, PASSWORD, Fa
 from ..helpers import APP_ORIGIN, HTML, AppClient, Journey, form_fields, path_of, visible_text
 
 
-@pytest.fixture(params=["cookie", "memory", "redis"])
+@pytest.fixture(params=["cookie", "memory", "redis", "redis-tls", "sentinel", "cluster"])
 def session_store(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

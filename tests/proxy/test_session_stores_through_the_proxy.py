@@ -12,7 +12,7 @@ import pytest
 
 from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
-from ..conftest import GP_USER, NEW_USER, REDIS_URL, SENSITIVE
+from ..conftest import GP_USER, NEW_USER, REDIS_URL, SENSITIVE, topology_settings
 from ..helpers import HTML
 from .conftest import Browser, ProxyProcess
 
@@ -38,7 +38,7 @@ def test_seed_steps_through_the_proxy_on_each_store(
     assert browser.sign_in(GP_USER).status_code == 303
     assert browser.get("/messages").json()["headers"]["x-forwarded-user"] == GP_USER
     ready = browser.client.get(proxy.url + "/readyz").json()
-    assert ready["session_store"] == f"{'redis' if store == 'redis' else store}: ok"
+    assert ready["session_store"] == ("redis (standalone): ok" if store == "redis" else f"{store}: ok")
     assert make_browser(proxy.url).sign_in(NEW_USER).status_code == 403
 
 
@@ -54,19 +54,17 @@ def sign_out(browser: Browser, origin: str, public_origin: str) -> None:
     assert reply.status_code == 303, reply.text[:300]  # ended here; on to the provider's sign-out
 
 
-@pytest.fixture
+@pytest.fixture(params=["redis", "redis-tls", "sentinel", "cluster"])
 def two_instances(
-    start_proxy: Callable[..., ProxyProcess], redis_prefix: str
+    start_proxy: Callable[..., ProxyProcess], request: pytest.FixtureRequest
 ) -> tuple[ProxyProcess, ProxyProcess]:
-    """Two proxies of one service behind a load balancer: one Redis, one set of secret
-    keys, one client id and public origin."""
+    """Two proxies of one service behind a load balancer: one Redis (one server, TLS,
+    Sentinel or Cluster), one set of secret keys, one client id and public origin."""
     key = secrets.token_urlsafe(32)
     SENSITIVE.add(key)
-    shared = {
-        "CQRS_SSO_SESSION_STORE": REDIS_URL,
-        "CQRS_SSO_SESSION_KEY_PREFIX": redis_prefix,
-        "CQRS_SSO_SECRET_KEYS": key,
-    }
+    values = topology_settings(request.param, request)
+    shared = {f"CQRS_SSO_{name.upper()}": str(value) for name, value in values.items()}
+    shared["CQRS_SSO_SECRET_KEYS"] = key
     first = start_proxy(**shared)
     port = first.url.rsplit(":", 1)[1]
     second = start_proxy(**shared, CQRS_SSO_CLIENT_ID=f"proxy-{port}", CQRS_SSO_BASE_URL=first.url)

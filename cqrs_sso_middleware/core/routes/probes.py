@@ -32,7 +32,7 @@ class Probes:
         store = self.store_description
         if not self.keeper.stateless:
             try:
-                yield from self.keeper.ping()
+                reaches = yield from self.keeper.ping()
             except StoreProblem as problem:
                 body = {
                     "status": "not ready",
@@ -40,6 +40,8 @@ class Probes:
                     "session_store": f"{store}: {str(problem)[:200]}",
                 }
                 return JsonReply(503, body)
+            if reaches:
+                store = f"{store} ({reaches})"
         return JsonReply(200, {"status": "ready", "provider": "ok", "session_store": f"{store}: ok"})
 
     @staticmethod

@@ -236,8 +236,10 @@ class SessionKeeper:
         """First use of a single-use value (a login state, a logout token's ``jti``)?"""
         return _reply((yield StoreClaim(key, max(1, ttl_seconds)))) is True
 
-    def ping(self) -> Generator[StoreEffect, EffectResult, None]:
-        _reply((yield StorePing()))
+    def ping(self) -> Generator[StoreEffect, EffectResult, str]:
+        """The store answers; returns what it says it reaches (a topology, a primary)."""
+        value = _reply((yield StorePing()))
+        return value if isinstance(value, str) else ""
 
 
 def _not_loaded(reason: str | None) -> LoadedSession:
