@@ -277,3 +277,16 @@ def test_batched_reads_survive_redis_dropping_their_connection(redis_prefix: str
     killer.close()
     assert _value(first) == b"v"
     assert _value(second) == b"v"
+
+
+def test_a_delete_of_keys_in_different_slots_of_one_primary_deletes_them_all(
+    perform: Callable[[StoreEffect], Any], backend: tuple[StoreBackend, str]
+) -> None:
+    """A cluster primary refuses one DEL of keys in different slots (CROSSSLOT), although it
+    holds them all; the same holds on every other topology trivially."""
+    _, prefix = backend
+    keys = [f"{prefix}slots:{number}" for number in range(40)]  # several slots on every primary
+    for key in keys:
+        assert perform(StorePut(key, b"v", 60)) is True
+    assert perform(StoreDelete(tuple(keys))) == len(keys)
+    assert all(perform(StoreGet(key)) is None for key in keys)

@@ -177,7 +177,9 @@ class RedisStore:
         replies = self._run(target, [*commands, ("wait", (1, self.wait_ms), {})] if wait else commands)
         if wait:
             _confirmed(replies[-1], effect, node, self.wait_ms)
-        return _count(replies[0]) if commands[0][0] == "delete" else 0
+        # replies: one per command, then WAIT's
+        deleted = [reply for (name, _, _), reply in zip(commands, replies, strict=False) if name == "delete"]
+        return sum(_count(reply) for reply in deleted)
 
     # -- async (ASGI, the proxy) ---------------------------------------------------------------
 
@@ -328,7 +330,9 @@ def _cluster_plans(cluster: Any, effect: effects.StoreDelete) -> list[tuple[str,
         nodes[node.name] = node
         own.setdefault(node.name, []).append(key)
     for name, keys in own.items():
-        commands[name] = [("delete", tuple(keys), {})]
+        # One DEL per key: a primary refuses a DEL whose keys are in different slots
+        # (CROSSSLOT), even when it holds them all.
+        commands[name] = [("delete", (key,), {}) for key in keys]
     for index in effect.indexes:
         node = cluster.get_node_from_key(index)
         nodes[node.name] = node
