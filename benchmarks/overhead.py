@@ -1,6 +1,7 @@
 """Time of an authenticated request through the middleware vs. the bare app, in one process.
 
     .venv/bin/python benchmarks/overhead.py [--requests N] [--repeats R] [--stores cookie,memory,redis]
+    .venv/bin/python benchmarks/overhead.py --rules      # the cost of three access rules
 
 Both drivers are called directly (no server, no sockets), with a valid session cookie, so
 the difference is exactly what the middleware adds per signed-in request: parse the
@@ -19,10 +20,12 @@ import asyncio
 import secrets
 import statistics
 import time
+import timeit
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, SSOMiddleware, User
+from cqrs_sso_middleware.core.authorisation import AccessRules, rules_from_value
 from cqrs_sso_middleware.core.interpreter import StoreOnly, run_sync
 from cqrs_sso_middleware.core.sessions.session import Session
 
@@ -30,7 +33,15 @@ TARGETS_US = {("WSGI", "cookie"): 10.0, ("ASGI", "cookie"): 15.0}
 SERVER_SIDE_TARGET_US = 150.0
 
 
-def settings(store: str) -> Settings:
+THREE_RULES = (
+    {"paths": ["/approvals", "/approvals/**"], "roles": ["CQRS.Approver"]},
+    {"paths": ["/admin/**"], "roles": ["CQRS.Admin"]},
+    {"paths": ["re:/declarations(/.*)?"], "max_auth_age_seconds": 900},
+)
+RULES_TARGET = 1.10  # the overhead with three rules, against none
+
+
+def settings(store: str, **more: Any) -> Settings:
     return Settings(
         issuer="https://login.microsoftonline.com/5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4/v2.0",
         client_id="bench",
@@ -40,6 +51,7 @@ def settings(store: str) -> Settings:
         account_lookup=lambda identity: None,
         session_store=store,
         session_key_prefix="cqrs_sso_bench:",
+        **more,
     )
 
 
@@ -179,13 +191,57 @@ def measure(store: str, requests: int, repeats: int) -> None:
     report("ASGI", label, bare_a, wrapped_a)
 
 
+def measure_rules(requests: int, repeats: int) -> None:
+    """The added cost per signed-in request (cookie store, a path no rule names, so every
+    rule is tried), without rules and with three, interleaved."""
+    print(f"access rules: {requests} requests x {repeats} runs, cookie store, GET /messages, best run shown")
+    for name in ("WSGI", "ASGI"):
+        added: dict[int, list[float]] = {0: [], 3: []}
+        apps = {}
+        for count in (0, 3):
+            more = {"access_rules": THREE_RULES} if count else {}
+            wrapped: Any = (SSOMiddleware if name == "WSGI" else ASGISSOMiddleware)(
+                bare_wsgi if name == "WSGI" else bare_asgi, settings("cookie", **more)
+            )
+            apps[count] = (wrapped, session_cookie(wrapped))
+        for _ in range(repeats):
+            for count, (wrapped, cookie) in apps.items():
+                if name == "WSGI":
+                    environ = {**ENVIRON, "HTTP_COOKIE": cookie}
+                    bare = time_wsgi(bare_wsgi, environ, requests)
+                    added[count].append(time_wsgi(wrapped, environ, requests) - bare)
+                else:
+                    scope = scope_with(cookie)
+
+                    async def both(app: Any = wrapped, scope: dict[str, Any] = scope) -> float:
+                        bare = await time_asgi(bare_asgi, scope, requests)
+                        return await time_asgi(app, scope, requests) - bare
+
+                    added[count].append(asyncio.run(both()))
+        best_none, best_three = min(added[0]), min(added[3])
+        ratio = best_three / best_none
+        print(
+            f"{name} cookie: added {best_none:5.2f} µs without rules, {best_three:5.2f} µs with three "
+            f"({ratio:.2f}x; target ≤ {RULES_TARGET:.2f}x: {'met' if ratio <= RULES_TARGET else 'MISSED'})"
+        )
+    # rule_for remembers its answer per path; a path never seen before pays the matching.
+    rules = AccessRules(rules_from_value(list(THREE_RULES)))
+    paths = [f"/messages/{number}" for number in range(requests)]
+    best = min(timeit.repeat(lambda: [rules._first_match(p) for p in paths], number=1, repeat=repeats))
+    print(f"a path not seen before: +{best / requests * 1e6:.2f} µs to find that no rule matches it")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--stores", default="cookie,memory,redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    parser.add_argument("--rules", action="store_true", help="measure three access rules against none")
     args = parser.parse_args()
+    if args.rules:
+        measure_rules(args.requests, args.repeats)
+        return
     print(
         f"authenticated GET, {args.requests} requests (Redis: a tenth) x {args.repeats} runs, best run shown"
     )

@@ -21,6 +21,7 @@ import sys
 import time
 from typing import TextIO
 
+from .core.authorisation import AccessRules
 from .core.errors import ProviderError
 from .core.interpreter import run_sync
 from .core.oidc.client import credential_verdict
@@ -63,6 +64,11 @@ def _describe(settings: Settings, out: TextIO, err: TextIO) -> None:
         method += f" ({provider.client_assertion_algorithm})"
     print(f"token auth:    {method}", file=out)
     print(f"session store: {settings.session.display_store}", file=out)
+    rules = AccessRules(settings.access.access_rules)
+    for number, rule in enumerate(rules.rules, start=1):
+        print(f"access rule {number}: {rule.describe()}", file=out)
+    for warning in [*rules.shadowed(), *rules.public_overlaps(site.public_paths)]:
+        print(f"warning: {warning}", file=err)
     for pattern in site.public_paths:
         if too_broad(pattern):
             print(

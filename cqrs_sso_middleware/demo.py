@@ -3,8 +3,9 @@ provider, both on loopback. ``cqrs-sso demo`` / ``make demo`` run it.
 
 Demo users (password ``cqrs-demo``): ``gp.user@nhs.net`` has a CQRS account (step 3 of the
 CQRS sign-on user guide: the message centre); ``new.user@nhs.net`` has NHSmail but no CQRS
-account (step 5: "no CQRS account is associated with …"). Any other address or a wrong
-password is refused by the provider (step 4).
+account (step 5: "no CQRS account is associated with …"); ``approver@nhs.net`` has an
+account and the NHSmail app role CQRS.Approver, which the demo's access rules ask for on
+/approvals. Any other address or a wrong password is refused by the provider (step 4).
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ DEMO_CLIENT_SECRET = "cqrs-demo-client-secret"  # noqa: S105 - a published demo 
 DEMO_PASSWORD = "cqrs-demo"  # noqa: S105 - a published demo value
 GP_USER = "gp.user@nhs.net"
 NEW_USER = "new.user@nhs.net"
+APPROVER = "approver@nhs.net"
+# Access rules of the demo (docs/authorisation.md): approvals for one Entra app role, the
+# administration pages for a role nobody in the demo has, declarations only with a sign-in
+# at most 15 minutes old (a step-up).
+DEMO_ACCESS_RULES = (
+    {"paths": ["/approvals", "/approvals/**"], "roles": ["CQRS.Approver"]},
+    {"paths": ["/admin", "/admin/**"], "roles": ["CQRS.Admin"]},
+    {"paths": ["/declarations", "/declarations/**"], "max_auth_age_seconds": 900},
+)
+DEMO_ROLE_LABELS = {"CQRS.Approver": "CQRS approver", "CQRS.Admin": "CQRS administrator"}
+PAGES = {"/approvals": "Approvals", "/admin": "Administration", "/declarations": "Declarations"}
 APP_PORT = 8000
 PROVIDER_PORT = 8001
 
@@ -55,31 +67,44 @@ def demo_users() -> list[DemoUser]:
             "7c2e9a41-5b3d-4f6a-8e1c-2d4f6a8b0c1e",
             company_name="Riverside Practice (Y00002)",
         ),
+        DemoUser(
+            APPROVER,
+            DEMO_PASSWORD,
+            "Alex Approver",
+            "3a9d5e27-1c4b-4e8f-b6a2-9d0c1e2f3a4b",
+            roles=("CQRS.Approver",),
+        ),
     ]
 
 
 def demo_account_lookup(identity: Identity) -> Account | None:
-    """The demo's CQRS accounts: only the GP user has one."""
+    """The demo's CQRS accounts: the GP user's and the approver's; the new user has none."""
     if identity.email == GP_USER:
         return Account(
             "CQRS-0001", GP_USER, {"organisation": "Demo Surgery (Y00001)", "role": "GP practice user"}
         )
+    if identity.email == APPROVER:
+        return Account("CQRS-0003", APPROVER, {"organisation": "Demo ICB (QWE)", "role": "Approver"})
     return None
 
 
-def _message_centre(user: User | None) -> str:
+def _message_centre(user: User | None, path: str = "/") -> str:
     if user is None:
         return "<p>No user was injected.</p>"
     name, email = html.escape(user.display_name), html.escape(user.email)
     organisation = html.escape(user.account.attributes.get("organisation", ""))
+    title = next((words for prefix, words in PAGES.items() if path.startswith(prefix)), "Message centre")
+    roles = html.escape(", ".join(sorted(user.roles)) or "none")
+    links = " · ".join(f'<a href="{prefix}">{words}</a>' for prefix, words in PAGES.items())
     return f"""<!DOCTYPE html>
-<html lang="en-GB"><head><meta charset="utf-8"><title>Message centre – CQRS</title>
+<html lang="en-GB"><head><meta charset="utf-8"><title>{title} – CQRS</title>
 <link rel="stylesheet" href="/oauth2/static/cqrs.css"></head>
 <body><header class="banner"><div class="banner-inner"><span class="nhs-logo" aria-hidden="true">NHS</span>
 <span class="service-name">Calculating Quality Reporting Service</span></div></header>
-<main id="main" class="page"><h1>Message centre</h1>
+<main id="main" class="page"><h1>{title}</h1>
 <p>Welcome, <strong>{name}</strong> ({email}).</p>
-<p>Organisation: {organisation}</p>
+<p>Organisation: {organisation}. Roles: {roles}.</p>
+<nav aria-label="CQRS"><p><a href="/messages">Message centre</a> · {links}</p></nav>
 <div class="card"><h2>Messages</h2><p>You have no new messages.</p></div>
 <form method="post" action="/oauth2/sign_out"><button type="submit" class="button">Sign out</button></form>
 </main></body></html>"""
@@ -87,13 +112,13 @@ def _message_centre(user: User | None) -> str:
 
 def message_centre_asgi() -> Starlette:
     async def home(request: Request) -> HTMLResponse:
-        return HTMLResponse(_message_centre(request.scope.get("cqrs_sso.user")))
+        return HTMLResponse(_message_centre(request.scope.get("cqrs_sso.user"), request.url.path))
 
-    return Starlette(routes=[Route("/", home), Route("/messages", home)])
+    return Starlette(routes=[Route("/", home), Route("/{page:path}", home)])
 
 
 def message_centre_wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    body = _message_centre(environ.get("cqrs_sso.user"))
+    body = _message_centre(environ.get("cqrs_sso.user"), environ.get("PATH_INFO", "/"))
     return WSGIResponse(body, content_type="text/html; charset=utf-8")(environ, start_response)
 
 
@@ -120,6 +145,8 @@ def demo_settings(provider_url: str, app_url: str, **overrides: Any) -> Settings
         # One process: the memory store lets sign-out revoke, "sign out everywhere" and
         # the provider's front-channel logout work in the demo.
         "session_store": "memory",
+        "access_rules": DEMO_ACCESS_RULES,
+        "role_labels": DEMO_ROLE_LABELS,
         **overrides,
     }
     return Settings(**values)
@@ -197,8 +224,12 @@ CQRS single sign-on demo ({variant.upper()} app)
 
   Demo users, password '{DEMO_PASSWORD}':
     {GP_USER:<20} has a CQRS account: the message centre opens
+    {APPROVER:<20} has a CQRS account and the NHSmail app role CQRS.Approver: /approvals opens
     {NEW_USER:<20} has no CQRS account: "no CQRS account is associated with …"
     any other address or a wrong password is refused by the NHSmail sign-in page
+
+  Access rules: /approvals needs CQRS.Approver, /admin needs CQRS.Admin (nobody has it),
+  /declarations needs a sign-in at most 15 minutes old (NHSmail asks for the password again).
 
 Open {stack.app_server.url} in a browser. Press Ctrl-C to stop.
 """,

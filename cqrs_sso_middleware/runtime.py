@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .audit import AuditObserver, AuditSink, ensure_log_output
+from .core.authorisation import ClaimHeaders
 from .core.errors import ConfigError
 from .core.oidc.client_auth import ClientAssertionSigner
 from .core.protocol import (
@@ -123,7 +124,12 @@ class Runtime:
                 page_defaults(settings),
             ),
             cookie_names=CookieNames(settings.session.cookie_name, secure=settings.site.is_https),
-            identity_headers=IdentityHeaders(proxy.user_header, proxy.email_header, proxy.account_header),
+            identity_headers=IdentityHeaders(
+                proxy.user_header,
+                proxy.email_header,
+                proxy.account_header,
+                ClaimHeaders(settings.access.claim_headers),
+            ),
             provider_call=provider_call or provider_http.acall,
         )
 

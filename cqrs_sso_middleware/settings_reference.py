@@ -26,7 +26,7 @@ def _default(setting: Field[object]) -> str:
     if setting.default is MISSING and setting.default_factory is MISSING:
         return "required"
     value = setting.default if setting.default is not MISSING else setting.default_factory()  # type: ignore[operator]
-    if value in ("", None, ()):
+    if value in ("", None, ()) or value == {}:
         return "—"
     if isinstance(value, tuple):
         return "`" + ",".join(str(v) for v in value) + "`"

@@ -30,7 +30,8 @@ PASSWORD = "cqrs-demo"
 GP_USER = "gp.user@nhs.net"
 NEW_USER = "new.user@nhs.net"
 NO_EMAIL_USER = "member.user@nhs.net"  # a member user without an `email` claim
-ACCOUNTS = {GP_USER: "CQRS-0001", NO_EMAIL_USER: "CQRS-0002"}
+APPROVER = "approver@nhs.net"  # has the Entra app role CQRS.Approver
+ACCOUNTS = {GP_USER: "CQRS-0001", NO_EMAIL_USER: "CQRS-0002", APPROVER: "CQRS-0003"}
 
 
 class SuiteLog(logging.Handler):
@@ -107,6 +108,7 @@ def provider_server() -> Iterator[NHSmailLikeProvider]:
         DemoUser(GP_USER, PASSWORD, "Dr Gita Patel"),
         DemoUser(NEW_USER, PASSWORD, "Nia Evans", company_name="Riverside Practice (Y00002)"),
         DemoUser(NO_EMAIL_USER, PASSWORD, "Sam Member", include_email_claim=False),
+        DemoUser(APPROVER, PASSWORD, "Alex Approver", roles=("CQRS.Approver",)),
     ]
     client = DemoClient(
         CLIENT_ID,
@@ -129,6 +131,7 @@ def provider(provider_server: NHSmailLikeProvider) -> Iterator[NHSmailLikeProvid
     yield provider_server
     provider_server.faults = ProviderFaults()
     provider_server.single_sign_on = False
+    provider_server.sends_auth_time = False
     provider_server.sso_sessions.clear()
 
 
@@ -274,6 +277,7 @@ def echo_wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> li
         "user": user.email if user else None,
         "remote_user": environ.get("REMOTE_USER"),
         "account_id": user.account.account_id if user else None,
+        "roles": sorted(user.roles) if user else None,
         "identity_headers": leaked,
     }
     start_response("200 OK", [("Content-Type", "application/json")])
@@ -290,6 +294,7 @@ async def _echo(request: Request) -> JSONResponse:
             "starlette_user": request.user.display_name if "user" in request.scope else None,
             "auth": list(request.auth.scopes) if "auth" in request.scope else None,
             "account_id": user.account.account_id if user else None,
+            "roles": sorted(user.roles) if user else None,
             "identity_headers": leaked,
         }
     )

@@ -3,6 +3,7 @@ problem is named in one pass, and nothing a deployer can cause ends in a traceba
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -188,6 +189,29 @@ def test_a_misspelt_variable_is_a_warning_with_did_you_mean(provider: NHSmailLik
         "config warning: CQRS_SSO_SESION_STORE is not a setting (did you mean 'CQRS_SSO_SESSION_STORE'?)"
         in result.stderr
     )
+
+
+def test_check_config_lists_the_access_rules_and_warns_of_shadowed_and_opened_ones(
+    provider: NHSmailLikeProvider,
+) -> None:
+    rules = [
+        {"paths": ["/approvals/**"], "roles": ["CQRS.Approver"]},
+        {"paths": ["/approvals/2026/**"], "roles": ["CQRS.Admin"]},
+        {"paths": ["/declarations/**"], "max_auth_age_seconds": 900},
+    ]
+    env = settings_env(
+        provider, CQRS_SSO_ACCESS_RULES=json.dumps(rules), CQRS_SSO_PUBLIC_PATHS="/declarations/help/*"
+    )
+    result = cli("check-config", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "access rule 1: /approvals/**: roles CQRS.Approver" in result.stdout
+    assert "access rule 3: /declarations/**: signed in within 900 s" in result.stdout
+    assert (
+        "warning: access rule 2 (/approvals/2026/**: roles CQRS.Admin) never decides: "
+        "rule 1 (/approvals/**: roles CQRS.Approver) matches its paths first" in result.stderr
+    )
+    assert "warning: public_paths '/declarations/help/*' opens paths of access rule 3" in result.stderr
+    no_traceback(result)
 
 
 def test_the_production_example_names_all_it_lacks_in_one_pass() -> None:

@@ -39,14 +39,18 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """A CQRS account, as the deployer's ``account_lookup`` found it."""
+    """A CQRS account, as the deployer's ``account_lookup`` found it. ``roles`` are the
+    roles CQRS itself gives this account (practice user, approver…), joined with those
+    NHSmail sends (``User.roles``)."""
 
     account_id: str
     email: str = ""
     attributes: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    roles: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attributes", _frozen(self.attributes))
+        object.__setattr__(self, "roles", clean_roles(self.roles))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,37 @@ class User:
     @property
     def email(self) -> str:
         return self.identity.email
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """Every role this person has: the ID token's ``roles`` (Entra app roles), its
+        ``groups`` (group object ids) and the account's own ``roles``."""
+        return frozenset((*token_roles(self.identity.claims), *self.account.roles))
+
+
+def clean_roles(roles: object) -> tuple[str, ...]:
+    """Roles as given by a lookup or a claim: strings, trimmed, without duplicates; a
+    string is one role (or several, ``;``-separated, as a CSV cell holds them)."""
+    if isinstance(roles, str):
+        roles = roles.split(";")
+    if not isinstance(roles, list | tuple | set | frozenset):
+        return ()
+    seen = dict.fromkeys(r.strip() for r in roles if isinstance(r, str) and r.strip())
+    return tuple(seen)
+
+
+def token_roles(claims: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ID token's ``roles`` and ``groups`` claims (OIDC leaves both to the provider;
+    Entra sends app roles and group object ids as arrays of strings)."""
+    return (*clean_roles(claims.get("roles", ())), *clean_roles(claims.get("groups", ())))
+
+
+def groups_overage(claims: Mapping[str, Any]) -> bool:
+    """Entra's groups overage: too many groups for a token, so ``groups`` is replaced by
+    ``_claim_names``/``_claim_sources`` pointing at Microsoft Graph (OIDC Core §5.6.2,
+    aggregated and distributed claims). Signing in without the groups would be wrong."""
+    names = claims.get("_claim_names")
+    return isinstance(names, dict) and "groups" in names and "groups" not in claims
 
 
 def email_from_claims(claims: Mapping[str, Any]) -> str:

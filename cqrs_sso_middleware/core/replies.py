@@ -35,6 +35,22 @@ def unauthenticated(prefix: str, return_path: str | None = None) -> JsonReply:
     )
 
 
+def step_up_required(prefix: str, return_path: str, max_age: int) -> JsonReply:
+    """401 for an API call to a path whose rule needs a more recent sign-in: the page that
+    asks for it is named, as for ``unauthenticated``."""
+    url = f"{sign_in_url(prefix, return_path)}&max_auth_age={max_age}"
+    return JsonReply(
+        401,
+        {"error": "step_up_required", "sign_in_url": url, "max_auth_age": max_age},
+        (("WWW-Authenticate", f'CQRS-SSO realm="CQRS", sign_in="{url}", max_age="{max_age}"'),),
+    )
+
+
+def forbidden() -> JsonReply:
+    """403 for an API call by a signed-in person without a role the path's rule needs."""
+    return JsonReply(403, {"error": "forbidden"})
+
+
 def temporarily_unavailable() -> JsonReply:
     return JsonReply(503, {"error": "temporarily_unavailable"}, RETRY_AFTER)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from . import replies
 from .accounts import AccountCheck
+from .authorisation import ClaimHeaders
 from .context import RequestContext
 from .oidc.client import ProviderState, RelyingParty
 from .oidc.client_auth import ClientAssertionSigner
@@ -40,6 +41,7 @@ from .protocol import (
     is_flow,
 )
 from .routes.access import Access, ForwardAuth
+from .routes.authorise import Authorise
 from .routes.callback import Callback
 from .routes.logout_channels import LogoutChannels
 from .routes.probes import Probes
@@ -97,6 +99,7 @@ class Router:
             self.timeouts,
             Deployment(settings.provider.issuer, settings.provider.client_id),
             session.session_key_prefix,
+            frozenset(role for rule in settings.access.access_rules for role in rule.roles),
         )
         self.cookies = SessionCookies(self.keeper, names, policy)
         self.rp = RelyingParty(settings.provider, site.redirect_uri, signer, provider_state)
@@ -105,7 +108,8 @@ class Router:
         attempts = AttemptCookies(session.secret_keys, names.attempt_prefix)
         csrf = CsrfGuard(session.secret_keys, site.base_url, names, policy)
         starter = SignInStarter(self.rp, attempts, policy, names, settings.provider.shared_devices)
-        sign_in = SignIn(settings, starter, csrf, self.cookies)
+        authorise = Authorise(settings)
+        sign_in = SignIn(settings, starter, csrf, self.cookies, authorise.rules)
         results = SignInResults(
             session.secret_keys,
             self.keeper.deployment,
@@ -116,8 +120,12 @@ class Router:
             settings.pages.help_email,
         )
         callback = Callback(settings, self.rp, attempts, policy, self.keeper, writer, accounts, results)
-        self.access = Access(settings, starter, accounts, self.keeper, writer, self.cookies, results)
-        forward_auth = ForwardAuth(settings, self.access, self.public)
+        self.access = Access(
+            settings, starter, accounts, self.keeper, writer, self.cookies, results, authorise
+        )
+        forward_auth = ForwardAuth(
+            settings, self.access, self.public, ClaimHeaders(settings.access.claim_headers)
+        )
         sign_out = SignOut(settings, self.rp, csrf, self.keeper, self.cookies)
         logout = LogoutChannels(settings, self.rp, self.keeper, self.cookies)
         probes = Probes(self.rp, self.keeper, store_description or self.keeper.kind)
@@ -125,8 +133,10 @@ class Router:
         self.routes: dict[tuple[str, str], Route] = {
             ("GET", "/sign_in"): Route(sign_in.page, session=True),
             ("POST", "/start"): Route(sign_in.start, api=False),
-            ("GET", "/callback"): Route(callback),
+            # The session is loaded so that a step-up can keep it (routes/callback.py).
+            ("GET", "/callback"): Route(callback, session=True),
             ("GET", "/sign_in_result"): Route(results.page),
+            ("GET", "/forbidden"): Route(authorise.page, session=True),
             ("GET", "/sign_out"): Route(sign_out.page, session=True),
             ("POST", "/sign_out"): Route(sign_out.post, session=True, api=False),
             ("GET", "/signed_out"): Route(sign_out.signed_out),

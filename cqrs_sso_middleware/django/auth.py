@@ -37,7 +37,14 @@ class CQRSRemoteUserMiddleware(RemoteUserMiddleware):
 
 
 class CQRSRemoteUserBackend(RemoteUserBackend):
-    """Users from the CQRS session: created on first sign-in, kept in step, never otherwise."""
+    """Users from the CQRS session: created on first sign-in, kept in step, never otherwise.
+
+    At every sign-in the user's name and email follow the CQRS identity, and their Django
+    groups are set to exactly their CQRS roles (``User.roles``: Entra app roles, group ids
+    and the account's own), each group made when first needed — so ``user.groups`` and
+    Django permissions granted to those groups follow NHSmail and the CQRS account. Manage
+    access through roles, not by editing these users' groups by hand: the next sign-in puts
+    them back."""
 
     create_unknown_user = True
 
@@ -63,3 +70,11 @@ class CQRSRemoteUserBackend(RemoteUserBackend):
             setattr(user, field, changes[field])
         if changed:
             user.save(update_fields=changed)
+        _set_groups(user, signed_in.roles)
+
+
+def _set_groups(user: AbstractBaseUser, roles: frozenset[str]) -> None:
+    from django.contrib.auth.models import Group
+
+    groups = [Group.objects.get_or_create(name=role[:150])[0] for role in sorted(roles)]
+    user.groups.set(groups)

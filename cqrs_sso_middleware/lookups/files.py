@@ -10,9 +10,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.identity import Account, Identity
+from ..core.identity import Account, Identity, clean_roles
 
 log = logging.getLogger("cqrs_sso.lookup")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(str(item) for item in value)
+    return str(value)
 
 
 class FileAccountLookup:
@@ -41,8 +49,10 @@ class FileAccountLookup:
         if bound_oid and bound_oid != identity.object_id.lower():
             log.warning("account for %s is bound to another Entra object id", identity.email)
             return None
-        attributes = {k: v for k, v in row.items() if k not in {"email", "account_id", "oid"}}
-        return Account(row.get("account_id") or identity.email, identity.email, attributes)
+        attributes = {k: v for k, v in row.items() if k not in {"email", "account_id", "oid", "roles"}}
+        # roles: a CSV cell of ";"-separated roles, or a JSON array (kept ";"-joined here).
+        roles = clean_roles(row.get("roles", ""))
+        return Account(row.get("account_id") or identity.email, identity.email, attributes, roles)
 
     def _reload_if_changed(self) -> None:
         try:
@@ -60,7 +70,7 @@ class FileAccountLookup:
         for row in rows:
             email = str(row.get("email") or "").strip().lower()
             if email:
-                accounts[email] = {str(k): "" if v is None else str(v) for k, v in row.items()}
+                accounts[email] = {str(k): _cell(v) for k, v in row.items()}
         self._accounts, self._mtime = accounts, mtime
 
     @staticmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from ..core.identity import Account, Identity
+from ..core.identity import Account, Identity, clean_roles
 
 
 class HTTPAccountLookup:
@@ -27,8 +27,11 @@ class HTTPAccountLookup:
         data = reply.json()
         if not isinstance(data, dict):
             raise LookupError("account endpoint did not answer a JSON object")
-        attributes = {str(k): str(v) for k, v in data.items() if k not in {"account_id", "email"}}
-        return Account(str(data.get("account_id") or identity.email), identity.email, attributes)
+        attributes = {str(k): str(v) for k, v in data.items() if k not in {"account_id", "email", "roles"}}
+        roles = data.get("roles", ())  # a JSON array of role names (or one ";"-separated string)
+        return Account(
+            str(data.get("account_id") or identity.email), identity.email, attributes, clean_roles(roles)
+        )
 
     def close(self) -> None:
         self._client.close()

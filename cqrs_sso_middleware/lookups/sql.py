@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.identity import Account, Identity
+from ..core.identity import Account, Identity, clean_roles
 
 
 class SQLAccountLookup:
@@ -31,7 +31,8 @@ class SQLAccountLookup:
         row = {str(k): "" if v is None else str(v) for k, v in rows[0].items()}
         account_id = row.pop("account_id", "") or identity.email
         row.pop("email", None)
-        return Account(account_id, identity.email, row)
+        roles = row.pop("roles", "")  # a "roles" column: ";"-separated role names
+        return Account(account_id, identity.email, row, clean_roles(roles))
 
     def close(self) -> None:
         self._engine.dispose()

@@ -77,6 +77,8 @@ class NHSmailLikeProvider:
         self.sso_sessions: dict[str, SingleSignOnSession] = {}
         # Entra's front-channel request carries sid only; True sends iss too (the spec's form).
         self.frontchannel_sends_iss = False
+        # Entra sends auth_time only when the registration asks for it (an optional claim).
+        self.sends_auth_time = False
         # Every code and token handed out, so tests can prove none of them reaches a log.
         self.issued_secrets: list[str] = []
         self.client_auth = ClientAuthentication(self.clients, self._endpoint("token"), clock)
@@ -189,7 +191,7 @@ class NHSmailLikeProvider:
         user = self.users.get(params.get("login", "").strip().lower())
         if user is None or not hmac.compare_digest(user.password.encode(), params.get("passwd", "").encode()):
             return HTMLResponse(login_page(params, error=WRONG_CREDENTIALS))
-        sso = SingleSignOnSession(user.email.lower())
+        sso = SingleSignOnSession(user.email.lower(), started_at=self.clock())
         cookie = secrets.token_urlsafe(24)
         self.sso_sessions[cookie] = sso
         response = self._issue_code(client, redirect_uri, user, params, state, sso)
@@ -222,6 +224,7 @@ class NHSmailLikeProvider:
             scope=params.get("scope", ""),
             expires_at=self.clock() + CODE_LIFETIME_SECONDS,
             sid=sso.sid,
+            auth_time=int(sso.started_at),
         )
         query = {"code": code, **({"state": state} if state else {})}
         return RedirectResponse(f"{redirect_uri}?{urlencode(query)}", status_code=302)
@@ -289,7 +292,13 @@ class NHSmailLikeProvider:
                 "scope": grant.scope,
                 "expires_in": ID_TOKEN_LIFETIME_SECONDS,
                 "access_token": access_token,
-                "id_token": self.id_token_for(grant.user, client.client_id, grant.nonce, sid=grant.sid),
+                "id_token": self.id_token_for(
+                    grant.user,
+                    client.client_id,
+                    grant.nonce,
+                    sid=grant.sid,
+                    **({"auth_time": grant.auth_time} if self.sends_auth_time else {}),
+                ),
             },
             headers=headers,
         )
@@ -324,6 +333,8 @@ class NHSmailLikeProvider:
             claims["email"] = user.email
         if user.company_name:
             claims["companyName"] = user.company_name
+        if user.roles:
+            claims["roles"] = list(user.roles)  # Entra app roles assigned to the user
         if nonce:
             claims["nonce"] = nonce
         if sid:

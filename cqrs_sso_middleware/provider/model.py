@@ -30,6 +30,7 @@ class DemoUser:
     # Sent as "companyName" when set: what an app registration's claims mapping can add
     # from the directory's company (organisation) attribute.
     company_name: str = ""
+    roles: tuple[str, ...] = ()  # app roles assigned in the enterprise application
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class CodeGrant:
     scope: str
     expires_at: float
     sid: str = ""
+    auth_time: int = 0  # when the person typed their password (the SSO session began)
 
 
 @dataclass

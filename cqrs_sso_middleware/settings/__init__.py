@@ -2,7 +2,7 @@
 
 ``Settings(client_id=…, secret_keys=…, …)`` takes every setting by its flat name (as in
 ``CQRS_SSO_*`` variables and TOML) and files it in its section: ``settings.provider``,
-``.site``, ``.session``, ``.lookup``, ``.pages``, ``.proxy`` (``schema.py``). Every problem
+``.site``, ``.session``, ``.lookup``, ``.access``, ``.pages``, ``.proxy`` (``schema.py``). Every problem
 is reported at construction, one line each, in one :class:`ConfigError` — never at the
 first request. Settings only read and validate; ``runtime.Runtime`` builds what they name.
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import ConfigError
+from .access import AccessSettings
 from .loading import ENV_PREFIX, SETTINGS, load_values, phrased, typed, unknown_variables
 from .schema import (
     SECTIONS,
@@ -40,6 +41,7 @@ class Settings:
     site: SiteSettings
     session: SessionSettings
     lookup: LookupSettings
+    access: AccessSettings
     pages: PagesSettings
     proxy: ProxySettings
 

@@ -10,14 +10,17 @@ so that a deployer sees them all at once, never one per attempt.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
 import types
+from collections import abc
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from ..core.authorisation import AccessRule, rules_from_value
 from .schema import SECTIONS
 
 ENV_PREFIX = "CQRS_SSO_"
@@ -92,8 +95,12 @@ def coerce(setting: Setting, raw: object) -> object:
 def _parser(kind: Any) -> Callable[[object], object] | None:
     """How to read a value of ``kind``; ``None`` for text and callables."""
     origin = get_origin(kind)
+    if origin is tuple and get_args(kind)[0] is AccessRule:
+        return rules_from_value
     if origin is tuple:
         return _as_tuple
+    if kind is Mapping[str, str] or origin in (dict, Mapping, abc.Mapping):
+        return _as_mapping
     if origin is Literal:
         return lambda raw: _as_choice(raw, get_args(kind))
     if kind is bool:
@@ -109,6 +116,20 @@ def _as_choice(raw: object, choices: tuple[object, ...]) -> object:
     if raw in choices:
         return raw
     raise ValueError("is not one of " + ", ".join(str(a) for a in choices))
+
+
+def _as_mapping(raw: object) -> dict[str, str]:
+    """A table of text (TOML), a dict (code), or a JSON object (a variable)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"is not a JSON object ({error.msg})") from None
+    if not isinstance(raw, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+    ):
+        raise ValueError("is not a table of names to text")
+    return dict(raw)
 
 
 def _as_text(raw: object) -> str:

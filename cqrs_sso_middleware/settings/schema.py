@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from .access import AccessSettings
 from .schema_base import (
     ENTRA_AUTHORITY,
     Problems,
@@ -306,6 +307,7 @@ SECTIONS: dict[str, type[Any]] = {  # the order of docs/configuration.md
     "site": SiteSettings,
     "session": SessionSettings,
     "lookup": LookupSettings,
+    "access": AccessSettings,
     "pages": PagesSettings,
     "proxy": ProxySettings,
 }

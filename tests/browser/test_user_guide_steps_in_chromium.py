@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cqrs_sso_middleware.demo import DEMO_PASSWORD, GP_USER, NEW_USER, DemoStack, start_demo
+from cqrs_sso_middleware.demo import APPROVER, DEMO_PASSWORD, GP_USER, NEW_USER, DemoStack, start_demo
 
 from ..helpers import require
 
@@ -275,5 +275,39 @@ def test_signing_out_at_nhsmail_ends_the_cqrs_session_through_the_front_channel(
     context.add_cookies(copied)  # a copy of the old cookie: revoked in the store, opens nothing
     page.goto(app + "/messages")
     page.get_by_role("heading", name="Welcome to the Calculating Quality Reporting Service (CQRS)").wait_for()
+    context.close()
+    screens.assert_accessible()
+
+
+def test_an_approver_reaches_approvals_is_refused_admin_and_steps_up_for_declarations(
+    browser: Any, demo: DemoStack, screens: Screens
+) -> None:
+    """The demo's access rules in a real browser: a role from NHSmail opens /approvals, a
+    role nobody has keeps /admin shut with the 403 page, and /declarations asks NHSmail for
+    the password again although NHSmail still has a session."""
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    app = demo.app_server.url
+    sign_in(page, app, APPROVER)
+    page.get_by_role("link", name="Approvals").click()
+    page.get_by_role("heading", name="Approvals").wait_for()
+    screens.capture(page, "approvals")
+
+    page.goto(app + "/admin")
+    page.get_by_role("heading", name="You do not have access to this part of CQRS").wait_for()
+    assert "It needs the CQRS administrator role." in " ".join(page.inner_text("main").split())
+    screens.capture(page, "admin-refused")
+
+    page.goto(app + "/declarations")
+    page.get_by_role("heading", name="Sign in again to continue").wait_for()
+    screens.capture(page, "step-up")
+    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
+    page.get_by_label("Email Address").fill(APPROVER)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)  # asked again: prompt=login
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Declarations").wait_for()
+    assert page.url == app + "/declarations"
+    screens.capture(page, "declarations-after-step-up")
     context.close()
     screens.assert_accessible()

@@ -24,7 +24,7 @@ from joserfc.jwk import RSAKey
 from cqrs_sso_middleware import Settings
 from cqrs_sso_middleware.serving import bind_socket
 
-from ..conftest import ACCOUNTS, SENSITIVE, lookup_accounts
+from ..conftest import ACCOUNTS, APPROVER, SENSITIVE, lookup_accounts
 from ..helpers import APP_ORIGIN, AppClient, Journey, require
 
 PROVIDER_DIR = Path(__file__).parent / "provider"
@@ -116,6 +116,14 @@ class OidcProvider:
                     "name": "Sam Member",
                     "oid": "1d2c3b4a-0000-4000-8000-000000000003",
                     "include_email": False,
+                },
+                {
+                    "email": APPROVER,
+                    "password": PASSWORD,
+                    "name": "Alex Approver",
+                    "oid": "1d2c3b4a-0000-4000-8000-000000000004",
+                    "include_email": True,
+                    "roles": ["CQRS.Approver"],
                 },
             ],
         }

@@ -16,7 +16,7 @@ from joserfc.jwk import RSAKey
 
 from ..conftest import FakeClock
 from ..helpers import HTML, AppClient, Journey, jwks_fetches, record_provider_requests
-from .conftest import GP_USER, MEMBER_USER, NEW_USER, PASSWORD, OidcProvider
+from .conftest import APPROVER, GP_USER, MEMBER_USER, NEW_USER, PASSWORD, OidcProvider
 
 WRONG_CREDENTIALS = "Incorrect user ID or password"
 
@@ -187,3 +187,14 @@ def test_check_config_proves_and_refuses_private_key_jwt(
     )
     assert bad.returncode == 1
     assert "credentials refused: the provider answered invalid_client" in bad.stderr
+
+
+def test_an_app_role_in_the_id_token_opens_a_ruled_path(make_journey: Callable[..., Journey]) -> None:
+    """oidc-provider issues a roles claim to one user, as Entra does for an assigned app role."""
+    rules = [{"paths": ["/approvals/**"], "roles": ["CQRS.Approver"]}]
+    approver = make_journey(access_rules=rules)
+    assert approver.sign_in(APPROVER, PASSWORD).status == 303
+    assert approver.open("/approvals/1").status == 200
+    other = make_journey(access_rules=rules)
+    assert other.sign_in(GP_USER, PASSWORD).status == 303
+    assert other.open("/approvals/1").status == 403

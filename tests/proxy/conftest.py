@@ -111,7 +111,7 @@ def start_proxy(
         callback = f"{redirect_origin or url}/oauth2/callback"
         provider.clients[client_id] = DemoClient(client_id, CLIENT_SECRET, (callback,))
         accounts = tmp_path / "accounts.csv"
-        accounts.write_text("email,account_id\ngp.user@nhs.net,CQRS-0001\n")
+        accounts.write_text("email,account_id\ngp.user@nhs.net,CQRS-0001\napprover@nhs.net,CQRS-0003\n")
         key = secrets.token_urlsafe(32)
         SENSITIVE.add(key)
         environment = {

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import GP_USER, NEW_USER
+from ..conftest import APPROVER, GP_USER, NEW_USER
 from ..helpers import form_fields, require, wait_for_http
 from .conftest import Browser, LegacyServer, ProxyProcess, free_port
 
@@ -122,3 +122,19 @@ def test_public_path_passes_without_any_client_identity_header(caddy_stack: str,
     seen = httpx.get(caddy_stack + "/public/page", headers={header: "attacker@nhs.net"}).json()
     assert seen["path"] == "/public/page"
     assert "attacker@nhs.net" not in str(seen["headers"])
+
+
+def test_a_route_with_its_own_role_rule_through_caddy(
+    caddy_stack: str, make_browser: Callable[[str], Browser]
+) -> None:
+    """examples/caddy/Caddyfile's /approvals/*: forward_auth with ?roles=CQRS.Approver, and a
+    403 answered with CQRS's page."""
+    approver = make_browser(caddy_stack)
+    assert approver.sign_in(APPROVER, path="/approvals/2026").status_code == 303
+    seen = approver.get("/approvals/2026")
+    assert seen.status_code == 200 and seen.json()["headers"]["x-forwarded-user"] == APPROVER
+    practice = make_browser(caddy_stack)
+    assert practice.sign_in(GP_USER).status_code == 303
+    refused = practice.get("/approvals/2026")
+    assert refused.status_code == 403
+    assert "You do not have access to this part of CQRS" in refused.text

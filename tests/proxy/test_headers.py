@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cqrs_sso_middleware.core.authorisation import ClaimHeaders
 from cqrs_sso_middleware.core.identity import Account, Identity, User
 from cqrs_sso_middleware.core.security.cookies import CookieNames
 from cqrs_sso_middleware.core.security.headers import IdentityHeaders
@@ -264,3 +265,49 @@ def test_the_listed_url_rewriting_headers_are_all_there() -> None:
 
 def test_other_underscore_headers_pass() -> None:
     assert upstream([(b"api_key", b"k")])[b"api_key"] == b"k"
+
+
+CLAIMS = ClaimHeaders(
+    {"X-Forwarded-Oid": "oid", "X-Forwarded-Roles": "roles", "X-Forwarded-Org": "account.org"}
+)
+CLAIMED = IdentityHeaders("X-Forwarded-User", "X-Forwarded-Email", "X-CQRS-Account", CLAIMS)
+CLAIMS_UPSTREAM = UpstreamHeaders(
+    b"legacy.internal:9000", CLAIMED.raw_names, CookieNames("cqrs_sso", True).is_ours
+)
+APPROVER = User(
+    Identity("a@nhs.net", "s", "i", "oid-7", "t", "A", {"oid": "oid-7", "roles": ["CQRS.Approver"]}),
+    Account("CQRS-7", attributes={"org": "Y00001"}),
+)
+
+
+@pytest.mark.parametrize(
+    "spoofed",
+    [
+        b"x-forwarded-oid",
+        b"X-Forwarded-Oid",
+        b"x_forwarded_oid",
+        b"X_FORWARDED_ROLES",
+        b"x-forwarded-roles",
+        b"x-forwarded_org",
+    ],
+)
+@pytest.mark.parametrize("signed_in", [True, False], ids=["signed-in", "anonymous"])
+def test_claim_headers_come_only_from_the_session_in_every_spelling(spoofed: bytes, signed_in: bool) -> None:
+    """A configured claim header is an identity header: a client's copy never reaches the
+    upstream, whatever its spelling, and the value sent is the session's."""
+    user = APPROVER if signed_in else None
+    headers = CLAIMS_UPSTREAM(
+        [(b"host", b"cqrs.example.nhs.uk"), (spoofed, b"attacker")],
+        client="192.0.2.10",
+        scheme="https",
+        trusted=False,
+        identity=CLAIMED.for_user(user),
+    )
+    assert b"attacker" not in [value for _, value in headers]
+    sent = dict(headers)
+    if signed_in:
+        assert sent[b"x-forwarded-oid"] == b"oid-7"
+        assert sent[b"x-forwarded-roles"] == b"CQRS.Approver"
+        assert sent[b"x-forwarded-org"] == b"Y00001"
+    else:
+        assert not {b"x-forwarded-oid", b"x-forwarded-roles", b"x-forwarded-org"} & sent.keys()

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import GP_USER, NEW_USER, REDIS_URL
+from ..conftest import APPROVER, GP_USER, NEW_USER, REDIS_URL
 from ..helpers import require, wait_for_http
 from .conftest import Browser, LegacyServer, ProxyProcess, free_port
 
@@ -183,3 +183,35 @@ def test_revoked_session_is_refused_through_nginx_within_a_second(
     assert "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text, (
         "a revoked session still passes nginx"
     )
+
+
+def test_a_location_with_its_own_role_rule_through_nginx(
+    nginx_stack: str, make_browser: Callable[[str], Browser]
+) -> None:
+    """examples/nginx/cqrs-sso.conf's /approvals/: /oauth2/auth?roles=CQRS.Approver, and a 403
+    becomes CQRS's page."""
+    approver = make_browser(nginx_stack)
+    assert approver.sign_in(APPROVER, path="/approvals/2026").status_code == 303
+    seen = approver.get("/approvals/2026")
+    assert seen.status_code == 200 and seen.json()["headers"]["x-forwarded-user"] == APPROVER
+    practice = make_browser(nginx_stack)
+    assert practice.sign_in(GP_USER).status_code == 303
+    refused = practice.get("/approvals/2026")
+    assert refused.status_code == 403
+    assert "You do not have access to this part of CQRS" in refused.text
+    assert "CQRS.Approver role" in refused.text
+    assert practice.get("/messages").status_code == 200  # other locations are not affected
+
+
+@pytest.mark.parametrize(
+    "nginx_service_env",
+    [{"CQRS_SSO_ACCESS_RULES": '[{"paths": ["/declarations/**"], "max_auth_age_seconds": 900}]'}],
+)
+def test_a_service_wide_step_up_rule_through_nginx(
+    nginx_stack: str, make_browser: Callable[[str], Browser]
+) -> None:
+    browser = make_browser(nginx_stack)
+    assert browser.sign_in(GP_USER).status_code == 303
+    asked = browser.get("/declarations/1")
+    assert asked.status_code == 401  # error_page 401: the sign-in page, now asking again
+    assert "Sign in again to continue" in asked.text

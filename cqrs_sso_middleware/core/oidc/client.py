@@ -131,7 +131,9 @@ class RelyingParty:
 
     def authorization_url(self, metadata: ProviderMetadata, attempt: LoginAttempt, prompt: str = "") -> str:
         """OIDC Core §3.1.2.1 with PKCE (RFC 7636 §4.3); response_mode defaults to query.
-        ``prompt`` is ``login`` or ``select_account`` when the person must be asked again."""
+        ``prompt`` is ``login`` or ``select_account`` when the person must be asked again;
+        a step-up attempt also sends ``max_age`` (Entra documents ``prompt=login`` and not
+        ``max_age``, so both are sent)."""
         query = urlencode(
             {
                 "client_id": self.settings.client_id,
@@ -143,6 +145,7 @@ class RelyingParty:
                 "code_challenge": attempt.code_challenge,
                 "code_challenge_method": "S256",
                 **({"prompt": prompt} if prompt else {}),
+                **({"max_age": str(attempt.max_age)} if attempt.max_age else {}),
             },
             quote_via=quote,
         )

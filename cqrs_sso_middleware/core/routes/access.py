@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from .. import replies
 from ..accounts import AccountCheck, LookupProblem
+from ..authorisation import ClaimHeaders, NeedsRole, NeedsStepUp, forward_auth_rule, verdict
 from ..context import RequestContext
 from ..identity import User, session_ref
 from ..protocol import Decision, Effect, Empty, Flow, JsonReply, Outcome, PassThrough, Redirect
@@ -19,6 +21,7 @@ from ..security.paths import PathRefused, PublicPaths
 from ..security.redirects import safe_return_path
 from ..sessions.keeper import SessionCookies, SessionKeeper, SessionWriter
 from ..sessions.session import Session
+from .authorise import Authorise
 from .sign_in import SignInStarter, original_return_path, original_target
 from .sign_in_result import SignInResults
 
@@ -38,7 +41,9 @@ class Access:
         writer: SessionWriter,
         cookies: SessionCookies,
         results: SignInResults,
+        authorise: Authorise,
     ) -> None:
+        self.authorise = authorise
         self.prefix = settings.site.path_prefix
         self.default_return_path = settings.site.default_return_path
         self.auto_redirect = settings.site.auto_redirect
@@ -54,7 +59,7 @@ class Access:
         if session is not None:
             if self.accounts.recheck_due(session, ctx.now):
                 return self._rechecked(ctx, session)
-            return PassThrough(session.user)
+            return self._let_through(ctx, session, session.user)
         if ctx.request.is_websocket:
             return replies.unauthenticated(self.prefix)
         if ctx.api:
@@ -66,7 +71,18 @@ class Access:
 
     def _rechecked(self, ctx: RequestContext, session: Session) -> Flow:
         user = yield from self.recheck(ctx, session)
-        return PassThrough(user) if isinstance(user, User) else user
+        return self._let_through(ctx, session, user) if isinstance(user, User) else user
+
+    def _let_through(self, ctx: RequestContext, session: Session, user: User) -> Outcome:
+        """The app gets the request, unless an access rule of this path says otherwise."""
+        if self.authorise:
+            rule = self.authorise.rules.rule_for(ctx.request.path)
+            if rule is not None:
+                # The return path is worked out only when a rule answers (it is not cheap).
+                refused = self.authorise.check(ctx, rule, session, user, self._return_path)
+                if refused is not None:
+                    return refused
+        return PassThrough(user)
 
     def recheck(self, ctx: RequestContext, session: Session) -> Generator[Effect, Any, User | Outcome]:
         """Every ``account_recheck_seconds``: does CQRS still have an account for this user?
@@ -112,6 +128,8 @@ class Access:
                 "issuer": identity.issuer,
                 "account_id": account.account_id,
                 "account": dict(account.attributes),
+                # Every role, from the token's roles and groups and the account's own.
+                "roles": sorted(ctx.session.user.roles),
             },
         )
 
@@ -123,12 +141,15 @@ class ForwardAuth:
     ``error_page 401``). The original URI (``X-Original-URI`` / ``X-Forwarded-Uri``) is
     judged like any path, and becomes the sign-in page's return path."""
 
-    def __init__(self, settings: Settings, access: Access, public: PublicPaths) -> None:
+    def __init__(
+        self, settings: Settings, access: Access, public: PublicPaths, claim_headers: ClaimHeaders
+    ) -> None:
         self.prefix = settings.site.path_prefix
         self.default_return_path = settings.site.default_return_path
         self.account_header = settings.proxy.account_header
         self.access = access
         self.public = public
+        self.claim_headers = claim_headers
 
     def __call__(self, ctx: RequestContext) -> Decision:
         original = original_target(ctx)
@@ -145,13 +166,29 @@ class ForwardAuth:
             return_path = original_return_path(ctx, self.prefix) or self.default_return_path
             return replies.unauthenticated(self.prefix, return_path)
         if self.access.accounts.recheck_due(session, ctx.now):
-            return self._rechecked(ctx, session)
-        return self.allowed(session.user)
+            return self._rechecked(ctx, session, original)
+        return self._decide(ctx, session, session.user, original)
 
-    def _rechecked(self, ctx: RequestContext, session: Session) -> Flow:
+    def _decide(self, ctx: RequestContext, session: Session, user: User, original: str | None) -> Outcome:
+        """202, or the rule's refusal: the location's own (``?roles=``, ``?max_auth_age=``)
+        or the ``access_rules`` entry of the original path. Always JSON (``api``)."""
+        query = parse_qs(ctx.request.query_string)
+        try:
+            rule = forward_auth_rule(query.get("roles", [""])[0], query.get("max_auth_age", [""])[0])
+        except ValueError:
+            return JsonReply(400, {"error": "invalid_rule"})
+        path = (original or "/").split("?", 1)[0]
+        rule = rule or self.access.authorise.rules.rule_for(path)
+        found = verdict(rule, user, session.auth_time, ctx.now)
+        if isinstance(found, NeedsRole | NeedsStepUp):
+            return_path = original_return_path(ctx, self.prefix) or self.default_return_path
+            return self.access.authorise.refusal(ctx, found, user, path, return_path, forward_auth=True)
+        return self.allowed(user)
+
+    def _rechecked(self, ctx: RequestContext, session: Session, original: str | None) -> Flow:
         user = yield from self.access.recheck(ctx, session)
         if isinstance(user, User):
-            return self.allowed(user)
+            return self._decide(ctx, session, user, original)
         if isinstance(user, JsonReply) and user.status == 503:
             return user
         # The account is gone and the session ended: the proxy in front sends the person
@@ -168,5 +205,6 @@ class ForwardAuth:
                 ("X-Auth-Request-Email", user.email),
                 ("X-Auth-Request-Preferred-Username", user.identity.name),
                 (self.account_header, user.account.account_id),
+                *self.claim_headers.values(user),
             ),
         )

@@ -16,6 +16,7 @@ deployment" at ERROR, or shows a stranger's page.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -27,12 +28,14 @@ from ..identity import (
     Identity,
     User,
     email_domain_allowed,
+    groups_overage,
     has_control_characters,
     identity_from_claims,
     session_ref,
 )
 from ..oidc.client import RelyingParty
 from ..oidc.provider_errors import answer_from_query
+from ..oidc.tokens import auth_time_of
 from ..protocol import Flow, Outcome, Redirect, StoreEffect
 from ..security.cookies import CookiePolicy
 from ..sessions.attempts import AttemptCookies, LoginAttempt
@@ -61,6 +64,7 @@ class Callback:
         results: SignInResults,
     ) -> None:
         self.allowed_domains = settings.lookup.allowed_email_domains
+        self.leeway = settings.provider.clock_leeway_seconds
         self.rp = rp
         self.attempts = attempts
         self.policy = policy
@@ -91,6 +95,7 @@ class Callback:
             return replies.attempt_invalid()
         try:
             claims, id_token = yield from self.rp.redeem_code(code, attempt, ctx.now)
+            auth_time = auth_time_of(claims, attempt.max_age, attempt.asked_login, self.leeway, ctx.now)
         except ProviderMisconfigured as error:
             ctx.audit("provider_misconfigured", step="token", **error.answer.audit_fields())
             return self._ended(ctx, attempt, "misconfigured")
@@ -100,7 +105,12 @@ class Callback:
         except TokenRejected as error:
             ctx.audit("token_rejected", reason=error.reason)
             return self._ended(ctx, attempt, "failed")
-        return (yield from self._admit(ctx, identity_from_claims(claims), attempt, id_token))
+        if groups_overage(claims):
+            # Entra replaced "groups" with a pointer to Microsoft Graph: rules on groups
+            # cannot be decided, and signing in without them would decide them wrongly.
+            ctx.audit("sign_in_failed", reason="groups_overage", oid=str(claims.get("oid", "")))
+            return self._ended(ctx, attempt, "too_many_groups")
+        return (yield from self._admit(ctx, identity_from_claims(claims), attempt, id_token, auth_time))
 
     def _spend(
         self, ctx: RequestContext, state: str, attempt: LoginAttempt | None
@@ -140,7 +150,9 @@ class Callback:
     def _ended(self, ctx: RequestContext, attempt: LoginAttempt, kind: ResultKind) -> Outcome:
         return self.results.show(ctx, SignInResult(kind, int(ctx.now), attempt.return_path))
 
-    def _admit(self, ctx: RequestContext, identity: Identity, attempt: LoginAttempt, id_token: str) -> Flow:
+    def _admit(
+        self, ctx: RequestContext, identity: Identity, attempt: LoginAttempt, id_token: str, auth_time: int
+    ) -> Flow:
         if not identity.email:
             # Entra sends no email for accounts without a mailbox address, and
             # preferred_username and upn can be absent too: nothing to look an account up by.
@@ -165,12 +177,32 @@ class Callback:
             return self.results.no_account(ctx, identity, attempt.return_path)
         # Server-side stores keep the ID token for RP-initiated logout's id_token_hint.
         kept_token = "" if self.keeper.stateless else id_token
-        session = Session.start(User(identity, account), ctx.now, self.keeper.deployment, kept_token)
+        user = User(identity, account)
+        current = ctx.session
+        if attempt.max_age and current is not None and same_person(current.user.identity, identity):
+            # A step-up: the same person proved themselves again. The session keeps its id
+            # (its other tabs, "sign out everywhere"), with the new sign-in time.
+            moment = int(ctx.now)
+            session = replace(
+                current, user=user, renewed_at=moment, account_checked_at=moment, auth_time=auth_time
+            )
+            session = replace(session, id_token=kept_token or current.id_token)
+            event = "step_up_succeeded"
+        else:
+            session = Session.start(user, ctx.now, self.keeper.deployment, kept_token, auth_time)
+            event = "sign_in_succeeded"
         yield from self.writer.write(ctx, session, new=True)
         ctx.audit(
-            "sign_in_succeeded",
-            email=identity.email,
-            oid=identity.object_id,
-            session=session_ref(session.session_id),
+            event, email=identity.email, oid=identity.object_id, session=session_ref(session.session_id)
         )
         return Redirect(attempt.return_path)
+
+
+def same_person(known: Identity, signed_in: Identity) -> bool:
+    """The same account at the same provider: issuer, tenant, object id and subject."""
+    return (known.issuer, known.tenant_id, known.object_id, known.subject) == (
+        signed_in.issuer,
+        signed_in.tenant_id,
+        signed_in.object_id,
+        signed_in.subject,
+    )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from .. import replies
+from ..authorisation import AccessRule, AccessRules, NeedsStepUp, verdict
 from ..context import RequestContext
 from ..errors import ProviderError
 from ..oidc.client import RelyingParty
@@ -73,13 +74,16 @@ class SignInStarter:
         self.stale_on_start = (names.result, names.provider_signed_out)
         self.shared_devices = shared_devices
 
-    def begin(self, ctx: RequestContext, return_path: str, prompt: str = "") -> Flow:
+    def begin(self, ctx: RequestContext, return_path: str, prompt: str = "", max_age: int = 0) -> Flow:
+        """``max_age``: a step-up — NHSmail must ask for the password now (``prompt=login``),
+        and the callback checks the new sign-in's time."""
         try:
             metadata = yield from self.rp.metadata(ctx.now)
         except ProviderError as error:
             ctx.audit("provider_unavailable", step="metadata", reason=str(error))
             return replies.unavailable(ctx)
-        attempt = LoginAttempt.start(return_path, ctx.now)
+        prompt = "login" if self.shared_devices or max_age else prompt
+        attempt = LoginAttempt.start(return_path, ctx.now, max_age, asked_login=prompt == "login")
         name, value = self.attempts.cookie_name(attempt.state), self.attempts.encode(attempt)
         for stale in self.attempts.to_drop_before_adding(ctx.cookies, len(name) + len(value) + 3, ctx.now):
             ctx.set_cookies.append(self.policy.delete_cookie(stale))
@@ -87,7 +91,6 @@ class SignInStarter:
             if shown in ctx.cookies:
                 ctx.set_cookies.append(self.policy.delete_cookie(shown))
         ctx.set_cookies.append(self.policy.set_cookie(name, value, max_age=attempt.expires_at - int(ctx.now)))
-        prompt = "login" if self.shared_devices else prompt
         ctx.audit("sign_in_started", **({"prompt": prompt} if prompt else {}))
         return Redirect(self.rp.authorization_url(metadata, attempt, prompt))
 
@@ -101,7 +104,9 @@ class SignIn:
         starter: SignInStarter,
         csrf: CsrfGuard,
         cookies: SessionCookies,
+        rules: AccessRules | None = None,
     ) -> None:
+        self.rules = rules or AccessRules(())
         self.prefix = settings.site.path_prefix
         self.default_return_path = settings.site.default_return_path
         self.idle_seconds = settings.session.session_idle_seconds
@@ -120,7 +125,22 @@ class SignIn:
             or self.default_return_path
         )
         if ctx.session is not None:
-            return Redirect(return_path)
+            max_age = self._step_up_for(ctx, return_path)
+            if not max_age:
+                return Redirect(return_path)
+            if ctx.api:
+                return replies.step_up_required(self.prefix, return_path, max_age)
+            return Page(
+                "step_up.html",
+                401,
+                {
+                    "return_path": return_path,
+                    "csrf_token": self.csrf.token(ctx),
+                    "max_auth_age": max_age,
+                    "within": duration(max_age),
+                    "user": ctx.session.user,
+                },
+            )
         if ctx.api:
             # Behind nginx, API and XHR calls are sent here too: the same 401 as embedded.
             return replies.unauthenticated(self.prefix, return_path)
@@ -133,6 +153,18 @@ class SignIn:
                 "notice": self._notice(ctx),
             },
         )
+
+    def _step_up_for(self, ctx: RequestContext, return_path: str) -> int:
+        """The sign-in age a signed-in person must meet to go on to ``return_path``, when
+        theirs is too old: from ``?max_auth_age=`` (a forward-auth location's own rule) or
+        the access rule of that path; 0 when they may simply go on."""
+        session = ctx.session
+        assert session is not None
+        asked = parse_qs(ctx.request.query_string).get("max_auth_age", [""])[0]
+        rule = AccessRule(("/**",), (), int(asked)) if asked.isdigit() else None
+        rule = rule or self.rules.rule_for(return_path.split("?", 1)[0])
+        found = verdict(rule, session.user, session.auth_time, ctx.now)
+        return found.max_age if isinstance(found, NeedsStepUp) else 0
 
     def _notice(self, ctx: RequestContext) -> str:
         """Why the person was signed out, shown once: the session this very request carried,
@@ -165,7 +197,9 @@ class SignIn:
         # "Sign in with a different NHSmail account", from the no-account page: NHSmail shows
         # its account picker instead of signing the same person in again silently.
         prompt = "select_account" if form.get("account") == "another" else ""
-        return (yield from self.starter.begin(ctx, return_path, prompt))
+        asked = form.get("max_auth_age", "")
+        max_age = int(asked) if asked.isdigit() and 0 < int(asked) <= 10**7 else 0
+        return (yield from self.starter.begin(ctx, return_path, prompt, max_age))
 
 
 def duration(seconds: int) -> str:

@@ -33,8 +33,15 @@ from ..security.csrf import CsrfGuard
 from ..sessions.session import Deployment, KeyRing
 
 RESULT_LIFETIME_SECONDS = 900
-ResultKind = Literal["no_account", "failed", "cancelled", "misconfigured", "unavailable"]
-_KINDS: tuple[ResultKind, ...] = ("no_account", "failed", "cancelled", "misconfigured", "unavailable")
+ResultKind = Literal["no_account", "failed", "cancelled", "misconfigured", "unavailable", "too_many_groups"]
+_KINDS: tuple[ResultKind, ...] = (
+    "no_account",
+    "failed",
+    "cancelled",
+    "misconfigured",
+    "unavailable",
+    "too_many_groups",
+)
 _ASSOCIATED = b"cqrs-sso.sign-in-result.v1"
 # Claims that name the person's organisation, when the directory sends one (Entra can emit
 # the user's company name as an optional claim).
@@ -122,7 +129,7 @@ class SignInResults:
         if ctx.api:
             return _json_reply(ctx, result.kind)
         retry_url = replies.sign_in_url(self.prefix, result.return_path)
-        when = _utc_words(result.at)
+        when = utc_words(result.at)
         if result.kind == "no_account":
             return Page(
                 "no_account.html",
@@ -141,6 +148,8 @@ class SignInResults:
             return Page("misconfigured.html", 500, {"when": when})
         if result.kind == "unavailable":
             return Page("unavailable.html", 503, {"sign_in_url": retry_url}, replies.RETRY_AFTER)
+        if result.kind == "too_many_groups":
+            return Page("too_many_groups.html", 403, {"when": when})
         return Page("sign_in_failed.html", 401, {"sign_in_url": retry_url})
 
 
@@ -149,12 +158,13 @@ def _json_reply(ctx: RequestContext, kind: ResultKind) -> Outcome:
         return replies.temporarily_unavailable()
     if kind == "no_account":
         return replies.no_account()
-    return replies.json_error(
-        {"cancelled": 401, "failed": 401, "misconfigured": 500}[kind],
-        {"cancelled": "sign_in_cancelled", "failed": "sign_in_failed", "misconfigured": "sign_in_not_set_up"}[
-            kind
-        ],
-    )
+    status, error = {
+        "cancelled": (401, "sign_in_cancelled"),
+        "failed": (401, "sign_in_failed"),
+        "misconfigured": (500, "sign_in_not_set_up"),
+        "too_many_groups": (403, "too_many_groups"),
+    }[kind]
+    return replies.json_error(status, error)
 
 
 def organisation_of(identity: Identity) -> str:
@@ -166,7 +176,7 @@ def organisation_of(identity: Identity) -> str:
     return ""
 
 
-def _utc_words(moment: int) -> str:
+def utc_words(moment: int) -> str:
     """``2 December 2026, 14:05 UTC``: a time a help desk can match to its logs."""
     when = datetime.datetime.fromtimestamp(moment, datetime.UTC)
     return f"{when.day} {when:%B %Y, %H:%M} UTC"
@@ -188,7 +198,11 @@ def access_request_mailto(help_email: str, result: SignInResult, when: str) -> s
         "",
         "Thank you",
     ]
-    subject = "CQRS access request: " + result.email
+    return help_desk_mailto(help_email, "CQRS access request: " + result.email, lines)
+
+
+def help_desk_mailto(help_email: str, subject: str, lines: list[str]) -> str:
+    """A ``mailto:`` link to the help desk with ``subject`` and ``lines`` as the body."""
     body = "\r\n".join(lines)
     return (
         f"mailto:{quote(help_email, safe='@')}?subject={quote(subject, safe='')}&body={quote(body, safe='')}"

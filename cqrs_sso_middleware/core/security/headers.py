@@ -5,8 +5,8 @@ say who is signed in. A client must never be able to send them, so every driver 
 each of them from every request before anything else — in every spelling: WSGI servers
 and CGI read ``X_Forwarded_User`` as ``X-Forwarded-User`` (both become
 ``HTTP_X_FORWARDED_USER``), so names are compared with ``_`` read as ``-`` and case
-folded. The deployer's own names (``user_header``, ``email_header``, ``account_header``)
-are identity headers too.
+folded. The deployer's own names (``user_header``, ``email_header``, ``account_header``,
+and every ``claim_headers`` name) are identity headers too.
 
 **Request id.** An incoming ``X-Request-ID`` (a load balancer's) is kept when it is plain —
 ``[A-Za-z0-9._:-]{1,64}`` — so one request can be followed through every log; anything
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from ..authorisation import ClaimHeaders
 from ..identity import User
 
 # Always removed, whatever the configuration says.
@@ -52,11 +53,14 @@ class IdentityHeaders:
     """The identity headers of one deployment, in the forms each driver needs, and the ones
     the proxy and forward-auth send on for the signed-in user."""
 
-    def __init__(self, user_header: str, email_header: str, account_header: str) -> None:
+    def __init__(
+        self, user_header: str, email_header: str, account_header: str, claims: ClaimHeaders | None = None
+    ) -> None:
         self._injected = tuple(
             n.lower().encode("latin-1") for n in (user_header, email_header, account_header)
         )
-        configured = (user_header, email_header, account_header)
+        self.claims = claims or ClaimHeaders({})
+        configured = (user_header, email_header, account_header, *self.claims.names)
         names = dict.fromkeys([*STANDARD_IDENTITY_HEADERS, *(_canonical(n) for n in configured)])
         self.names: tuple[str, ...] = tuple(names)
         self.raw_names = frozenset(name.encode("latin-1") for name in self.names)
@@ -76,4 +80,8 @@ class IdentityHeaders:
             (user_header, user.email.encode("utf-8")),
             (email_header, user.email.encode("utf-8")),
             (account_header, user.account.account_id.encode("utf-8")),
+            *(
+                (name.lower().encode("latin-1"), value.encode("utf-8"))
+                for name, value in self.claims.values(user)
+            ),
         ]

@@ -151,6 +151,29 @@ def _reads_as_dot_segment(segment: str) -> bool:
 # -- public_paths ----------------------------------------------------------------------------
 
 
+def path_pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A ``public_paths`` or access-rule pattern as a regular expression, to ``fullmatch``
+    against a *normalised* path (see ``compile_path_pattern``)."""
+    if pattern.startswith("re:"):
+        return re.compile(pattern[3:])
+    parts: list[str] = []
+    index = 0
+    while index < len(pattern):
+        if pattern.startswith("**", index):
+            parts.append(".*")
+            index += 2
+        elif pattern[index] == "*":
+            parts.append("[^/]*")
+            index += 1
+        elif pattern[index] == "?":
+            parts.append("[^/]")
+            index += 1
+        else:
+            parts.append(re.escape(pattern[index]))
+            index += 1
+    return re.compile("".join(parts), re.DOTALL)
+
+
 def compile_path_pattern(pattern: str) -> Callable[[str], bool]:
     """A ``public_paths`` entry as a predicate over *normalised* paths.
 
@@ -158,25 +181,7 @@ def compile_path_pattern(pattern: str) -> Callable[[str], bool]:
     ``**`` matches across segments, ``?`` one character other than ``/``. ``re:`` patterns
     are regular expressions matched with ``fullmatch``.
     """
-    if pattern.startswith("re:"):
-        compiled = re.compile(pattern[3:])
-    else:
-        parts: list[str] = []
-        index = 0
-        while index < len(pattern):
-            if pattern.startswith("**", index):
-                parts.append(".*")
-                index += 2
-            elif pattern[index] == "*":
-                parts.append("[^/]*")
-                index += 1
-            elif pattern[index] == "?":
-                parts.append("[^/]")
-                index += 1
-            else:
-                parts.append(re.escape(pattern[index]))
-                index += 1
-        compiled = re.compile("".join(parts), re.DOTALL)
+    compiled = path_pattern_regex(pattern)
     return lambda path: compiled.fullmatch(path) is not None
 
 

@@ -52,9 +52,15 @@ class LoginAttempt:
     code_verifier: str
     return_path: str
     expires_at: int
+    # A step-up (an access rule's max_auth_age_seconds): the callback checks the new sign-in
+    # is at most this old (OIDC Core §3.1.3.7 point 13), and keeps the session's id. 0: none.
+    max_age: int = 0
+    # Whether the provider was asked with prompt=login: a sign-in that just happened, so its
+    # time stands in for an auth_time claim Entra may not send.
+    asked_login: bool = False
 
     @classmethod
-    def start(cls, return_path: str, now: float) -> LoginAttempt:
+    def start(cls, return_path: str, now: float, max_age: int = 0, asked_login: bool = False) -> LoginAttempt:
         return cls(
             state=secrets.token_urlsafe(STATE_BYTES),
             nonce=secrets.token_urlsafe(16),
@@ -62,6 +68,8 @@ class LoginAttempt:
             code_verifier=secrets.token_urlsafe(32),
             return_path=return_path,
             expires_at=int(now) + ATTEMPT_LIFETIME_SECONDS,
+            max_age=max_age,
+            asked_login=asked_login,
         )
 
     @property
@@ -96,6 +104,7 @@ class AttemptCookies:
                 attempt.code_verifier,
                 str(attempt.expires_at),
                 _b64(attempt.return_path.encode("utf-8")),
+                f"{attempt.max_age}-{int(attempt.asked_login)}",
             )
         )
         signed = self._signer.sign(f"{attempt.state}.{body}").decode("ascii")
@@ -106,8 +115,11 @@ class AttemptCookies:
         try:
             # itsdangerous compares signatures in constant time (hmac.compare_digest).
             body = self._signer.unsign(f"{state}.{value}").decode("ascii")
-            nonce, verifier, expires, path = body[len(state) + 1 :].split(".")
-            return LoginAttempt(state, nonce, verifier, _unb64(path).decode(), int(expires))
+            nonce, verifier, expires, path, step = body[len(state) + 1 :].split(".")
+            max_age, _, asked = step.partition("-")
+            return LoginAttempt(
+                state, nonce, verifier, _unb64(path).decode(), int(expires), int(max_age), asked == "1"
+            )
         except (BadSignature, ValueError, UnicodeError):
             return None
 

@@ -85,11 +85,12 @@ class SessionKeeper:
         timeouts: SessionTimeouts,
         deployment: Deployment,
         key_prefix: str = "cqrs_sso:",
+        deciding_roles: frozenset[str] = frozenset(),
     ) -> None:
         self.kind = store_kind(session_store)
         self.stateless = self.kind == "cookie"
         self.deployment = deployment
-        self.codec = SessionCookieCodec(secret_keys, deployment)
+        self.codec = SessionCookieCodec(secret_keys, deployment, deciding_roles)
         self.records = SessionRecordCipher(secret_keys, deployment)
         self.timeouts = timeouts
         self.prefix = key_prefix

@@ -72,13 +72,18 @@ class Session:
     # The raw ID token, kept by server-side stores only: the id_token_hint of RP-initiated
     # logout. Never in the cookie (size) and never shown; encrypted in the store.
     id_token: str = ""
+    # When the person last proved who they are at the provider (OIDC Core auth_time, or the
+    # time of a prompt=login sign-in); 0: not known. Step-up rules compare it.
+    auth_time: int = 0
 
     @classmethod
-    def start(cls, user: User, now: float, deployment: Deployment, id_token: str = "") -> Session:
+    def start(
+        cls, user: User, now: float, deployment: Deployment, id_token: str = "", auth_time: int = 0
+    ) -> Session:
         moment = int(now)
         # A fresh id at every sign-in: a session fixed before sign-in is never reused. 256
         # random bits: with a server-side store this id is the whole cookie.
-        return cls(secrets.token_urlsafe(32), user, moment, moment, moment, deployment, id_token)
+        return cls(secrets.token_urlsafe(32), user, moment, moment, moment, deployment, id_token, auth_time)
 
 
 # How long a session's cookie (and a store's record) outlives the session: time-outs are
@@ -121,12 +126,20 @@ _PROTOCOL_CLAIMS = frozenset(
 
 
 _RECORD_VERSION = 3
+_DECIDING_CLAIMS = frozenset({"roles", "groups"})
 
 
-def session_record(session: Session, with_claims: bool = True) -> bytes:
-    """The session as compact JSON; ``with_claims=False`` drops the raw claims (size)."""
+def session_record(
+    session: Session, with_claims: bool = True, roles_kept: frozenset[str] | None = None
+) -> bytes:
+    """The session as compact JSON; ``with_claims=False`` drops the raw claims (size) but
+    roles and groups; ``roles_kept`` keeps only those of them (the ones rules name)."""
     identity, account = session.user.identity, session.user.account
     claims = {k: v for k, v in identity.claims.items() if k not in _PROTOCOL_CLAIMS}
+    if roles_kept is not None:
+        for name in _DECIDING_CLAIMS & claims.keys():
+            values = claims[name]
+            claims[name] = [v for v in values if v in roles_kept] if isinstance(values, list) else []
     payload = {
         "v": _RECORD_VERSION,
         "dep": [session.deployment.issuer, session.deployment.client_id],
@@ -137,10 +150,14 @@ def session_record(session: Session, with_claims: bool = True) -> bytes:
         "oid": identity.object_id,
         "tid": identity.tenant_id,
         "nm": identity.name,
-        "cl": claims if with_claims else {},
+        # Without the claims (a cookie near its size limit) roles and groups stay: rules
+        # decide on them.
+        "cl": claims if with_claims else {k: v for k, v in claims.items() if k in _DECIDING_CLAIMS},
         "aid": account.account_id,
         "aem": account.email,
         "aat": dict(account.attributes),
+        "arl": list(account.roles),
+        "at": session.auth_time,
         "c": session.created_at,
         "r": session.renewed_at,
         "k": session.account_checked_at,
@@ -166,7 +183,7 @@ def session_from_record(record: bytes) -> Session | None:
             name=str(data["nm"]),
             claims=dict(data["cl"]),
         )
-        account = Account(str(data["aid"]), str(data["aem"]), dict(data["aat"]))
+        account = Account(str(data["aid"]), str(data["aem"]), dict(data["aat"]), tuple(data.get("arl", ())))
         return Session(
             session_id=str(data["sid"]),
             user=User(identity, account),
@@ -175,6 +192,7 @@ def session_from_record(record: bytes) -> Session | None:
             account_checked_at=int(data["k"]),
             deployment=Deployment(str(issuer), str(client_id)),
             id_token=str(data.get("idt", "")),
+            auth_time=int(data.get("at", 0)),
         )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
@@ -236,8 +254,11 @@ class SessionCookieCodec:
     this keeps the per-request cost to a dict look-up.
     """
 
-    def __init__(self, secret_keys: Sequence[str], deployment: Deployment) -> None:
+    def __init__(
+        self, secret_keys: Sequence[str], deployment: Deployment, deciding_roles: frozenset[str] = frozenset()
+    ) -> None:
         self.deployment = deployment
+        self.deciding_roles = deciding_roles
         self._ring = KeyRing(secret_keys, b"session-cookie v3", deployment)  # the first key encrypts
         self._associated = b"cqrs-sso.session-cookie.v3\x00" + deployment.binding
         self._cache: OrderedDict[str, Session] = OrderedDict()
@@ -247,6 +268,9 @@ class SessionCookieCodec:
         value = self._seal(session_record(session, with_claims=True))
         if len(value) > MAX_SESSION_COOKIE_BYTES:
             value = self._seal(session_record(session, with_claims=False))
+        if len(value) > MAX_SESSION_COOKIE_BYTES:
+            # Hundreds of groups: only those the access rules name can change a decision.
+            value = self._seal(session_record(session, with_claims=False, roles_kept=self.deciding_roles))
         return value
 
     def _seal(self, record: bytes) -> str:

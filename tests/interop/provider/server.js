@@ -36,7 +36,7 @@ const provider = new Provider(issuer, {
   scopes: ['openid', 'profile', 'email', 'offline_access'],
   claims: {
     openid: ['sub'],
-    profile: ['name', 'preferred_username', 'oid', 'tid'],
+    profile: ['name', 'preferred_username', 'oid', 'tid', 'roles'],
     email: ['email'],
   },
   // Entra puts profile claims in the ID token itself; so must this provider.
@@ -58,6 +58,8 @@ const provider = new Provider(issuer, {
         oid: user.oid,
         tid: config.tenant,
         ...(user.include_email ? { email: user.email } : {}),
+        // Entra app roles, as the ID token carries them for a user assigned a role.
+        ...(user.roles ? { roles: user.roles } : {}),
       }),
     };
   },

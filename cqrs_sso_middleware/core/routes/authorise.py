@@ -1,0 +1,157 @@
+"""What a signed-in person is told when an access rule stops them (``core/authorisation``):
+
+* without a role the rule needs — **403**, "You do not have access to this part of CQRS",
+  naming the role in the site's words (``role_labels``), with the help desk and an email
+  already written asking for it; JSON for API and XHR calls. Nothing reaches the app or
+  the upstream, and ``access_denied`` is audited;
+* with a sign-in older than the rule allows — the step-up page (``/sign_in?max_auth_age=``),
+  or 401 JSON naming it. The page then sends them to NHSmail with ``prompt=login``; they
+  come back to a GET of the path (a POST is never replayed).
+
+``GET /forbidden`` is the 403 page on its own, for nginx's ``error_page 403`` in front of
+forward-auth: the rule is read from the original URI (or ``?roles=``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from .. import replies
+from ..authorisation import (
+    AccessRule,
+    AccessRules,
+    Allowed,
+    NeedsRole,
+    NeedsStepUp,
+    forward_auth_rule,
+    verdict,
+)
+from ..context import RequestContext
+from ..identity import User
+from ..protocol import IncomingRequest, Outcome, Page, Redirect
+from ..security.paths import PathRefused
+from ..sessions.session import Session
+from .sign_in import original_target
+from .sign_in_result import help_desk_mailto, organisation_of, utc_words
+
+if TYPE_CHECKING:
+    from ...settings import Settings
+
+
+class Authorise:
+    """The access rules of one deployment, and the answers that refuse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.rules = AccessRules(settings.access.access_rules)
+        self.labels = dict(settings.access.role_labels)
+        self.prefix = settings.site.path_prefix
+        self.help_email = settings.pages.help_email
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def check(
+        self,
+        ctx: RequestContext,
+        rule: AccessRule,
+        session: Session,
+        user: User,
+        return_path: Callable[[RequestContext], str],
+    ) -> Outcome | None:
+        """``None`` when ``rule`` (the one of this request's path) lets ``user`` through,
+        else the answer, which sends the person back to ``return_path(ctx)``."""
+        found = verdict(rule, user, session.auth_time, ctx.now)
+        if isinstance(found, Allowed):
+            return None
+        return self.refusal(ctx, found, user, ctx.request.path, return_path(ctx))
+
+    def refusal(
+        self,
+        ctx: RequestContext,
+        found: NeedsRole | NeedsStepUp,
+        user: User,
+        path: str,
+        return_path: str,
+        *,
+        forward_auth: bool = False,
+    ) -> Outcome:
+        """``forward_auth``: JSON only (401 or 403), which is all a proxy in front reads."""
+        if isinstance(found, NeedsRole):
+            ctx.audit(
+                "access_denied",
+                reason="role",
+                email=user.email,
+                path=path[:200],
+                roles=",".join(found.rule.roles),
+            )
+            return replies.forbidden() if ctx.api else self.forbidden_page(ctx, user, found.rule, path)
+        ctx.audit("step_up_required", email=user.email, path=path[:200], max_age=found.max_age)
+        if forward_auth or (ctx.api and not browser_navigation(ctx.request)):
+            return replies.step_up_required(self.prefix, return_path, found.max_age)
+        # A browser's form POST too: it comes back to a GET of the path, never a replay.
+        return Redirect(f"{replies.sign_in_url(self.prefix, return_path)}&max_auth_age={found.max_age}")
+
+    def forbidden_page(self, ctx: RequestContext, user: User, rule: AccessRule | None, path: str) -> Page:
+        roles = [self.labels.get(role, role) for role in (rule.roles if rule else ())]
+        when = utc_words(int(ctx.now))
+        lines = [
+            "Hello,",
+            "",
+            "Please could you give me access to a part of the Calculating Quality Reporting Service (CQRS)",
+            "that I cannot open.",
+            "",
+            f"NHSmail address: {user.email}",
+            f"CQRS account: {user.account.account_id}",
+            *([f"Organisation: {organisation_of(user.identity)}"] if organisation_of(user.identity) else []),
+            *([f"Access needed: {' or '.join(roles)}"] if roles else []),
+            f"Page: {path}",
+            f"Time: {when}",
+            "",
+            "Thank you",
+        ]
+        return Page(
+            "forbidden.html",
+            403,
+            {
+                "roles": roles,
+                "user": user,
+                "access_request_url": help_desk_mailto(
+                    self.help_email, "CQRS access request: " + user.email, lines
+                ),
+            },
+        )
+
+    def page(self, ctx: RequestContext) -> Outcome:
+        """``GET /forbidden``: the 403 page, for a proxy in front that got a 403 from
+        forward-auth (nginx ``error_page 403``)."""
+        session = ctx.session
+        if session is None:
+            return Redirect(replies.sign_in_url(self.prefix, None))
+        query = parse_qs(ctx.request.query_string)
+        rule = forward_auth_rule_or_none(query.get("roles", [""])[0])
+        original = original_target(ctx)
+        path = original.split("?", 1)[0] if isinstance(original, str) else "/"
+        if rule is None and not isinstance(original, PathRefused):
+            rule = self.rules.rule_for(path)
+        if ctx.api:
+            return replies.forbidden()
+        return self.forbidden_page(ctx, session.user, rule, path)
+
+
+def browser_navigation(request: IncomingRequest) -> bool:
+    """A page load or form post by a browser (not a script's call): it is shown pages."""
+    headers = request.headers
+    mode = headers.get("sec-fetch-mode")
+    if mode is not None:
+        return mode == "navigate"
+    accept = headers.get("accept") or ""
+    return not headers.get("x-requested-with") and "text/html" in accept
+
+
+def forward_auth_rule_or_none(roles: str) -> AccessRule | None:
+    try:
+        return forward_auth_rule(roles, None)
+    except ValueError:
+        return None
