@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/overhead.py [--requests N] [--repeats R] [--stores cookie,memory,redis]
     .venv/bin/python benchmarks/overhead.py --rules      # the cost of three access rules
+    .venv/bin/python benchmarks/overhead.py --tracing    # tracing off (the default) and on
 
 Both drivers are called directly (no server, no sockets), with a valid session cookie, so
 the difference is exactly what the middleware adds per signed-in request: parse the
@@ -231,6 +232,58 @@ def measure_rules(requests: int, repeats: int) -> None:
     print(f"a path not seen before: +{best / requests * 1e6:.2f} µs to find that no rule matches it")
 
 
+def measure_tracing(requests: int, repeats: int) -> None:
+    """The added cost per signed-in request (cookie store) with tracing off (no ``OTEL_*``
+    variables: the default), and on (the SDK, a server span per request, sent in batches to
+    an exporter that drops them), interleaved."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from cqrs_sso_middleware.runtime import Runtime
+    from cqrs_sso_middleware.tracing import Tracing
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped(), max_queue_size=1 << 16))
+    print(f"tracing: {requests} requests x {repeats} runs, cookie store, GET /messages, best run shown")
+    for name in ("WSGI", "ASGI"):
+        added: dict[str, list[float]] = {"off": [], "on": []}
+        apps = {}
+        for mode in ("off", "on"):
+            runtime = Runtime.from_settings(
+                settings("cookie"), tracing=Tracing(provider) if mode == "on" else None
+            )
+            assert (runtime.tracing is None) == (mode == "off")
+            wrapped: Any = (
+                SSOMiddleware(bare_wsgi, runtime=runtime)
+                if name == "WSGI"
+                else ASGISSOMiddleware(bare_asgi, runtime=runtime)
+            )
+            apps[mode] = (wrapped, session_cookie(wrapped))
+        for _ in range(repeats):
+            for mode, (wrapped, cookie) in apps.items():
+                if name == "WSGI":
+                    environ = {**ENVIRON, "HTTP_COOKIE": cookie}
+                    bare = time_wsgi(bare_wsgi, environ, requests)
+                    added[mode].append(time_wsgi(wrapped, environ, requests) - bare)
+                else:
+                    scope = scope_with(cookie)
+
+                    async def both(app: Any = wrapped, scope: dict[str, Any] = scope) -> float:
+                        bare = await time_asgi(bare_asgi, scope, requests)
+                        return await time_asgi(app, scope, requests) - bare
+
+                    added[mode].append(asyncio.run(both()))
+        print(
+            f"{name} cookie: added {min(added['off']):5.2f} µs with tracing off, "
+            f"{min(added['on']):5.2f} µs with tracing on"
+        )
+    provider.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=50_000)
@@ -238,7 +291,11 @@ def main() -> None:
     parser.add_argument("--stores", default="cookie,memory,redis")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--rules", action="store_true", help="measure three access rules against none")
+    parser.add_argument("--tracing", action="store_true", help="measure tracing off against on (otel extra)")
     args = parser.parse_args()
+    if args.tracing:
+        measure_tracing(args.requests, args.repeats)
+        return
     if args.rules:
         measure_rules(args.requests, args.repeats)
         return

@@ -29,6 +29,7 @@ from contextvars import ContextVar
 
 from .core.protocol import AuditEvent
 from .core.security.headers import valid_request_id
+from .tracing import current_trace_id
 
 audit_log = logging.getLogger("cqrs_sso.audit")
 _MAX_FIELD = 200
@@ -107,6 +108,9 @@ def audit_line(event: AuditEvent) -> str:
         "event": event.name,
         "request_id": current_request_id(),
     }
+    trace_id = current_trace_id()
+    if trace_id:
+        record["trace_id"] = trace_id
     for name, value in event.fields.items():
         text = value if isinstance(value, int | float | bool) or value is None else str(value)
         record[name] = text[:_MAX_FIELD] if isinstance(text, str) else text

@@ -28,7 +28,8 @@ from .core.oidc.client import credential_verdict
 from .core.oidc.metadata import ProviderMetadata
 from .core.protocol import HttpFailure, HttpReply
 from .core.security.paths import extension_style, too_broad
-from .runtime import Runtime, SyncEffects, load_or_explain
+from .performers import SyncEffects
+from .runtime import Runtime, load_or_explain
 from .settings import Settings
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audit import AuditObserver, AuditSink, ensure_log_output
 from .core.authorisation import ClaimHeaders
@@ -29,14 +29,9 @@ from .core.oidc.client_auth import ClientAssertionSigner
 from .core.protocol import (
     HttpCall,
     HttpResult,
-    LookUpAccount,
-    LookupResult,
     Outcome,
     PassThrough,
-    ReadForm,
     Respond,
-    StoreEffect,
-    StoreResult,
 )
 from .core.responses import ResponseWriter, content_security_policy, provider_origin
 from .core.router import Router
@@ -47,17 +42,29 @@ from .lookups.runner import LookupObserver, LookupRunner
 from .pages import JinjaPages
 from .provider_calls import ProviderHttp
 from .settings import Settings
-from .stores import StoreBackend, open_store, store_kind
+from .stores import StoreBackend, open_store, store_kind, store_label
+from .tracing import Tracing
+
+if TYPE_CHECKING:
+    from .metrics import MetricsEndpoint, SSOMetrics
 
 AsyncProviderCall = Callable[[HttpCall], Awaitable[HttpResult]]
 
 
+# (what, seconds, succeeded): a store command ("get", "put"…) or a provider endpoint.
+TimingObserver = Callable[[str, float, bool], None]
+
+
 @dataclass(frozen=True)
 class Observers:
-    """Who hears what the runtime does: audit events, and each lookup's time and result."""
+    """Who hears what the runtime does (metrics): audit events, each lookup's time and
+    result, each store command's and provider call's, and the kind of store in use."""
 
     audit: tuple[AuditObserver, ...] = ()
     lookups: tuple[LookupObserver, ...] = ()
+    store: tuple[TimingObserver, ...] = ()
+    provider: tuple[TimingObserver, ...] = ()
+    store_kind: tuple[Callable[[str], None], ...] = ()
 
 
 @dataclass
@@ -73,6 +80,9 @@ class Runtime:
     identity_headers: IdentityHeaders
     # The async face's provider calls: httpx by default; the proxy gives its own client.
     provider_call: AsyncProviderCall = field(repr=False)
+    observers: Observers = field(default_factory=Observers, repr=False)
+    # OpenTelemetry spans (tracing.py), or None: off, and nothing is spent on it.
+    tracing: Tracing | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(
@@ -84,6 +94,7 @@ class Runtime:
         observers: Observers = Observers(),
         provider_call: AsyncProviderCall | None = None,
         pages: JinjaPages | None = None,
+        tracing: Tracing | None = None,
     ) -> Runtime:
         """Build every resource ``settings`` names. ``store`` shares one store between two
         runtimes (two instances of a service in one test); ``provider_call`` replaces the
@@ -105,6 +116,8 @@ class Runtime:
         )
         pages = pages or JinjaPages(settings.pages.templates_dir)
         provider_http = ProviderHttp(settings.provider.http_timeout_seconds)
+        for observe in observers.store_kind:
+            observe(store_label(settings.session.session_store))
         return cls(
             settings=settings,
             router=router,
@@ -131,6 +144,8 @@ class Runtime:
                 ClaimHeaders(settings.access.claim_headers),
             ),
             provider_call=provider_call or provider_http.acall,
+            observers=observers,
+            tracing=tracing or Tracing.from_environment(),
         )
 
     @classmethod
@@ -271,54 +286,26 @@ def _signer(settings: Settings, problems: list[str]) -> ClientAssertionSigner | 
         return None
 
 
-def runtime_for(settings: Settings | None, runtime: Runtime | None) -> Runtime:
-    """What the drivers are given: a runtime, or settings to build one from."""
+def metrics_endpoint(metrics: SSOMetrics | None, settings: Settings) -> MetricsEndpoint | None:
+    """The ``metrics_path`` a driver answers itself (for ``metrics_allow``), when it was
+    given metrics and the path is not switched off."""
+    if metrics is None or not settings.proxy.metrics_path:
+        return None
+    from .metrics import MetricsEndpoint
+
+    return MetricsEndpoint(metrics, settings.proxy.metrics_path, settings.proxy.metrics_allow)
+
+
+def runtime_for(
+    settings: Settings | None, runtime: Runtime | None, observers: Observers = Observers()
+) -> Runtime:
+    """What the drivers are given: a runtime, or settings to build one from (heard by
+    ``observers``: a runtime given ready-made has its own)."""
     if (settings is None) == (runtime is None):
         raise TypeError("give settings or a runtime, not both")
-    return runtime if runtime is not None else Runtime.from_settings(settings)  # type: ignore[arg-type]
-
-
-class SyncEffects:
-    """The runtime's resources as the interpreter's ``SyncPerformer``. A driver subclasses
-    it to read its request's body; without one, there is no body."""
-
-    __slots__ = ("runtime",)
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def http(self, call: HttpCall) -> HttpResult:
-        return self.runtime.provider_http.call(call)
-
-    def read_form(self, effect: ReadForm) -> bytes | None:
-        return None
-
-    def look_up(self, effect: LookUpAccount) -> LookupResult:
-        return self.runtime.lookups.call(effect.identity)
-
-    def store(self, effect: StoreEffect) -> StoreResult:
-        return self.runtime.store.perform(effect)
-
-
-class AsyncEffects:
-    """``SyncEffects`` for an event loop (the interpreter's ``AsyncPerformer``)."""
-
-    __slots__ = ("runtime",)
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    async def http(self, call: HttpCall) -> HttpResult:
-        return await self.runtime.provider_call(call)
-
-    async def read_form(self, effect: ReadForm) -> bytes | None:
-        return None
-
-    async def look_up(self, effect: LookUpAccount) -> LookupResult:
-        return await self.runtime.lookups.acall(effect.identity)
-
-    async def store(self, effect: StoreEffect) -> StoreResult:
-        return await self.runtime.store.aperform(effect)
+    if runtime is not None:
+        return runtime
+    return Runtime.from_settings(settings, observers=observers)  # type: ignore[arg-type]
 
 
 def load_or_explain(

@@ -16,6 +16,7 @@ import argparse
 from fastapi import FastAPI, Request
 
 from cqrs_sso_middleware import ASGISSOMiddleware, Settings
+from cqrs_sso_middleware.metrics import SSOMetrics
 
 app = FastAPI()
 
@@ -26,8 +27,9 @@ async def message_centre(request: Request) -> dict[str, str]:
     return {"welcome": user.display_name, "account": user.account.account_id}
 
 
-# CQRS_SSO_* variables, and the TOML file CQRS_SSO_CONFIG_FILE names (if any).
-app.add_middleware(ASGISSOMiddleware, settings=Settings.from_env())
+# CQRS_SSO_* variables, and the TOML file CQRS_SSO_CONFIG_FILE names (if any). Prometheus
+# metrics at /metrics, for the metrics_allow networks (loopback by default).
+app.add_middleware(ASGISSOMiddleware, settings=Settings.from_env(), metrics=SSOMetrics())
 
 if __name__ == "__main__":
     import uvicorn

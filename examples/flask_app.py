@@ -16,6 +16,7 @@ import argparse
 from flask import Flask, request
 
 from cqrs_sso_middleware import Settings, SSOMiddleware
+from cqrs_sso_middleware.metrics import SSOMetrics
 
 app = Flask(__name__)
 
@@ -26,8 +27,11 @@ def message_centre() -> str:
     return f"Welcome {user.display_name}, CQRS account {user.account.account_id}"
 
 
-# CQRS_SSO_* variables, and the TOML file CQRS_SSO_CONFIG_FILE names (if any).
-app.wsgi_app = SSOMiddleware(app.wsgi_app, Settings.from_env())  # type: ignore[method-assign]
+# CQRS_SSO_* variables, and the TOML file CQRS_SSO_CONFIG_FILE names (if any). Prometheus
+# metrics at /metrics, for the metrics_allow networks (loopback by default).
+app.wsgi_app = SSOMiddleware(  # type: ignore[method-assign]
+    app.wsgi_app, Settings.from_env(), metrics=SSOMetrics()
+)
 
 if __name__ == "__main__":
     options = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Runtime, Settings, SSOMiddleware
 from cqrs_sso_middleware.demo import DemoStack, start_demo
 from cqrs_sso_middleware.provider import DemoClient, DemoUser, NHSmailLikeProvider, ProviderFaults
+from cqrs_sso_middleware.runtime import Observers
 from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
 
 from .helpers import APP_ORIGIN, ISSUED_COOKIE_VALUES, AppClient, ASGIClient, Journey, WSGIClient, require
@@ -334,16 +335,26 @@ def make_client(
 ) -> Iterator[Callable[..., AppClient]]:
     made: list[AppClient] = []
 
-    def build(store: Any = None, settings: Settings | None = None, **overrides: Any) -> AppClient:
+    def build(
+        store: Any = None,
+        settings: Settings | None = None,
+        metrics: Any = None,
+        tracing: Any = None,
+        **overrides: Any,
+    ) -> AppClient:
         """A client of a new middleware; ``store`` shares a session store between two of
-        them, ``settings`` shares their configuration (two instances of one service)."""
+        them, ``settings`` shares their configuration (two instances of one service);
+        ``metrics`` (an ``SSOMetrics``) hears the runtime and is served at /metrics."""
         settings = settings or make_settings(**overrides)
         client: AppClient
-        runtime = Runtime.from_settings(settings, clock=clock, store=store)
+        observers = metrics.observers() if metrics is not None else Observers()
+        runtime = Runtime.from_settings(
+            settings, clock=clock, store=store, observers=observers, tracing=tracing
+        )
         if driver == "wsgi":
-            client = WSGIClient(SSOMiddleware(echo_wsgi, runtime=runtime))
+            client = WSGIClient(SSOMiddleware(echo_wsgi, runtime=runtime, metrics=metrics))
         else:
-            client = ASGIClient(ASGISSOMiddleware(echo_asgi(), runtime=runtime))
+            client = ASGIClient(ASGISSOMiddleware(echo_asgi(), runtime=runtime, metrics=metrics))
         made.append(client)
         return client
 

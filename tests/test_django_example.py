@@ -129,6 +129,9 @@ def test_five_seed_steps_and_request_user_in_django(django_site: tuple[str, Path
         refused = browser.get(origin + ended.headers["location"], headers=HTML)
         assert refused.status_code == 403 and "no CQRS account is associated" in refused.text
     assert [row[0] for row in django_users(database)] == [GP_USER]  # no user without a CQRS account
+    scrape = httpx.get(origin + "/metrics").text  # wsgi.py hands the middleware an SSOMetrics
+    for outcome in ("success", "cancelled", "no_account"):
+        assert f'cqrs_sso_sign_ins_total{{outcome="{outcome}"}} 1.0' in scrape
 
 
 @pytest.mark.parametrize("header", ["Remote-User", "X-Remote-User", "Remote_User", "X-Forwarded-User"])

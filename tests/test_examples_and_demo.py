@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from cqrs_sso_middleware.demo import DEMO_PASSWORD, GP_USER, NEW_USER, DemoStack
 from cqrs_sso_middleware.provider import WRONG_CREDENTIALS, NHSmailLikeProvider
@@ -44,6 +45,8 @@ def test_flask_example_signs_a_user_in(example_env: None) -> None:
         assert journey.sign_in(GP_USER).status == 303
         page = client.get("/", HTML)
         assert page.text == "Welcome Dr Gita Patel, CQRS account CQRS-0001"
+        scrape = client.test_app.get("/metrics", extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        assert 'cqrs_sso_sign_ins_total{outcome="success"} 1.0' in scrape.text
     finally:
         journey.close()
         client.close()
@@ -57,6 +60,9 @@ def test_fastapi_example_signs_a_user_in(example_env: None) -> None:
     try:
         assert journey.sign_in(GP_USER).status == 303
         assert client.get("/", HTML).json() == {"welcome": "Dr Gita Patel", "account": "CQRS-0001"}
+        with TestClient(module.app, client=("127.0.0.1", 40000)) as scraper:
+            scrape = scraper.get("/metrics")
+        assert 'cqrs_sso_sign_ins_total{outcome="success"} 1.0' in scrape.text
     finally:
         journey.close()
         client.close()

@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings as django_settings
 
 from ..drivers.wsgi import SSOMiddleware
-from ..runtime import Runtime
+from ..runtime import Observers, Runtime
 from ..settings import Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
+
+    from ..metrics import SSOMetrics
 
 __all__ = ["check_database_migrated", "sso_settings", "sso_wsgi_application"]
 
@@ -43,9 +45,13 @@ def sso_settings() -> Settings:
 
 
 def sso_wsgi_application(
-    application: WSGIApplication | None = None, runtime: Runtime | None = None
+    application: WSGIApplication | None = None,
+    runtime: Runtime | None = None,
+    metrics: SSOMetrics | None = None,
 ) -> SSOMiddleware:
-    """Django's WSGI application behind the NHSmail sign-in (use in ``wsgi.py``).
+    """Django's WSGI application behind the NHSmail sign-in (use in ``wsgi.py``);
+    ``metrics`` (``cqrs_sso_middleware.metrics.SSOMetrics``) hears it and is served at
+    ``metrics_path`` to ``metrics_allow``.
 
     Refuses to start (``ImproperlyConfigured``, with the command that fixes it) when the
     database has unapplied migrations: the first sign-in creates a Django user, and
@@ -55,7 +61,11 @@ def sso_wsgi_application(
 
         application = get_wsgi_application()
     check_database_migrated()
-    return SSOMiddleware(application, runtime=runtime or Runtime.from_settings(sso_settings()))
+    if runtime is None:
+        runtime = Runtime.from_settings(
+            sso_settings(), observers=metrics.observers() if metrics else Observers()
+        )
+    return SSOMiddleware(application, runtime=runtime, metrics=metrics)
 
 
 def check_database_migrated() -> None:

@@ -9,7 +9,7 @@ calls the app. Every decision is the core's.
 from __future__ import annotations
 
 import logging
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote, unquote
 
 from starlette.authentication import AuthCredentials
@@ -19,8 +19,12 @@ from ..audit import begin_request
 from ..core.interpreter import run_async
 from ..core.protocol import IncomingRequest, PassThrough, ReadForm, Respond, is_flow
 from ..core.responses import internal_error
-from ..runtime import AsyncEffects, Runtime, runtime_for
+from ..performers import AsyncEffects
+from ..runtime import Observers, Runtime, metrics_endpoint, runtime_for
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..metrics import SSOMetrics
 
 log = logging.getLogger("cqrs_sso")
 _PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
@@ -90,19 +94,36 @@ class ASGISSOMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, settings: Settings | None = None, *, runtime: Runtime | None = None
+        self,
+        app: ASGIApp,
+        settings: Settings | None = None,
+        *,
+        runtime: Runtime | None = None,
+        metrics: SSOMetrics | None = None,
     ) -> None:
         self.app = app
-        self.runtime = runtime_for(settings, runtime)
+        self.runtime = runtime_for(settings, runtime, metrics.observers() if metrics else Observers())
         self._router = self.runtime.router
         self._is_identity = self.runtime.identity_headers.is_identity
+        self._metrics = metrics_endpoint(metrics, self.runtime.settings)
+        self._tracing = self.runtime.tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._tracing is not None and scope["type"] == "http":
+            await self._tracing.asgi(self._serve, scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing_on_shutdown(send))
             return
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        if self._metrics is not None and scope["path"] == self._metrics.path and scope["type"] == "http":
+            client = scope.get("client")
+            await send_response(self._metrics.answer(client[0] if client else None), send)
             return
         scope = dict(scope)
         is_identity = self._is_identity

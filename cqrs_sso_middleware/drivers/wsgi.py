@@ -17,11 +17,14 @@ from ..audit import begin_request
 from ..core.interpreter import run_sync
 from ..core.protocol import IncomingRequest, PassThrough, ReadForm, Respond, is_flow
 from ..core.responses import internal_error
-from ..runtime import Runtime, SyncEffects, runtime_for
+from ..performers import SyncEffects
+from ..runtime import Observers, Runtime, metrics_endpoint, runtime_for
 from ..settings import Settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from ..metrics import SSOMetrics
 
 log = logging.getLogger("cqrs_sso")
 _PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
@@ -93,30 +96,48 @@ class SSOMiddleware:
     """
 
     def __init__(
-        self, app: WSGIApplication, settings: Settings | None = None, *, runtime: Runtime | None = None
+        self,
+        app: WSGIApplication,
+        settings: Settings | None = None,
+        *,
+        runtime: Runtime | None = None,
+        metrics: SSOMetrics | None = None,
     ) -> None:
         self.app = app
-        self.runtime = runtime_for(settings, runtime)
+        self.runtime = runtime_for(settings, runtime, metrics.observers() if metrics else Observers())
         self._router = self.runtime.router
         self._strip = self.runtime.identity_headers.environ_keys
+        self._metrics = metrics_endpoint(metrics, self.runtime.settings)
+        self._tracing = self.runtime.tracing
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self._tracing is not None:
+            return self._tracing.wsgi(self._serve, environ, start_response)
+        return self._serve(environ, start_response)
+
+    def _serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         for key in self._strip:
             environ.pop(key, None)
         environ.pop("REMOTE_USER", None)
-        begin_request(environ.get("HTTP_X_REQUEST_ID"))
-        try:
-            decision = self._router.handle(self._request(environ))
-            outcome = run_sync(decision, _Effects(self.runtime, environ)) if is_flow(decision) else decision
-            answer = self.runtime.finish(outcome)
-        except Exception:
-            log.exception("cqrs-sso: internal error while handling a request")
-            answer = internal_error()
+        if self._metrics is not None and environ.get("PATH_INFO") == self._metrics.path:
+            answer: PassThrough | Respond = self._metrics.answer(environ.get("REMOTE_ADDR"))
+        else:
+            answer = self._answer(environ)
         if isinstance(answer, Respond):
             head = environ.get("REQUEST_METHOD") == "HEAD"
             start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", list(answer.headers))
             return [] if head else [answer.body]
         return self._pass_through(answer, environ, start_response)
+
+    def _answer(self, environ: WSGIEnvironment) -> PassThrough | Respond:
+        begin_request(environ.get("HTTP_X_REQUEST_ID"))
+        try:
+            decision = self._router.handle(self._request(environ))
+            outcome = run_sync(decision, _Effects(self.runtime, environ)) if is_flow(decision) else decision
+            return self.runtime.finish(outcome)
+        except Exception:
+            log.exception("cqrs-sso: internal error while handling a request")
+            return internal_error()
 
     def close(self) -> None:
         self.runtime.close()

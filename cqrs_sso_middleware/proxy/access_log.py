@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..audit import utc_timestamp
 from ..core.security.headers import valid_request_id
+from ..tracing import current_trace_id
 
 access_log = logging.getLogger("cqrs_sso.access")
 _SAFE_TOKEN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -179,6 +180,7 @@ class AccessLog:
                     status,
                     time.perf_counter() - started,
                     client[0] if client else None,
+                    trace_id=current_trace_id(),
                 )
             )
 
@@ -199,6 +201,7 @@ def access_line(
     seconds: float,
     client: str | None,
     at: str | None = None,
+    trace_id: str = "",
 ) -> str:
     """The JSON line, built directly: the same text ``json.dumps`` gives for these fields.
 
@@ -215,5 +218,6 @@ def access_line(
         f'{{"time": "{at or utc_timestamp()}", "level": "{"error" if status >= 500 else "info"}", '
         f'"request_id": {text(request_id)}, "method": {text(method)}, '
         f'"path": {encode_basestring_ascii(path[:512])}, "status": {int(status)}, '
-        f'"duration_ms": {round(seconds * 1000, 2)!r}, "client": {text(client)}}}'
+        f'"duration_ms": {round(seconds * 1000, 2)!r}, "client": {text(client)}'
+        + (f', "trace_id": "{trace_id}"}}' if trace_id else "}")
     )

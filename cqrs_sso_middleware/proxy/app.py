@@ -4,9 +4,10 @@
 
 1. ``AccessLog`` — one JSON line per request, with a request id (an incoming
    ``X-Request-ID`` when well-formed, else a new one, also sent upstream and back);
-2. ``/metrics`` (Prometheus text) for the addresses in ``metrics_allow`` only;
+2. ``ReadinessWhileStopping`` — ``/readyz`` is 503 from the moment a stop is asked for;
 3. ``ASGISSOMiddleware`` — the sign-in itself: every request needs a session, except
    ``/oauth2/*`` (including the forward-auth endpoint), the probes and ``public_paths``;
+   it answers ``/metrics`` (``metrics.py``, every worker's sum) for ``metrics_allow`` only;
 4. ``ReverseProxy`` (``forward.py``) — to ``upstream``; without one it answers 404
    (a forward-auth-only service).
 
@@ -16,56 +17,83 @@ The proxy trusts ``X-Forwarded-*`` only from ``trusted_proxies`` (default: nobod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..core.responses import json_response, text_response
+from ..core.responses import json_response
 from ..drivers.asgi import ASGISSOMiddleware, send_response
+from ..metrics import SSOMetrics
 from ..provider_calls import ProviderHttp
-from ..runtime import Observers, Runtime
+from ..runtime import Runtime
 from ..settings import Settings
+from ..tracing import Tracing, traced
 from .access_log import AccessLog
 from .forward import ReverseProxy
-from .headers import TrustedProxies
-from .metrics import ProxyMetrics
 from .provider_client import PooledProviderClient
 
 
-class MetricsEndpoint:
-    """Serves ``settings.metrics_path`` to the ``metrics_allow`` networks; 404 to others."""
+class ReadinessWhileStopping:
+    """From the moment the process is asked to stop (``stopping``, set by the server's
+    signal handler), ``ready_path`` answers 503 so that a load balancer sends nobody new
+    here, while requests in flight finish (docs/deploy.md)."""
 
-    def __init__(self, app: ASGIApp, metrics: ProxyMetrics, settings: Settings) -> None:
-        self.app, self.metrics, self.path = app, metrics, settings.proxy.metrics_path
-        self.allowed = TrustedProxies.parse(settings.proxy.metrics_allow)
+    def __init__(self, app: ASGIApp, ready_path: str, stopping: threading.Event) -> None:
+        self.app, self.path, self.stopping = app, ready_path, stopping
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.path or scope["path"] != self.path:
-            await self.app(scope, receive, send)
+        if scope["type"] == "lifespan":
+            hear_stop_signals(self.stopping)
+        elif scope["type"] == "http" and scope["path"] == self.path and self.stopping.is_set():
+            await send_response(json_response(503, {"status": "stopping"}), send)
             return
-        client = scope.get("client")
-        if not self.allowed.trusts(client[0] if client else None):
-            await send_response(json_response(404, {"error": "not_found"}), send)
-            return
-        body, content_type = self.metrics.exposition()
-        await send_response(text_response(200, body, content_type.decode("latin-1")), send)
+        await self.app(scope, receive, send)
 
 
-def create_proxy_app(settings: Settings) -> ASGIApp:
-    """The whole proxy: access log → metrics → sign-in middleware → reverse proxy."""
-    metrics = ProxyMetrics()
+def hear_stop_signals(stopping: threading.Event) -> None:
+    """Set ``stopping`` on SIGTERM or SIGINT, then let the server's own handler (uvicorn's,
+    installed by now: the lifespan starts inside it) begin the graceful stop."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only (a test's server in a thread)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        server_handler = signal.getsignal(number)
+        if not callable(server_handler):
+            continue
+
+        def handler(sig: int, frame: FrameType | None, then: Callable[..., Any] = server_handler) -> None:
+            stopping.set()
+            then(sig, frame)
+
+        signal.signal(number, handler)
+
+
+def create_proxy_app(
+    settings: Settings, stopping: threading.Event | None = None, tracing: Tracing | None = None
+) -> ASGIApp:
+    """The whole proxy: (a server span) → access log → readiness → sign-in middleware (and
+    ``/metrics``) → reverse proxy. ``tracing``: spans to this instead of the ``OTEL_*``
+    variables' choice."""
+    metrics = SSOMetrics(proxy=True)
     # Provider calls go over the proxy's own HTTP/1.1 client; httpx takes those it cannot
     # make (a provider behind an outbound proxy).
     fallback = ProviderHttp(settings.provider.http_timeout_seconds)
     provider = PooledProviderClient(settings.provider.http_timeout_seconds, fallback=fallback.acall)
     runtime = Runtime.from_settings(
         settings,
-        observers=Observers(audit=(metrics.audit_event,), lookups=(metrics.lookup,)),
+        observers=metrics.observers(),
         provider_call=provider,
+        tracing=tracing,
     )
     forward = ReverseProxy(runtime, metrics, closing=(provider.close, fallback.close))
-    return AccessLog(MetricsEndpoint(ASGISSOMiddleware(forward, runtime=runtime), metrics, settings))
+    app: ASGIApp = ASGISSOMiddleware(forward, runtime=runtime, metrics=metrics)
+    if settings.site.ready_path:
+        app = ReadinessWhileStopping(app, settings.site.ready_path, stopping or threading.Event())
+    # Outermost, so that the access log's line carries the trace id.
+    return traced(AccessLog(app), runtime.tracing)
 
 
 def lookup_kind(spec: str) -> str:

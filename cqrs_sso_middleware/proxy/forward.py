@@ -19,9 +19,9 @@ from starlette.types import Receive, Scope, Send
 
 from ..core.identity import User
 from ..drivers.asgi import send_response
+from ..metrics import SSOMetrics
 from ..runtime import Runtime
 from .headers import TrustedProxies, UpstreamHeaders, downstream_headers
-from .metrics import ProxyMetrics
 from .upstream import UpstreamBroken, UpstreamError, UpstreamPool, UpstreamRefused, UpstreamTimeout
 from .websockets import relay_websocket
 
@@ -34,11 +34,12 @@ class ReverseProxy:
     def __init__(
         self,
         runtime: Runtime,
-        metrics: ProxyMetrics | None = None,
+        metrics: SSOMetrics | None = None,
         closing: Sequence[Callable[[], None]] = (),
     ) -> None:
         proxy = runtime.settings.proxy
         self.metrics = metrics
+        self.tracing = runtime.tracing
         self.responses = runtime.responses
         self.identity = runtime.identity_headers
         parts = urlsplit(proxy.upstream)
@@ -91,13 +92,19 @@ class ReverseProxy:
         client = scope.get("client")
         address = client[0] if client else None
         user: User | None = scope.get("cqrs_sso.user")
-        return self.upstream_headers(
+        headers = self.upstream_headers(
             scope["headers"],
             client=address,
             scheme=scope.get("scheme", "http"),
             trusted=self.trusted.trusts(address),
             identity=self.identity.for_user(user),
         )
+        if self.tracing is None:
+            return headers
+        # The upstream continues our span, not the client's (W3C Trace Context §3).
+        kept = [(name, value) for name, value in headers if name not in (b"traceparent", b"tracestate")]
+        traced = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.tracing.outgoing_headers()]
+        return [*kept, *traced]
 
     def upstream_target(self, scope: Scope) -> bytes:
         """The request target upstream: the path exactly as the middleware passed it on."""

@@ -12,18 +12,22 @@ import errno
 import gc
 import logging
 import os
+import shutil
+import signal
 import socket
 import sys
+import tempfile
+from types import FrameType
 
 from starlette.types import ASGIApp
 
 from ..audit import FallbackHandler
+from ..metrics import MULTIPROCESS_VARIABLE, multiprocess_directory
 from ..runtime import load_or_explain
 from ..settings import Settings
 from .app import create_proxy_app, describe
 
 CONFIG_FILE_VARIABLE = "CQRS_SSO_CONFIG_FILE"
-GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
 def configure_logging() -> None:
@@ -102,14 +106,17 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         http=CoalescingHttpToolsProtocol,  # head and small body in one write (http_protocol.py)
         server_header=False,  # the upstream's Server header passes; no second one
         access_log=False,  # the proxy writes its own JSON access log, without query strings
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=settings.proxy.shutdown_grace_seconds,
         timeout_keep_alive=settings.proxy.keep_alive_seconds,
         log_level="warning",
     )
     # What uvicorn.run does, on the socket bound above (uvicorn's own fd= option would
     # take it for a Unix socket and misread every client address).
+    own_directory = None
+    exit_cleanly_on_sigterm()
     try:
         if config.workers > 1:
+            own_directory = shared_metrics_directory()
             Multiprocess(config, sockets=[sock]).run()
         else:
             config.load_app()
@@ -118,7 +125,38 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         pass
     finally:
         sock.close()
+        if own_directory is not None:
+            shutil.rmtree(own_directory, ignore_errors=True)
     return 0
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """SIGTERM before uvicorn listens, or again after its graceful stop (uvicorn raises the
+    signal once more when it has finished, for the handler that was there before it): exit
+    with status 0, as an orchestrator expects of a stop it asked for. While uvicorn serves,
+    its own handler is in place and stops gracefully (``shutdown_grace_seconds``)."""
+
+    def exit_now(sig: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, exit_now)
+
+
+def shared_metrics_directory() -> str | None:
+    """Before the workers start: prometheus-client's multi-process mode, so that one scrape
+    of ``/metrics`` adds up every worker (``metrics.py``). Its directory is the deployer's
+    ``PROMETHEUS_MULTIPROC_DIR`` (emptied: values of an earlier run would be added in) or a
+    private one of our own, whose path is returned so that it is removed at exit."""
+    directory = multiprocess_directory()
+    if directory is not None:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+        return None
+    directory = tempfile.mkdtemp(prefix="cqrs-sso-metrics-")
+    os.environ[MULTIPROCESS_VARIABLE] = directory  # inherited by the workers, read at import
+    return directory
 
 
 def _bind(listen: str) -> socket.socket | None:

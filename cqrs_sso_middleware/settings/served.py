@@ -57,6 +57,12 @@ class ProxySettings:
             "proxy mode: addresses or CIDRs whose `X-Forwarded-*` and `X-Real-IP` are believed; empty: nobody"
         ),
     )
+    shutdown_grace_seconds: int = field(
+        default=25,
+        metadata=doc(
+            "proxy mode: on SIGTERM, how long requests in flight may take to finish before the process exits (keep the orchestrator's stop timeout above it)"
+        ),
+    )
     keep_alive_seconds: int = field(
         default=75,
         metadata=doc(
@@ -97,6 +103,8 @@ class ProxySettings:
         if not 1 <= self.workers <= 64:
             problems.append("workers: must be between 1 and 64")
         self._check_names(problems)
+        if not 0 <= self.shutdown_grace_seconds <= 3600:
+            problems.append("shutdown_grace_seconds: must be between 0 and 3600")
         if not 1 <= self.keep_alive_seconds <= 3600:
             problems.append("keep_alive_seconds: must be between 1 and 3600")
         if not 0 < self.upstream_timeout_seconds <= 3600:

@@ -68,6 +68,14 @@ def store_kind(session_store: str) -> str:
     return "redis" if scheme in REDIS_SCHEMES else scheme
 
 
+def store_label(session_store: str) -> str:
+    """The kind of store with its topology, never its address: ``cookie``, ``memory``, or
+    the Redis URL's scheme (``redis``, ``rediss+sentinel``, ``redis+cluster``…)."""
+    if session_store in ("cookie", "memory"):
+        return session_store
+    return session_store.partition("://")[0].lower()
+
+
 def open_store(settings: SessionSettings) -> StoreBackend:
     """The backend ``settings.session_store`` names; raises ``ConfigError`` for an unknown
     kind or a missing extra."""

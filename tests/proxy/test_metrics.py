@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cqrs_sso_middleware.proxy.metrics import ProxyMetrics
+from cqrs_sso_middleware.metrics import SSOMetrics
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -18,7 +18,7 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def test_per_request_metrics_read_as_prometheus_client_would_have_written_them() -> None:
-    metrics = ProxyMetrics()
+    metrics = SSOMetrics(proxy=True)
     reference = CollectorRegistry()
     checks = Counter("cqrs_sso_session_checks", "x", ["result"], registry=reference)
     responses = Counter("cqrs_sso_upstream_responses", "x", ["status"], registry=reference)

@@ -145,7 +145,7 @@ def test_health_readiness_and_metrics(proxy: ProxyProcess, signed_in: Browser) -
     assert httpx.get(f"{proxy.url}/readyz").json()["status"] == "ready"
     signed_in.get("/echo")
     metrics = httpx.get(f"{proxy.url}/metrics").text
-    assert 'cqrs_sso_sign_ins_total{outcome="succeeded"} 1.0' in metrics
+    assert 'cqrs_sso_sign_ins_total{outcome="success"} 1.0' in metrics
     assert 'cqrs_sso_upstream_responses_total{status="2xx"}' in metrics
     assert "cqrs_sso_lookup_seconds_count" in metrics
     assert 'cqrs_sso_session_checks_total{result="authenticated"}' in metrics

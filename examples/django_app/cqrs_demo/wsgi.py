@@ -10,5 +10,7 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cqrs_demo.settings")
 
 from cqrs_sso_middleware.django import sso_wsgi_application
+from cqrs_sso_middleware.metrics import SSOMetrics
 
-application = sso_wsgi_application()
+# Prometheus metrics at /metrics, for the metrics_allow networks (loopback by default).
+application = sso_wsgi_application(metrics=SSOMetrics())

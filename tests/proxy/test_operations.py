@@ -1,0 +1,118 @@
+"""The proxy as a hosting team runs it: one scrape of /metrics adds up every worker, and
+SIGTERM lets a request in flight finish while new connections are refused."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..conftest import GP_USER
+from ..helpers import wait_until
+from .conftest import Browser, ProxyProcess
+
+
+def counter(text: str, name: str, **labels: str) -> float:
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def test_one_scrape_of_a_two_worker_proxy_counts_every_request(
+    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser], tmp_path: Path
+) -> None:
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    (shared / "counter_1.db").write_bytes(b"left by an earlier run")  # emptied at start
+    proxy = start_proxy("--workers", "2", PROMETHEUS_MULTIPROC_DIR=str(shared))
+
+    def workers_writing() -> set[str]:
+        return {path.stem.rpartition("_")[2] for path in shared.glob("*.db")}
+
+    wait_until(lambda: len(workers_writing()) == 2 or None, "both workers to start", seconds=20)
+    browser = make_browser(proxy.url)
+    assert browser.sign_in(GP_USER).status_code == 303
+    before = httpx.get(f"{proxy.url}/metrics").text
+    requests = 400
+    # A new connection each time, so that the kernel hands them to both workers.
+    for _ in range(requests):
+        assert httpx.get(f"{proxy.url}/echo", cookies=browser.client.cookies).status_code == 200
+    for _ in range(6):  # whichever worker answers the scrape, the whole tree is counted
+        after = httpx.get(f"{proxy.url}/metrics").text
+        for name, labels in [
+            ("cqrs_sso_upstream_responses_total", {"status": "2xx"}),
+            ("cqrs_sso_session_checks_total", {"result": "authenticated"}),
+        ]:
+            assert counter(after, name, **labels) - counter(before, name, **labels) == requests
+        assert counter(after, "cqrs_sso_sign_ins_total", outcome="success") == 1
+    served = {path.stem for path in shared.glob("counter_*.db")}
+    assert len(served) == 2, f"one worker served everything: {served}"
+
+
+def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections(
+    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser]
+) -> None:
+    proxy = start_proxy(CQRS_SSO_SHUTDOWN_GRACE_SECONDS="20")
+    browser = make_browser(proxy.url)
+    assert browser.sign_in(GP_USER).status_code == 303
+    answers: list[httpx.Response] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(
+            httpx.get(f"{proxy.url}/slow?s=3", cookies=browser.client.cookies, timeout=30)
+        )
+    )
+    slow.start()
+    # Time for the request to reach the proxy: a stop before that would refuse it, and the
+    # test would fail (never pass wrongly).
+    time.sleep(1)
+    proxy.process.send_signal(15)
+    parts = urlsplit(proxy.url)
+
+    def refused() -> bool:
+        try:
+            socket.create_connection((parts.hostname, parts.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    wait_until(refused, "new connections to be refused", seconds=5)  # at once …
+    assert proxy.process.poll() is None  # … while the slow request is still being served
+    slow.join(timeout=30)
+    assert answers and answers[0].status_code == 200, "the request in flight was cut"
+    assert proxy.process.wait(timeout=20) == 0
+
+
+@pytest.mark.parametrize("grace", ["1"])
+def test_a_request_longer_than_the_grace_is_ended_and_the_process_still_exits(
+    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser], grace: str
+) -> None:
+    proxy = start_proxy(CQRS_SSO_SHUTDOWN_GRACE_SECONDS=grace)
+    browser = make_browser(proxy.url)
+    assert browser.sign_in(GP_USER).status_code == 303
+    outcomes: list[object] = []
+
+    def slow_request() -> None:
+        try:
+            reply = httpx.get(f"{proxy.url}/slow?s=30", cookies=browser.client.cookies, timeout=40)
+            outcomes.append(reply.status_code)
+        except httpx.HTTPError as error:
+            outcomes.append(error)
+
+    slow = threading.Thread(target=slow_request)
+    slow.start()
+    time.sleep(1)
+    proxy.process.send_signal(15)
+    # The grace (1 s), not the 30 s request, decides when the process ends.
+    assert proxy.process.wait(timeout=15) == 0
+    slow.join(timeout=40)
+    assert outcomes and outcomes[0] != 200, "the request outlived the grace"
