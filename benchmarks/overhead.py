@@ -29,6 +29,7 @@ from cqrs_sso_middleware import Account, ASGISSOMiddleware, Identity, Settings, 
 from cqrs_sso_middleware.core.authorisation import AccessRules, rules_from_value
 from cqrs_sso_middleware.core.interpreter import StoreOnly, run_sync
 from cqrs_sso_middleware.core.sessions.session import Session
+from cqrs_sso_middleware.runtime import Runtime
 
 TARGETS_US = {("WSGI", "cookie"): 10.0, ("ASGI", "cookie"): 15.0}
 SERVER_SIDE_TARGET_US = 150.0
@@ -192,44 +193,55 @@ def measure(store: str, requests: int, repeats: int) -> None:
     report("ASGI", label, bare_a, wrapped_a)
 
 
+def best_added(name: str, runtimes: dict[str, Runtime], requests: int, repeats: int) -> dict[str, float]:
+    """For each runtime, the best (least) time one driver adds to a signed-in request
+    (cookie store), the runtimes' runs interleaved so that the machine's drift hits all."""
+    added: dict[str, list[float]] = {label: [] for label in runtimes}
+    apps = {}
+    for label, runtime in runtimes.items():
+        wrapped: Any = (
+            SSOMiddleware(bare_wsgi, runtime=runtime)
+            if name == "WSGI"
+            else ASGISSOMiddleware(bare_asgi, runtime=runtime)
+        )
+        apps[label] = (wrapped, session_cookie(wrapped))
+    for _ in range(repeats):
+        for label, (wrapped, cookie) in apps.items():
+            if name == "WSGI":
+                environ = {**ENVIRON, "HTTP_COOKIE": cookie}
+                bare = time_wsgi(bare_wsgi, environ, requests)
+                added[label].append(time_wsgi(wrapped, environ, requests) - bare)
+            else:
+                scope = scope_with(cookie)
+
+                async def both(app: Any = wrapped, scope: dict[str, Any] = scope) -> float:
+                    bare = await time_asgi(bare_asgi, scope, requests)
+                    return await time_asgi(app, scope, requests) - bare
+
+                added[label].append(asyncio.run(both()))
+    return {label: min(times) for label, times in added.items()}
+
+
 def measure_rules(requests: int, repeats: int) -> None:
     """The added cost per signed-in request (cookie store, a path no rule names, so every
     rule is tried), without rules and with three, interleaved."""
     print(f"access rules: {requests} requests x {repeats} runs, cookie store, GET /messages, best run shown")
     for name in ("WSGI", "ASGI"):
-        added: dict[int, list[float]] = {0: [], 3: []}
-        apps = {}
-        for count in (0, 3):
-            more = {"access_rules": THREE_RULES} if count else {}
-            wrapped: Any = (SSOMiddleware if name == "WSGI" else ASGISSOMiddleware)(
-                bare_wsgi if name == "WSGI" else bare_asgi, settings("cookie", **more)
-            )
-            apps[count] = (wrapped, session_cookie(wrapped))
-        for _ in range(repeats):
-            for count, (wrapped, cookie) in apps.items():
-                if name == "WSGI":
-                    environ = {**ENVIRON, "HTTP_COOKIE": cookie}
-                    bare = time_wsgi(bare_wsgi, environ, requests)
-                    added[count].append(time_wsgi(wrapped, environ, requests) - bare)
-                else:
-                    scope = scope_with(cookie)
-
-                    async def both(app: Any = wrapped, scope: dict[str, Any] = scope) -> float:
-                        bare = await time_asgi(bare_asgi, scope, requests)
-                        return await time_asgi(app, scope, requests) - bare
-
-                    added[count].append(asyncio.run(both()))
-        best_none, best_three = min(added[0]), min(added[3])
-        ratio = best_three / best_none
+        runtimes = {
+            "none": Runtime.from_settings(settings("cookie")),
+            "three": Runtime.from_settings(settings("cookie", access_rules=THREE_RULES)),
+        }
+        best = best_added(name, runtimes, requests, repeats)
+        ratio = best["three"] / best["none"]
         print(
-            f"{name} cookie: added {best_none:5.2f} µs without rules, {best_three:5.2f} µs with three "
+            f"{name} cookie: added {best['none']:5.2f} µs without rules, {best['three']:5.2f} µs with three "
             f"({ratio:.2f}x; target ≤ {RULES_TARGET:.2f}x: {'met' if ratio <= RULES_TARGET else 'MISSED'})"
         )
     # rule_for remembers its answer per path; a path never seen before pays the matching.
     rules = AccessRules(rules_from_value(list(THREE_RULES)))
     paths = [f"/messages/{number}" for number in range(requests)]
-    best = min(timeit.repeat(lambda: [rules._first_match(p) for p in paths], number=1, repeat=repeats))
-    print(f"a path not seen before: +{best / requests * 1e6:.2f} µs to find that no rule matches it")
+    best_new = min(timeit.repeat(lambda: [rules._first_match(p) for p in paths], number=1, repeat=repeats))
+    print(f"a path not seen before: +{best_new / requests * 1e6:.2f} µs to find that no rule matches it")
 
 
 def measure_tracing(requests: int, repeats: int) -> None:
@@ -239,7 +251,6 @@ def measure_tracing(requests: int, repeats: int) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    from cqrs_sso_middleware.runtime import Runtime
     from cqrs_sso_middleware.tracing import Tracing
 
     class Dropped(SpanExporter):
@@ -250,37 +261,14 @@ def measure_tracing(requests: int, repeats: int) -> None:
     provider.add_span_processor(BatchSpanProcessor(Dropped(), max_queue_size=1 << 16))
     print(f"tracing: {requests} requests x {repeats} runs, cookie store, GET /messages, best run shown")
     for name in ("WSGI", "ASGI"):
-        added: dict[str, list[float]] = {"off": [], "on": []}
-        apps = {}
-        for mode in ("off", "on"):
-            runtime = Runtime.from_settings(
-                settings("cookie"), tracing=Tracing(provider) if mode == "on" else None
-            )
-            assert (runtime.tracing is None) == (mode == "off")
-            wrapped: Any = (
-                SSOMiddleware(bare_wsgi, runtime=runtime)
-                if name == "WSGI"
-                else ASGISSOMiddleware(bare_asgi, runtime=runtime)
-            )
-            apps[mode] = (wrapped, session_cookie(wrapped))
-        for _ in range(repeats):
-            for mode, (wrapped, cookie) in apps.items():
-                if name == "WSGI":
-                    environ = {**ENVIRON, "HTTP_COOKIE": cookie}
-                    bare = time_wsgi(bare_wsgi, environ, requests)
-                    added[mode].append(time_wsgi(wrapped, environ, requests) - bare)
-                else:
-                    scope = scope_with(cookie)
-
-                    async def both(app: Any = wrapped, scope: dict[str, Any] = scope) -> float:
-                        bare = await time_asgi(bare_asgi, scope, requests)
-                        return await time_asgi(app, scope, requests) - bare
-
-                    added[mode].append(asyncio.run(both()))
-        print(
-            f"{name} cookie: added {min(added['off']):5.2f} µs with tracing off, "
-            f"{min(added['on']):5.2f} µs with tracing on"
-        )
+        runtimes = {
+            "off": Runtime.from_settings(settings("cookie"), tracing=None),
+            "on": Runtime.from_settings(settings("cookie"), tracing=Tracing(provider)),
+        }
+        assert runtimes["off"].tracing is None
+        best = best_added(name, runtimes, requests, repeats)
+        off, on = best["off"], best["on"]
+        print(f"{name} cookie: added {off:5.2f} µs with tracing off, {on:5.2f} µs with tracing on")
     provider.shutdown()
 
 
