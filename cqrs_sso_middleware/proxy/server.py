@@ -97,6 +97,7 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
     from uvicorn.supervisors import Multiprocess
 
     from .http_protocol import CoalescingHttpToolsProtocol
+    from .websocket_protocol import GracefulWebSocketProtocol
 
     config = uvicorn.Config(
         "cqrs_sso_middleware.proxy.server:app_from_environment",
@@ -104,6 +105,7 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
         workers=workers or settings.proxy.workers,
         proxy_headers=False,
         http=CoalescingHttpToolsProtocol,  # head and small body in one write (http_protocol.py)
+        ws=GracefulWebSocketProtocol,  # a stop gives open WebSockets the grace too
         server_header=False,  # the upstream's Server header passes; no second one
         access_log=False,  # the proxy writes its own JSON access log, without query strings
         timeout_graceful_shutdown=settings.proxy.shutdown_grace_seconds,

@@ -271,3 +271,22 @@ def make_browser() -> Iterator[Callable[[str], Browser]]:
     yield build
     for browser in made:
         browser.close()
+
+
+@pytest.fixture
+def websocket_upstream() -> Iterator[str]:
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        user = websocket.headers.get("x-forwarded-user")
+        async for text in websocket.iter_text():
+            await websocket.send_text(f"{user}: {text}")
+
+    server = BackgroundASGIServer(Starlette(routes=[WebSocketRoute("/ws", echo)]), bind_socket()).start()
+    yield server.url
+    server.stop()

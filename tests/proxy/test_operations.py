@@ -116,3 +116,38 @@ def test_a_request_longer_than_the_grace_is_ended_and_the_process_still_exits(
     assert proxy.process.wait(timeout=15) == 0
     slow.join(timeout=40)
     assert outcomes and outcomes[0] != 200, "the request outlived the grace"
+
+
+def test_sigterm_gives_an_open_websocket_the_grace_then_closes_it_with_1012(
+    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser], websocket_upstream: str
+) -> None:
+    import asyncio
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    proxy = start_proxy(CQRS_SSO_UPSTREAM=websocket_upstream, CQRS_SSO_SHUTDOWN_GRACE_SECONDS="3")
+    browser = make_browser(proxy.url)
+    browser.sign_in(GP_USER, path="/")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.client.cookies.jar)
+
+    async def talk_through_the_stop() -> tuple[str, int | None]:
+        async with connect(
+            proxy.url.replace("http://", "ws://") + "/ws", additional_headers={"Cookie": cookie}
+        ) as ws:
+            await ws.send("before")
+            assert await ws.recv() == f"{GP_USER}: before"
+            proxy.process.send_signal(15)
+            await asyncio.sleep(1)  # the stop has begun: new connections are refused by now
+            await ws.send("during")  # … but this WebSocket still relays
+            answer = str(await ws.recv())
+            try:
+                await asyncio.wait_for(ws.recv(), timeout=10)
+            except ConnectionClosed as closed:
+                return answer, closed.rcvd.code if closed.rcvd else None
+            return answer, None
+
+    answer, code = asyncio.run(talk_through_the_stop())
+    assert answer == f"{GP_USER}: during"
+    assert code == 1012  # "service restart": the browser reconnects elsewhere
+    assert proxy.process.wait(timeout=20) == 0

@@ -279,25 +279,6 @@ def test_bad_configuration_fails_at_start_with_one_line_per_problem(provider: NH
 # -- websockets -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def websocket_upstream() -> Iterator[str]:
-    from starlette.applications import Starlette
-    from starlette.routing import WebSocketRoute
-    from starlette.websockets import WebSocket
-
-    from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
-
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        user = websocket.headers.get("x-forwarded-user")
-        async for text in websocket.iter_text():
-            await websocket.send_text(f"{user}: {text}")
-
-    server = BackgroundASGIServer(Starlette(routes=[WebSocketRoute("/ws", echo)]), bind_socket()).start()
-    yield server.url
-    server.stop()
-
-
 def test_websocket_passes_through_after_the_session_check(
     start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser], websocket_upstream: str
 ) -> None:
