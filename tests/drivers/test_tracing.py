@@ -116,3 +116,34 @@ def test_without_tracing_no_span_is_made(
     assert journey.app.middleware.runtime.tracing is None
     journey.sign_in(GP_USER)
     assert exporter.get_finished_spans() == ()
+
+
+def test_otel_variables_switch_tracing_on_and_off() -> None:
+    """The standard variables decide, in a process of its own (the SDK's global provider can
+    be set once per process): console spans with OTEL_TRACES_EXPORTER=console, none with
+    OTEL_SDK_DISABLED=true or with no variable at all."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from cqrs_sso_middleware.tracing import Tracing\n"
+        "tracing = Tracing.from_environment()\n"
+        "print('on' if tracing else 'off')\n"
+        "if tracing:\n"
+        "    with tracing.span('store get'):\n"
+        "        pass\n"
+    )
+
+    def run(**variables: str) -> str:
+        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **variables}
+        done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    console = run(OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="cqrs-test")
+    assert console.startswith("on") and '"name": "store get"' in console and "cqrs-test" in console
+    assert run().strip() == "off"
+    assert run(OTEL_TRACES_EXPORTER="console", OTEL_SDK_DISABLED="true").strip() == "off"
+    assert run(OTEL_TRACES_EXPORTER="none", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9").strip() == "off"
