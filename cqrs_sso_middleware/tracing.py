@@ -24,6 +24,7 @@ with none of these set, tracing is off: one ``is None`` test per request.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -84,7 +85,13 @@ class Tracing:
         )
         if exporter == "none" or not (exporter or endpoint):
             return None
-        provider = _sdk_provider(exporter or "otlp")
+        if exporter not in ("", "otlp", "console"):
+            logging.getLogger("cqrs_sso").warning(
+                "cqrs-sso: OTEL_TRACES_EXPORTER=%s is not one this package sets up "
+                "(otlp, console, none); spans are sent over OTLP",
+                exporter[:40],
+            )
+        provider = _sdk_provider("console" if exporter == "console" else "otlp")
         trace.set_tracer_provider(provider)
         return cls(provider)
 

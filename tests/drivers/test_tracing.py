@@ -147,3 +147,14 @@ def test_otel_variables_switch_tracing_on_and_off() -> None:
     assert run().strip() == "off"
     assert run(OTEL_TRACES_EXPORTER="console", OTEL_SDK_DISABLED="true").strip() == "off"
     assert run(OTEL_TRACES_EXPORTER="none", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9").strip() == "off"
+    # An exporter this package does not set up: named in a warning, spans sent over OTLP
+    # (no span is made here, so nothing is sent anywhere).
+    probe = "from cqrs_sso_middleware.tracing import Tracing; print(Tracing.from_environment())"
+    unknown = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={"PATH": os.environ.get("PATH", ""), "OTEL_TRACES_EXPORTER": "jaeger"},
+        capture_output=True,
+        text=True,
+    )
+    assert unknown.stdout.startswith("<cqrs_sso_middleware.tracing.Tracing")
+    assert "OTEL_TRACES_EXPORTER=jaeger is not one this package sets up" in unknown.stderr
