@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 _in_server_span: ContextVar[bool] = ContextVar("cqrs_sso_in_server_span", default=False)
 _tracing_on = False  # any Tracing made in this process: log lines look for a trace id
 PROPAGATED = ("traceparent", "tracestate")
+_PROPAGATED_RAW = tuple(name.encode("latin-1") for name in PROPAGATED)
 
 
 def current_trace_id() -> str:
@@ -153,7 +154,7 @@ class Tracing:
             return
         carrier = {}
         for name, value in scope["headers"]:
-            if name in (b"traceparent", b"tracestate"):
+            if name in _PROPAGATED_RAW:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         with self._server_span(scope["method"], carrier) as span:
             if span is None:

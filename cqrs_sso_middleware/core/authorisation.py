@@ -140,7 +140,6 @@ class AccessRules:
 
     def __init__(self, rules: Iterable[AccessRule]) -> None:
         self.rules = tuple(rules)
-        self._compiled = [(rule, [compile_path_pattern(p) for p in rule.paths]) for rule in self.rules]
         self._regexes = [(rule, tuple(path_pattern_regex(p) for p in rule.paths)) for rule in self.rules]
         self._answers: dict[str, AccessRule | None] = {}
         self._any = _one_regex([regex for _, regexes in self._regexes for regex in regexes])
@@ -176,10 +175,10 @@ class AccessRules:
         """Warnings for rules an earlier rule always decides first (every probe path of each
         of their glob patterns matches the earlier rule)."""
         warnings = []
-        for later, (rule, _) in enumerate(self._compiled):
-            for earlier, (first, matchers) in enumerate(self._compiled[:later]):
+        for later, (rule, _) in enumerate(self._regexes):
+            for earlier, (first, regexes) in enumerate(self._regexes[:later]):
                 probes = [probe for pattern in rule.paths for probe in _probes(pattern)]
-                if probes and all(any(m(p) for m in matchers) for p in probes):
+                if probes and all(any(r.fullmatch(p) for r in regexes) for p in probes):
                     warnings.append(
                         f"access rule {later + 1} ({rule.describe()}) never decides: "
                         f"rule {earlier + 1} ({first.describe()}) matches its paths first"
@@ -192,11 +191,11 @@ class AccessRules:
         passes without a session, before any rule is asked)."""
         public = [(pattern, compile_path_pattern(pattern)) for pattern in public_patterns]
         warnings = []
-        for number, (rule, matchers) in enumerate(self._compiled, start=1):
+        for number, (rule, regexes) in enumerate(self._regexes, start=1):
             for pattern, match in public:
                 # Either way round: a public pattern wider than the rule's, or narrower.
                 if any(match(probe) for path in rule.paths for probe in _probes(path)) or any(
-                    rule_match(probe) for probe in _probes(pattern) for rule_match in matchers
+                    regex.fullmatch(probe) for probe in _probes(pattern) for regex in regexes
                 ):
                     warnings.append(
                         f"public_paths {pattern!r} opens paths of access rule {number} ({rule.describe()}) "
