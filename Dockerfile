@@ -15,9 +15,11 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml setup.cfg README.md LICENSE /src/
+COPY requirements/constraints.txt /src/requirements/constraints.txt
 COPY cqrs_sso_middleware /src/cqrs_sso_middleware
-# install: one virtual environment with the proxy extra (uvicorn, Redis, metrics)
-RUN python -m venv /opt/cqrs-sso && /opt/cqrs-sso/bin/pip install "/src[proxy]"
+# install: one virtual environment with the proxy extra (uvicorn, Redis, metrics), at the
+# versions the test suite ran with (the repository's lock, as pip constraints)
+RUN python -m venv /opt/cqrs-sso && PIP_CONSTRAINT=/src/requirements/constraints.txt /opt/cqrs-sso/bin/pip install "/src[proxy]"
 
 FROM ${PYTHON_IMAGE}
 COPY --from=build /opt/cqrs-sso /opt/cqrs-sso

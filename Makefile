@@ -4,24 +4,34 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist). Most tests wait on servers and subprocesses rather than the
+# CPU, so two per core keeps a 2-core machine busy (docs/development.md has the timings).
+PYTEST_WORKERS ?= 4
 # `make demo PORT=8100 PROVIDER_PORT=8101` when 8000 or 8001 is taken.
 PORT ?= 8000
 PROVIDER_PORT ?= 8001
+# Every package `make test` and `make demo` install, pinned, tools and build backend included:
+# a release elsewhere never changes what `main` runs. `make upgrade-deps` re-resolves it.
+LOCK := requirements/constraints.txt
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: demo test lint typecheck unit venv clean fuzz node-deps docs
+.PHONY: demo test lint typecheck unit venv clean fuzz node-deps docs upgrade-deps
 
-$(BIN)/python:
+# A stamp, not bin/python: that is a symlink, and make reads the interpreter's own date.
+$(VENV)/.bootstrapped: $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-
-# The stamp is rebuilt whenever the project metadata changes, so `make test` after a pull
-# installs new dependencies without a manual step.
-$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(PIP_INSTALL) pip setuptools
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# The stamps are rebuilt whenever the project metadata or the lock changes, so `make test`
+# after a pull installs what changed without a manual step. The build backend comes from the
+# lock too (--no-build-isolation), instead of whatever setuptools is newest that day.
+$(VENV)/.installed-runtime: pyproject.toml $(LOCK) $(VENV)/.bootstrapped
+	$(PIP_INSTALL) --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(LOCK) $(VENV)/.bootstrapped
+	$(PIP_INSTALL) --no-build-isolation -e '.[test]'
 	touch $@ $(VENV)/.installed-runtime
 
 venv: $(VENV)/.installed-test
@@ -48,9 +58,12 @@ node-deps:
 # pytest exits 5 when it collects no test; make treats every non-zero status as a failure,
 # so an empty run can never pass silently.
 unit: $(VENV)/.installed-test node-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-test: lint typecheck unit
+# Lint and the type check run beside the suite rather than before it (one job each); the
+# line-synchronised output keeps each tool's lines whole.
+test: $(VENV)/.installed-test node-deps
+	$(MAKE) --no-print-directory -j3 --output-sync=line lint typecheck unit
 
 # A long fuzzing run with a fresh seed (make test runs 10,000 requests per driver, fixed seed).
 FUZZ_REQUESTS ?= 200000
@@ -60,6 +73,15 @@ fuzz: $(VENV)/.installed-test
 # docs/configuration.md's settings table is generated from Settings (a test checks it).
 docs: $(VENV)/.installed-runtime
 	$(BIN)/python -m cqrs_sso_middleware.settings_reference --write docs/configuration.md
+
+# Every pin to its newest release that pyproject.toml's ranges allow, then the whole suite on
+# them: commit requirements/constraints.txt only when this is green. uv resolves (pip-compile
+# writes a non-portable file:// line for this package's extras that name each other); pip
+# installs, so a fresh machine needs nothing but Python.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --python-version 3.11 --custom-compile-command 'make upgrade-deps'
+upgrade-deps: $(VENV)/.installed-test
+	$(UV_COMPILE) --upgrade --extra test -o $(LOCK) pyproject.toml requirements/installer.in
+	$(MAKE) test
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,11 @@ import webtest
 from starlette.testclient import TestClient
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
+# The repository's lock. Tests that install the package into a new venv the way a user would
+# (`pip install '.[examples]'`, the wheel, the image's line) install these versions, so that
+# a release elsewhere cannot turn the suite red.
+CONSTRAINTS = Path(__file__).parent.parent / "requirements" / "constraints.txt"
+LOCKED_PIP = {"PIP_CONSTRAINT": str(CONSTRAINTS)}
 T = TypeVar("T")
 APP_ORIGIN = "http://localhost"
 

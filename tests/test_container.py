@@ -93,7 +93,8 @@ def installed() -> Iterator[Path]:
     base.chmod(0o755)
     source = base / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "setup.cfg", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "setup.cfg", "README.md", "LICENSE", "requirements/constraints.txt"):
+        (source / name).parent.mkdir(exist_ok=True)
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(
         ROOT / "cqrs_sso_middleware",

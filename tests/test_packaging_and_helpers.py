@@ -20,6 +20,7 @@ from cqrs_sso_middleware.credentials import make_certificate, new_secret
 from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
+from .helpers import LOCKED_PIP
 
 ROOT = Path(__file__).parents[1]
 
@@ -90,7 +91,10 @@ def test_wheel_builds_cleanly_installs_in_a_new_venv_and_runs(
     """python -m build makes an sdist and a wheel without deprecation warnings; the wheel,
     installed with its dependencies into a fresh venv, runs --version and check-config."""
     dist = tmp_path / "dist"
-    built = run(sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), str(ROOT))
+    locked = {**os.environ, **LOCKED_PIP}
+    built = run(
+        sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), str(ROOT), env=locked
+    )
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     output = built.stdout + built.stderr
     assert "deprecat" not in output.lower(), [line for line in output.splitlines() if "eprecat" in line]
@@ -100,7 +104,7 @@ def test_wheel_builds_cleanly_installs_in_a_new_venv_and_runs(
     target = tmp_path / "venv"
     venv.create(target, with_pip=True)
     python = target / "bin" / "python"
-    installed = run(str(python), "-m", "pip", "install", "--quiet", str(wheels[0]))
+    installed = run(str(python), "-m", "pip", "install", "--quiet", str(wheels[0]), env=locked)
     assert installed.returncode == 0, installed.stderr[-2000:]
     cli = str(target / "bin" / "cqrs-sso")
     assert run(cli, "--version").stdout.strip() == f"cqrs-sso {__version__}"

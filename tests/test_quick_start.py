@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import HTML, form_fields, wait_until
+from .helpers import HTML, LOCKED_PIP, form_fields, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parent.parent
@@ -124,6 +124,7 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Checkout:
         "PATH": f"{bin_folder}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "VIRTUAL_ENV": str(folder / ".venv-try"),
         "HOME": os.environ.get("HOME", "/root"),
+        **LOCKED_PIP,
     }
     checkout = Checkout(folder, app_port, provider_port, env)
     checkout.run(lines[1] + " --quiet --disable-pip-version-check")

@@ -97,7 +97,7 @@ class RedisStore:
     is not required: losing every node signs everybody out, nothing worse."""
 
     def __init__(self, settings: SessionSettings) -> None:
-        import redis
+        import redis  # noqa: F401  (here, so that a missing extra is a configuration error)
 
         location = settings.redis
         assert location is not None, "RedisStore needs a Redis session_store"
@@ -105,7 +105,6 @@ class RedisStore:
         self.clients = RedisClients(location, settings)
         self.replicas = ReplicaWatch()
         self.wait_ms = int(settings.revocation_wait_seconds * 1000)
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError, _NotRedis)
         self._waiting_gets: list[tuple[str, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # held, so that no batch is collected
         self._batch_loop: asyncio.AbstractEventLoop | None = None
@@ -136,7 +135,11 @@ class RedisStore:
                 self.clients.sync().ping()
                 return effects.StoreReply(self.clients.describe())
             return _interpret(effect, self._run(self.clients.sync(), _plan(effect)))
-        except self._errors as error:
+        except Exception as error:
+            # Every failure inside the client is the store's, and fails closed (503), not
+            # only RedisError and OSError: a server that is not Redis, or answers out of
+            # protocol, makes redis-py fail in other ways too (8.x: AttributeError on a
+            # garbled HELLO reply).
             return effects.StoreFailed(f"redis: {type(error).__name__}")
 
     @staticmethod
@@ -207,7 +210,7 @@ class RedisStore:
                     getattr(pipe, name)(*args, **options)
                 replies = await pipe.execute()
             return _interpret(effect, replies)
-        except self._errors as error:
+        except Exception as error:  # as in perform: any failure of the client fails closed
             return effects.StoreFailed(f"redis: {type(error).__name__}")
 
     async def _arevoke(self, effect: effects.StoreDelete) -> effects.StoreResult:

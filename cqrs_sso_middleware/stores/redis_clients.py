@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from ..settings.redis_url import RedisLocation
 from ..settings.sessions import SessionSettings
@@ -34,19 +34,12 @@ class RedisClients:
     the face — sync or async — it uses), and how to describe what they reach."""
 
     def __init__(self, location: RedisLocation, settings: SessionSettings) -> None:
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         self.location = location
         self.cluster = location.topology == "cluster"
         timeout = settings.session_store_timeout_seconds
         self.options: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            # One quick retry: a pooled connection that died with a Redis restart (or a
-            # primary that changed) is replaced at once; a Redis that is down fails within
-            # the time-out.
-            "retry": Retry(NoBackoff(), 1),
         }
         if not self.cluster:
             self.options["health_check_interval"] = 30
@@ -83,8 +76,8 @@ class RedisClients:
             sentinel.update(ssl=True, **self.tls)
         return sentinel
 
-    def _data_kwargs(self) -> dict[str, Any]:
-        return {**self.options, **({"ssl": True, **self.tls} if self.tls else {})}
+    def _data_kwargs(self, retry: Any) -> dict[str, Any]:
+        return {**self.options, "retry": retry, **({"ssl": True, **self.tls} if self.tls else {})}
 
     def sync(self) -> Any:
         if self._sync is None:
@@ -95,18 +88,26 @@ class RedisClients:
 
     def _build_sync(self) -> Any:
         import redis
+        from redis.backoff import NoBackoff
         from redis.cluster import ClusterNode, RedisCluster
+        from redis.retry import Retry
         from redis.sentinel import Sentinel
 
+        # One quick retry: a pooled connection that died with a Redis restart (or a primary
+        # that changed) is replaced at once; a Redis that is down fails within the time-out.
+        retry = Retry(NoBackoff(), 1)
         location = self.location
         if location.topology == "standalone":
-            return redis.Redis.from_url(location.url, **self.options, **self.tls)
+            return redis.Redis.from_url(location.url, **self.options, retry=retry, **self.tls)
         if location.topology == "sentinel":
-            sentinels = list(location.nodes)
-            self._sentinel = Sentinel(sentinels, sentinel_kwargs=self._sentinel_kwargs())  # type: ignore[no-untyped-call]
-            return self._sentinel.master_for(location.service_name, db=location.db, **self._data_kwargs())
-        nodes = [ClusterNode(host, port) for host, port in location.nodes]  # type: ignore[no-untyped-call]
-        return RedisCluster(startup_nodes=nodes, **self._data_kwargs())
+            # Constructors are called through Any: redis-py 5 leaves them unannotated (and
+            # RedisCluster abstract to mypy) where 8 annotates them, so no `type: ignore`
+            # could hold on both versions.
+            sentinel = cast(Any, Sentinel)(list(location.nodes), sentinel_kwargs=self._sentinel_kwargs())
+            self._sentinel = sentinel
+            return sentinel.master_for(location.service_name, db=location.db, **self._data_kwargs(retry))
+        nodes = [cast(Any, ClusterNode)(host, port) for host, port in location.nodes]
+        return cast(Any, RedisCluster)(startup_nodes=nodes, **self._data_kwargs(retry))
 
     def async_(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -118,19 +119,21 @@ class RedisClients:
     def _build_async(self) -> Any:
         import redis.asyncio
         from redis.asyncio.cluster import ClusterNode, RedisCluster
+        from redis.asyncio.retry import Retry
         from redis.asyncio.sentinel import Sentinel
+        from redis.backoff import NoBackoff
 
+        # The asyncio client's own Retry: redis-py 8 converts a synchronous one with a warning.
+        retry = Retry(NoBackoff(), 1)
         location = self.location
         if location.topology == "standalone":
-            return redis.asyncio.Redis.from_url(location.url, **self.options, **self.tls)
+            return redis.asyncio.Redis.from_url(location.url, **self.options, retry=retry, **self.tls)
         if location.topology == "sentinel":
-            sentinels = list(location.nodes)
-            self._async_sentinel = Sentinel(sentinels, sentinel_kwargs=self._sentinel_kwargs())  # type: ignore[no-untyped-call]
-            return self._async_sentinel.master_for(
-                location.service_name, db=location.db, **self._data_kwargs()
-            )
+            sentinel = cast(Any, Sentinel)(list(location.nodes), sentinel_kwargs=self._sentinel_kwargs())
+            self._async_sentinel = sentinel
+            return sentinel.master_for(location.service_name, db=location.db, **self._data_kwargs(retry))
         nodes = [ClusterNode(host, port) for host, port in location.nodes]
-        return RedisCluster(startup_nodes=nodes, **self._data_kwargs())
+        return cast(Any, RedisCluster)(startup_nodes=nodes, **self._data_kwargs(retry))
 
     # -- describing ---------------------------------------------------------------------------
 
