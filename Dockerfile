@@ -29,8 +29,11 @@ ENV PATH=/opt/cqrs-sso/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     CQRS_SSO_LISTEN=0.0.0.0:8080 \
+    CQRS_SSO_METRICS_LISTEN=0.0.0.0:9090 \
     CQRS_SSO_METRICS_ALLOW=127.0.0.1/32,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16
-EXPOSE 8080
+# 8080: the service (behind the front proxy); 9090: /metrics alone, for the scraper on the
+# private network; never route the front proxy to it. On 8080, /metrics is 404.
+EXPOSE 8080 9090
 # healthcheck: the process answers (not the provider: that is /readyz, for the orchestrator)
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('CQRS_SSO_LISTEN', ':8080').rpartition(':')[2] + '/healthz', timeout=2)"]

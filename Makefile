@@ -63,7 +63,7 @@ unit: $(VENV)/.installed-test node-deps
 # Lint and the type check run beside the suite rather than before it (one job each); the
 # line-synchronised output keeps each tool's lines whole.
 test: $(VENV)/.installed-test node-deps
-	$(MAKE) --no-print-directory -j3 --output-sync=line lint typecheck unit
+	$(MAKE) --no-print-directory -j3 lint typecheck unit
 
 # A long fuzzing run with a fresh seed (make test runs 10,000 requests per driver, fixed seed).
 FUZZ_REQUESTS ?= 200000

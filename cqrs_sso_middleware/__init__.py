@@ -4,6 +4,7 @@ __version__ = "0.2.0"  # first: modules below read it
 
 from .core.errors import ConfigError
 from .core.identity import Account, Identity, User
+from .core.security.header_values import decode_header_value
 from .drivers.asgi import ASGISSOMiddleware
 from .drivers.wsgi import SSOMiddleware
 from .runtime import Runtime
@@ -18,4 +19,5 @@ __all__ = [
     "SSOMiddleware",
     "Settings",
     "User",
+    "decode_header_value",
 ]

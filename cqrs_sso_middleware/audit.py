@@ -44,6 +44,9 @@ EVENT_LEVELS: dict[str, int] = {
     "session_refused": logging.WARNING,
     "token_rejected": logging.WARNING,
     "backchannel_logout_refused": logging.WARNING,
+    # Either a client trying to choose the path judged, or a front proxy that sets another
+    # header than forward_auth_uri_header: both worth a deployer's look.
+    "ambiguous_original_uri": logging.WARNING,
 }
 LEVEL_NAMES = {logging.ERROR: "error", logging.WARNING: "warning", logging.INFO: "info"}
 

@@ -130,7 +130,9 @@ def demo_provider(provider_url: str, app_url: str) -> NHSmailLikeProvider:
         post_logout_redirect_uris=(f"{app_url}/oauth2/signed_out",),
         frontchannel_logout_uri=f"{app_url}/oauth2/frontchannel_logout",
     )
-    return NHSmailLikeProvider(provider_url, DEMO_TENANT_ID, demo_users(), [client])
+    # The demo's registration has the auth_time optional claim, which its step-up rule on
+    # /declarations needs (docs/nhsmail.md asks NHSmail's helpdesk for it).
+    return NHSmailLikeProvider(provider_url, DEMO_TENANT_ID, demo_users(), [client], sends_auth_time=True)
 
 
 def demo_settings(provider_url: str, app_url: str, **overrides: Any) -> Settings:
@@ -229,7 +231,8 @@ CQRS single sign-on demo ({variant.upper()} app)
     any other address or a wrong password is refused by the NHSmail sign-in page
 
   Access rules: /approvals needs CQRS.Approver, /admin needs CQRS.Admin (nobody has it),
-  /declarations needs a sign-in at most 15 minutes old (NHSmail asks for the password again).
+  /declarations needs a sign-in at most 15 minutes old: after that, NHSmail asks for the
+  password again (the provider sends auth_time, the optional claim a step-up needs).
 
 Open {stack.app_server.url} in a browser. Press Ctrl-C to stop.
 """,

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .audit import AuditObserver, AuditSink, ensure_log_output
-from .core.authorisation import ClaimHeaders
+from .core.claim_headers import ClaimHeaders
 from .core.errors import ConfigError
 from .core.oidc.client_auth import ClientAssertionSigner
 from .core.protocol import (
@@ -288,8 +288,9 @@ def _signer(settings: Settings, problems: list[str]) -> ClientAssertionSigner | 
 
 def metrics_endpoint(metrics: SSOMetrics | None, settings: Settings) -> MetricsEndpoint | None:
     """The ``metrics_path`` a driver answers itself (for ``metrics_allow``), when it was
-    given metrics and the path is not switched off."""
-    if metrics is None or not settings.proxy.metrics_path:
+    given metrics and the path is not switched off (nor served on ``metrics_listen``, the
+    proxy's listener of its own: ``proxy/metrics_listener.py``)."""
+    if metrics is None or not settings.proxy.metrics_path or settings.proxy.metrics_listen:
         return None
     from .metrics import MetricsEndpoint
 

@@ -3,7 +3,11 @@
 What is traced:
 
 * a **server** span per request (named by its method only: a path may carry personal
-  data), continued from the client's W3C ``traceparent`` (W3C Trace Context §3);
+  data), continued from the client's W3C ``traceparent`` (W3C Trace Context §3) when the
+  request carries a session cookie. A request without one starts a trace of its own, and
+  the client's ``traceparent`` becomes a span *link*: an anonymous client cannot choose
+  the trace id that the audit lines of its requests carry (and so cannot file them under
+  somebody else's trace);
 * **client** spans for the provider calls (``provider metadata``, ``provider jwks``,
   ``provider token``), each sending ``traceparent`` on to the provider, and internal spans
   for the account lookup and each session-store command;
@@ -30,6 +34,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
+
+from .core.security.cookies import cookie_values
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -111,18 +117,26 @@ class Tracing:
         return tuple(carrier.items())
 
     @contextmanager
-    def _server_span(self, method: str, carrier: Mapping[str, str]) -> Iterator[Span | None]:
+    def _server_span(self, method: str, carrier: Mapping[str, str], signed_in: bool) -> Iterator[Span | None]:
         if _in_server_span.get():
             yield None
             return
         token = _in_server_span.set(True)
-        parent = self._propagator.extract(carrier)
+        from opentelemetry.context import Context
+
+        incoming = self._propagator.extract(carrier, context=Context())
+        links = []
+        if not signed_in:
+            client = self._trace.get_current_span(incoming).get_span_context()
+            links = [self._trace.Link(client)] if client.is_valid else []
+            incoming = Context()
         try:
             with self.tracer.start_as_current_span(
                 method,
-                context=parent,
+                context=incoming,
                 kind=self._trace.SpanKind.SERVER,
                 attributes={"http.request.method": method},
+                links=links,
             ) as span:
                 yield span
         finally:
@@ -131,14 +145,19 @@ class Tracing:
     # -- the two faces -----------------------------------------------------------------------
 
     def wsgi(
-        self, app: WSGIApplication, environ: WSGIEnvironment, start_response: StartResponse
+        self,
+        app: WSGIApplication,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        session_cookie: str,
     ) -> Iterable[bytes]:
         carrier = {
             name: str(environ[f"HTTP_{name.upper()}"])
             for name in PROPAGATED
             if f"HTTP_{name.upper()}" in environ
         }
-        with self._server_span(str(environ.get("REQUEST_METHOD", "GET")), carrier) as span:
+        signed_in = bool(cookie_values(environ.get("HTTP_COOKIE"), session_cookie))
+        with self._server_span(str(environ.get("REQUEST_METHOD", "GET")), carrier, signed_in) as span:
             if span is None:
                 return app(environ, start_response)
 
@@ -148,15 +167,21 @@ class Tracing:
 
             return app(environ, recording)
 
-    async def asgi(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    async def asgi(
+        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, session_cookie: str
+    ) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
         carrier = {}
+        cookies = []
         for name, value in scope["headers"]:
             if name in _PROPAGATED_RAW:
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
-        with self._server_span(scope["method"], carrier) as span:
+            elif name == b"cookie":
+                cookies.append(value.decode("latin-1"))
+        signed_in = bool(cookie_values("; ".join(cookies), session_cookie)) if cookies else False
+        with self._server_span(scope["method"], carrier, signed_in) as span:
             if span is None:
                 await app(scope, receive, send)
                 return
@@ -169,14 +194,14 @@ class Tracing:
             await app(scope, receive, recording)
 
 
-def traced(app: ASGIApp, tracing: Tracing | None) -> ASGIApp:
+def traced(app: ASGIApp, tracing: Tracing | None, session_cookie: str) -> ASGIApp:
     """``app`` inside a server span per request (the proxy's outermost layer, so that its
     access log sees the trace id); ``app`` itself when tracing is off."""
     if tracing is None:
         return app
 
     async def traced_app(scope: Scope, receive: Receive, send: Send) -> None:
-        await tracing.asgi(app, scope, receive, send)
+        await tracing.asgi(app, scope, receive, send, session_cookie)
 
     return traced_app
 

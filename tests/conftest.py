@@ -32,7 +32,18 @@ GP_USER = "gp.user@nhs.net"
 NEW_USER = "new.user@nhs.net"
 NO_EMAIL_USER = "member.user@nhs.net"  # a member user without an `email` claim
 APPROVER = "approver@nhs.net"  # has the Entra app role CQRS.Approver
-ACCOUNTS = {GP_USER: "CQRS-0001", NO_EMAIL_USER: "CQRS-0002", APPROVER: "CQRS-0003"}
+# Names outside Latin-1 and with apostrophes, as NHS staff have them: Polish, Welsh, Irish.
+NON_LATIN_NAMES = {
+    "lukasz.zolc@nhs.net": "Łukasz Żółć",
+    "sian.llyr@nhs.net": "Siân Llŷr",
+    "siobhan.obrien@nhs.net": "Siobhán O'Brien-Ní Dhuibhir",
+}
+ACCOUNTS = {
+    GP_USER: "CQRS-0001",
+    NO_EMAIL_USER: "CQRS-0002",
+    APPROVER: "CQRS-0003",
+    **{email: f"CQRS-01{number:02d}" for number, email in enumerate(NON_LATIN_NAMES)},
+}
 
 
 class SuiteLog(logging.Handler):
@@ -110,6 +121,7 @@ def provider_server() -> Iterator[NHSmailLikeProvider]:
         DemoUser(NEW_USER, PASSWORD, "Nia Evans", company_name="Riverside Practice (Y00002)"),
         DemoUser(NO_EMAIL_USER, PASSWORD, "Sam Member", include_email_claim=False),
         DemoUser(APPROVER, PASSWORD, "Alex Approver", roles=("CQRS.Approver",)),
+        *(DemoUser(email, PASSWORD, name) for email, name in NON_LATIN_NAMES.items()),
     ]
     client = DemoClient(
         CLIENT_ID,

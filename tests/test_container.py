@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cqrs_sso_middleware.provider import DemoClient, NHSmailLikeProvider
@@ -76,6 +77,7 @@ def exec_form(instruction: str) -> list[str]:
 
 def test_the_image_runs_as_an_unprivileged_user_with_a_healthcheck_and_sigterm() -> None:
     stage = dict(final_stage())
+    assert image_environment()["CQRS_SSO_METRICS_LISTEN"] == "0.0.0.0:9090"  # not on the service port
     assert stage["USER"] == str(UNPRIVILEGED)
     assert stage["STOPSIGNAL"] == "SIGTERM"
     assert "/healthz" in stage["HEALTHCHECK"]
@@ -133,7 +135,7 @@ def writable(top: Path, allowed: bool) -> None:
 def test_the_entrypoint_serves_passes_its_healthcheck_and_stops_cleanly(
     installed: Path, provider: NHSmailLikeProvider
 ) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     origin = f"http://127.0.0.1:{port}"
     client_id = f"image-{port}"
     provider.clients[client_id] = DemoClient(client_id, CLIENT_SECRET, (f"{origin}/oauth2/callback",))
@@ -147,8 +149,9 @@ def test_the_entrypoint_serves_passes_its_healthcheck_and_stops_cleanly(
     environment = {
         **{k: v.replace("/opt/cqrs-sso", str(installed / "opt")) for k, v in image_environment().items()},
         "HOME": "/nonexistent",
-        # The image listens on 0.0.0.0:8080; here, loopback on a free port.
+        # The image listens on 0.0.0.0:8080 and :9090 (metrics); here, loopback on free ports.
         "CQRS_SSO_LISTEN": f"127.0.0.1:{port}",
+        "CQRS_SSO_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
         "CQRS_SSO_ISSUER": provider.issuer,
         "CQRS_SSO_CLIENT_ID": client_id,
         "CQRS_SSO_CLIENT_SECRET_FILE": str(secrets_dir / "client_secret"),
@@ -178,6 +181,9 @@ def test_the_entrypoint_serves_passes_its_healthcheck_and_stops_cleanly(
             [*as_user, str(bin_dir / healthcheck[0]), *healthcheck[1:]], env=environment, timeout=30
         )
         assert probe.returncode == 0
+        # Metrics on their own port only: the front proxy routes to 8080, never to 9090.
+        assert httpx.get(f"{origin}/metrics").status_code == 404
+        assert "cqrs_sso_" in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=40) == 0
     finally:

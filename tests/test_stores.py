@@ -200,6 +200,41 @@ def test_ending_all_of_one_persons_sessions(backend: tuple[StoreBackend, str]) -
     assert run(keeper.load(ids[2:], now), store).session.user.email == "new.user@nhs.net"
 
 
+def test_a_get_beside_a_revocation_mark_finds_nothing(
+    perform: Callable[[StoreEffect], Any], backend: tuple[StoreBackend, str]
+) -> None:
+    _, p = backend
+    perform(StorePut(p + "rec", b"record", 60))
+    assert perform(StoreGet(p + "rec", p + "mark")) == b"record"
+    assert perform(StoreDelete((p + "rec",), (), (p + "mark",), 60)) == 1
+    perform(StorePut(p + "rec", b"record", 60))  # the record put back as it was
+    assert perform(StoreGet(p + "rec")) == b"record"
+    assert perform(StoreGet(p + "rec", p + "mark")) is None
+
+
+@pytest.mark.parametrize("ending", ["sign_out", "everywhere"])
+def test_a_revoked_record_put_back_is_still_refused(backend: tuple[StoreBackend, str], ending: str) -> None:
+    """A dump or backup restored after a sign-out (or a replica's older data) holds the
+    record again: the mark the ending left, read with every load, still refuses it."""
+    store, prefix = backend
+    keeper = SessionKeeper("redis://x", ["k" * 32], SessionTimeouts(3600, 43200), DEPLOYMENT, prefix)
+    now = time.time()
+    gita = User(Identity(email="gp.user@nhs.net", subject="s", issuer="i", object_id="oid-1"), Account("A"))
+    session = Session.start(gita, now, DEPLOYMENT)
+    run(keeper.save(session, now), store)
+    key = keeper.session_key(session.session_id)
+    captured = _value(store.perform(StoreGet(key)))
+    assert isinstance(captured, bytes)
+    if ending == "sign_out":
+        run(keeper.end(session), store)
+    else:
+        assert run(keeper.end_all_of(gita.identity), store) == 1
+    assert _value(store.perform(StorePut(key, captured, 3600))) is True  # restored
+    assert run(keeper.load([session.session_id], now), store).session is None
+    mark = keeper.revocation_mark(key)
+    assert _value(store.perform(StoreGet(mark))) == b"1"  # kept as long as the record could live
+
+
 @pytest.mark.parametrize(
     "other",
     [

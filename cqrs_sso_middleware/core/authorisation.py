@@ -12,9 +12,11 @@ A signed-in person with a CQRS account passes every protected path unless an
   one is sent back to NHSmail with ``prompt=login`` and ``max_age`` (OIDC Core §3.1.2.1).
 
 Paths are matched like ``public_paths`` (anchored globs, ``re:``), on the path every rule
-and the app see. A path with ``;`` parameters is matched as written **and** as Tomcat,
-Jetty and Spring serve it (parameters dropped), and the rule of either applies, so
-``/approvals;x`` cannot step around the rule on ``/approvals/**``.
+and the app see, read the same way (``security.paths.path_readings``): a path with ``;``
+(or ``%3B``) parameters is matched as written **and** as Tomcat, Jetty and Spring serve it
+(parameters dropped), and the rule of either applies, so ``/approvals;x`` cannot step around
+the rule on ``/approvals/**``; with ``case_insensitive_paths``, ``/APPROVALS/x`` cannot
+either.
 """
 
 from __future__ import annotations
@@ -23,15 +25,12 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from .identity import User, clean_roles, has_control_characters
-from .security.paths import compile_path_pattern, path_pattern_regex
+from .identity import User, clean_roles
+from .security.paths import compile_path_pattern, path_pattern_regex, path_readings
+from .security.request_numbers import MAX_AUTH_AGE_SECONDS, MIN_AUTH_AGE_SECONDS, auth_age
 
-_PARAMETERS = re.compile(r";[^/]*")
 _REFERS_TO_GROUPS = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
-_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
-_CLAIM_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -138,11 +137,13 @@ class AccessRules:
     _REMEMBERED = 4096
     _LONGEST_REMEMBERED = 512
 
-    def __init__(self, rules: Iterable[AccessRule]) -> None:
+    def __init__(self, rules: Iterable[AccessRule], ignore_case: bool = False) -> None:
         self.rules = tuple(rules)
-        self._regexes = [(rule, tuple(path_pattern_regex(p) for p in rule.paths)) for rule in self.rules]
+        self._regexes = [
+            (rule, tuple(path_pattern_regex(p, ignore_case) for p in rule.paths)) for rule in self.rules
+        ]
         self._answers: dict[str, AccessRule | None] = {}
-        self._any = _one_regex([regex for _, regexes in self._regexes for regex in regexes])
+        self._any = _one_regex([regex for _, regexes in self._regexes for regex in regexes], ignore_case)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -161,7 +162,7 @@ class AccessRules:
         return rule
 
     def _first_match(self, path: str) -> AccessRule | None:
-        readings = (path, _PARAMETERS.sub("", path)) if ";" in path else (path,)
+        readings = path_readings(path)
         if self._any is not None and all(self._any.fullmatch(reading) is None for reading in readings):
             return None  # most paths: one regex says no rule is concerned
         for rule, regexes in self._regexes:
@@ -204,7 +205,7 @@ class AccessRules:
         return warnings
 
 
-def _one_regex(regexes: list[re.Pattern[str]]) -> re.Pattern[str] | None:
+def _one_regex(regexes: list[re.Pattern[str]], ignore_case: bool = False) -> re.Pattern[str] | None:
     """All patterns as one alternation, to tell in one call whether any matches (``None``
     where they cannot be joined: a ``re:`` with its own global flags, or one that refers to
     its own groups, whose numbers joining would change)."""
@@ -212,7 +213,7 @@ def _one_regex(regexes: list[re.Pattern[str]]) -> re.Pattern[str] | None:
         return None
     joined = "|".join(f"(?{'s' if r.flags & re.DOTALL else ''}:{r.pattern})" for r in regexes)
     try:
-        return re.compile(joined)
+        return re.compile(joined, re.IGNORECASE if ignore_case else 0)
     except re.error:
         return None
 
@@ -229,68 +230,15 @@ def _probes(pattern: str) -> list[str]:
 def forward_auth_rule(roles: str | None, max_auth_age: str | None) -> AccessRule | None:
     """A rule from forward-auth's own query (``/oauth2/auth?roles=A,B&max_auth_age=900``),
     so that each nginx ``location`` or Caddy route can carry its own. ``ValueError`` for a
-    malformed one (the proxy in front then answers 500: closed)."""
+    malformed one, answered 400 (the proxy in front then refuses the request: closed):
+    ``max_auth_age`` is read like every number from a request, with the floor of an
+    ``access_rules`` entry (60 s; 0 would ask for a sign-in at every request, a loop)."""
     if not roles and not max_auth_age:
         return None
     age = None
     if max_auth_age:
-        if not max_auth_age.isdigit():
-            raise ValueError("max_auth_age is a whole number of seconds")
-        age = int(max_auth_age)
+        age = auth_age(max_auth_age)
+        if age is None:
+            low, high = MIN_AUTH_AGE_SECONDS, MAX_AUTH_AGE_SECONDS
+            raise ValueError(f"max_auth_age is a whole number of seconds from {low} to {high}")
     return AccessRule(("/**",), clean_roles((roles or "").split(",")), age)
-
-
-class ClaimHeaders:
-    """``claim_headers``: header name → what it carries. ``roles`` is the person's roles
-    (all three sources); ``account.id``, ``account.email``, ``account.roles`` and
-    ``account.<attribute>`` are the CQRS account's; any other name is an ID token claim.
-    A list is joined with commas; a value with a control character is never sent."""
-
-    def __init__(self, mapping: Mapping[str, str]) -> None:
-        self.mapping = dict(mapping)
-        self.names = tuple(self.mapping)
-
-    @staticmethod
-    def problems(mapping: Mapping[str, object]) -> list[str]:
-        found = []
-        for header, claim in mapping.items():
-            if not _HEADER_NAME.fullmatch(header):
-                found.append(f"claim_headers: {header!r} is not a header name (letters, digits and -)")
-            if not isinstance(claim, str) or not _CLAIM_NAME.fullmatch(claim):
-                found.append(f"claim_headers: {header} names {claim!r}, not a claim or account.* field")
-        return found
-
-    def values(self, user: User) -> list[tuple[str, str]]:
-        pairs = []
-        for header, source in self.mapping.items():
-            text = _text(_value(user, source))
-            if text and not has_control_characters(text):
-                pairs.append((header, text))
-        return pairs
-
-
-def _value(user: User, source: str) -> Any:
-    account = user.account
-    if source == "roles":
-        return sorted(user.roles)
-    if source == "account.id":
-        return account.account_id
-    if source == "account.email":
-        return account.email
-    if source == "account.roles":
-        return list(account.roles)
-    if source.startswith("account."):
-        return account.attributes.get(source[len("account.") :])
-    return user.identity.claims.get(source)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return ",".join(str(item) for item in value if isinstance(item, str | int | float))
-    return ""

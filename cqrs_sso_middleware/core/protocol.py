@@ -113,9 +113,12 @@ class LookupFailed:
 
 @dataclass(frozen=True, slots=True)
 class StoreGet:
-    """Read ``key``. Result: ``StoreReply(bytes | None)``."""
+    """Read ``key``, unless ``unless`` is set (a revocation mark: the record was ended, and
+    what is under ``key`` now is a copy put back). Read together, in one round trip.
+    Result: ``StoreReply(bytes | None)``."""
 
     key: str
+    unless: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +135,14 @@ class StorePut:
 
 @dataclass(frozen=True, slots=True)
 class StoreDelete:
-    """Delete ``keys`` and remove them from each of ``indexes``. Result: ``StoreReply(number
-    deleted)``."""
+    """Delete ``keys``, remove them from each of ``indexes``, and set each of ``marks`` for
+    ``mark_ttl_seconds`` (revocation marks, which a ``StoreGet`` reads beside its key).
+    Result: ``StoreReply(number deleted)``."""
 
     keys: tuple[str, ...]
     indexes: tuple[str, ...] = ()
+    marks: tuple[str, ...] = ()
+    mark_ttl_seconds: int = 0
 
 
 @dataclass(frozen=True, slots=True)

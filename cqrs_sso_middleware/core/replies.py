@@ -72,8 +72,14 @@ def no_account() -> JsonReply:
 
 
 def bad_path(ctx: RequestContext) -> JsonReply | Page:
+    return bad_request(ctx, "invalid_path")
+
+
+def bad_request(ctx: RequestContext, error: str) -> JsonReply | Page:
+    """400: a request that can be read more than one way, or not at all (an ambiguous path,
+    a number that is not one, two headers naming different addresses)."""
     if ctx.api:
-        return JsonReply(400, {"error": "invalid_path"})
+        return JsonReply(400, {"error": error})
     return Page("error.html", 400, {"title": "This address is not valid"})
 
 

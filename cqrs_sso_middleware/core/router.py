@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from . import replies
 from .accounts import AccountCheck
-from .authorisation import ClaimHeaders
+from .claim_headers import ClaimHeaders
 from .context import RequestContext
 from .oidc.client import ProviderState, RelyingParty
 from .oidc.client_auth import ClientAssertionSigner
@@ -50,6 +50,7 @@ from .routes.sign_in_result import SignInResults
 from .routes.sign_out import SignOut
 from .security.cookies import CookieNames, CookiePolicy, cookie_values
 from .security.csrf import CsrfGuard
+from .security.original_uri import OriginalUri
 from .security.paths import PathRefused, PublicPaths, normalise_path
 from .sessions.attempts import AttemptCookies
 from .sessions.keeper import LoadedSession, SessionCookies, SessionKeeper, SessionWriter, StoreProblem
@@ -89,7 +90,7 @@ class Router:
         self.clock = clock
         self.base_url = site.base_url.lower()
         self.prefix = site.path_prefix
-        self.public = PublicPaths(site.public_paths)
+        self.public = PublicPaths(site.public_paths, site.case_insensitive_paths)
         policy = CookiePolicy(secure=site.is_https)
         names = CookieNames(session.cookie_name, secure=site.is_https)
         self.timeouts = SessionTimeouts(session.session_idle_seconds, session.session_max_seconds)
@@ -108,8 +109,9 @@ class Router:
         attempts = AttemptCookies(session.secret_keys, names.attempt_prefix)
         csrf = CsrfGuard(session.secret_keys, site.base_url, names, policy)
         starter = SignInStarter(self.rp, attempts, policy, names, settings.provider.shared_devices)
-        authorise = Authorise(settings)
-        sign_in = SignIn(settings, starter, csrf, self.cookies, authorise.rules)
+        original = OriginalUri(settings.proxy.forward_auth_uri_header)
+        authorise = Authorise(settings, original)
+        sign_in = SignIn(settings, starter, csrf, self.cookies, authorise.rules, original)
         results = SignInResults(
             session.secret_keys,
             self.keeper.deployment,
@@ -124,7 +126,7 @@ class Router:
             settings, starter, accounts, self.keeper, writer, self.cookies, results, authorise
         )
         forward_auth = ForwardAuth(
-            settings, self.access, self.public, ClaimHeaders(settings.access.claim_headers)
+            settings, self.access, self.public, ClaimHeaders(settings.access.claim_headers), original
         )
         sign_out = SignOut(settings, self.rp, csrf, self.keeper, self.cookies)
         logout = LogoutChannels(settings, self.rp, self.keeper, self.cookies)

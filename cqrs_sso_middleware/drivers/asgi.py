@@ -107,10 +107,11 @@ class ASGISSOMiddleware:
         self._is_identity = self.runtime.identity_headers.is_identity
         self._metrics = metrics_endpoint(metrics, self.runtime.settings)
         self._tracing = self.runtime.tracing
+        self._session_cookie = self.runtime.cookie_names.session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._tracing is not None and scope["type"] == "http":
-            await self._tracing.asgi(self._serve, scope, receive, send)
+            await self._tracing.asgi(self._serve, scope, receive, send, self._session_cookie)
         else:
             await self._serve(scope, receive, send)
 

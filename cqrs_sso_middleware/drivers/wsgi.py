@@ -17,6 +17,7 @@ from ..audit import begin_request
 from ..core.interpreter import run_sync
 from ..core.protocol import IncomingRequest, PassThrough, ReadForm, Respond, is_flow
 from ..core.responses import internal_error
+from ..core.security.request_numbers import whole_number
 from ..performers import SyncEffects
 from ..runtime import Observers, Runtime, metrics_endpoint, runtime_for
 from ..settings import Settings
@@ -64,11 +65,8 @@ class _Effects(SyncEffects):
         self.environ = environ
 
     def read_form(self, effect: ReadForm) -> bytes | None:
-        try:
-            length = int(self.environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            return None
-        if not 0 <= length <= effect.max_bytes:
+        length = whole_number(str(self.environ.get("CONTENT_LENGTH") or "0"), 0, effect.max_bytes)
+        if length is None:
             return None
         if length == 0:  # an empty form (a Sign out button with no fields), as ASGI reads it
             return b""
@@ -109,10 +107,11 @@ class SSOMiddleware:
         self._strip = self.runtime.identity_headers.environ_keys
         self._metrics = metrics_endpoint(metrics, self.runtime.settings)
         self._tracing = self.runtime.tracing
+        self._session_cookie = self.runtime.cookie_names.session
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._tracing is not None:
-            return self._tracing.wsgi(self._serve, environ, start_response)
+            return self._tracing.wsgi(self._serve, environ, start_response, self._session_cookie)
         return self._serve(environ, start_response)
 
     def _serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

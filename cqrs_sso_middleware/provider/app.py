@@ -62,6 +62,7 @@ class NHSmailLikeProvider:
         *,
         clock: Callable[[], float] = time.time,
         single_sign_on: bool = True,
+        sends_auth_time: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.tenant_id = tenant_id
@@ -77,8 +78,9 @@ class NHSmailLikeProvider:
         self.sso_sessions: dict[str, SingleSignOnSession] = {}
         # Entra's front-channel request carries sid only; True sends iss too (the spec's form).
         self.frontchannel_sends_iss = False
-        # Entra sends auth_time only when the registration asks for it (an optional claim).
-        self.sends_auth_time = False
+        # Entra sends auth_time only when the registration asks for it (an optional claim),
+        # whatever the request's max_age or claims parameter says.
+        self.sends_auth_time = sends_auth_time
         # Every code and token handed out, so tests can prove none of them reaches a log.
         self.issued_secrets: list[str] = []
         self.client_auth = ClientAuthentication(self.clients, self._endpoint("token"), clock)

@@ -7,7 +7,9 @@
 2. ``ReadinessWhileStopping`` — ``/readyz`` is 503 from the moment a stop is asked for;
 3. ``ASGISSOMiddleware`` — the sign-in itself: every request needs a session, except
    ``/oauth2/*`` (including the forward-auth endpoint), the probes and ``public_paths``;
-   it answers ``/metrics`` (``metrics.py``, every worker's sum) for ``metrics_allow`` only;
+   it answers ``/metrics`` (``metrics.py``, every worker's sum) for ``metrics_allow`` only,
+   unless ``metrics_listen`` gives the metrics a listener of their own
+   (``metrics_listener.py``, outside everything else);
 4. ``ReverseProxy`` (``forward.py``) — to ``upstream``; without one it answers 404
    (a forward-auth-only service).
 
@@ -27,13 +29,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..core.responses import json_response
 from ..drivers.asgi import ASGISSOMiddleware, send_response
-from ..metrics import SSOMetrics
+from ..metrics import MetricsEndpoint, SSOMetrics
 from ..provider_calls import ProviderHttp
 from ..runtime import Runtime
 from ..settings import Settings
 from ..tracing import Tracing, traced
 from .access_log import AccessLog
 from .forward import ReverseProxy
+from .metrics_listener import MetricsListener
 from .provider_client import PooledProviderClient
 
 
@@ -93,7 +96,12 @@ def create_proxy_app(
     if settings.site.ready_path:
         app = ReadinessWhileStopping(app, settings.site.ready_path, stopping or threading.Event())
     # Outermost, so that the access log's line carries the trace id.
-    return traced(AccessLog(app), runtime.tracing)
+    app = traced(AccessLog(app), runtime.tracing, runtime.cookie_names.session)
+    proxy = settings.proxy
+    if proxy.metrics_listen and proxy.metrics_path:
+        endpoint = MetricsEndpoint(metrics, proxy.metrics_path, proxy.metrics_allow)
+        app = MetricsListener(app, endpoint, int(proxy.metrics_listen.rpartition(":")[2]))
+    return app
 
 
 def lookup_kind(spec: str) -> str:
@@ -114,5 +122,8 @@ def describe(settings: Settings) -> Mapping[str, Any]:
         "account_lookup": lookup_kind(settings.lookup.spec),
         "open": settings.site.base_url + "/",
         "trusted_proxies": list(proxy.trusted_proxies) or "none",
-        "metrics": proxy.metrics_path or "off",
+        "metrics": (
+            f"{proxy.metrics_path} on {proxy.metrics_listen}" if proxy.metrics_listen else proxy.metrics_path
+        )
+        or "off",
     }

@@ -81,8 +81,8 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
     runtime.close()
     settings = runtime.settings
     configure_logging()
-    sock = _bind(settings.proxy.listen)
-    if sock is None:
+    bound = _bind_all(settings)
+    if bound is None:
         return 1
     described = describe(settings)
     # One line for the operator, never a secret, and only once the port is ours: what
@@ -90,7 +90,8 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
     print(
         f"cqrs-sso proxy: listening on {described['listen']}, upstream {described['upstream']}, "
         f"issuer {described['issuer']}, session store {described['session_store']}, "
-        f"account lookup {described['account_lookup']}; open {described['open']}",
+        f"account lookup {described['account_lookup']}; open {described['open']}"
+        + (f"; metrics on {settings.proxy.metrics_listen}" if settings.proxy.metrics_listen else ""),
         flush=True,
     )
     import uvicorn
@@ -119,14 +120,15 @@ def serve(config_file: str | None, upstream: str | None, listen: str | None, wor
     try:
         if config.workers > 1:
             own_directory = shared_metrics_directory()
-            Multiprocess(config, sockets=[sock]).run()
+            Multiprocess(config, sockets=bound).run()
         else:
             config.load_app()
-            uvicorn.Server(config).run(sockets=[sock])
+            uvicorn.Server(config).run(sockets=bound)
     except KeyboardInterrupt:
         pass
     finally:
-        sock.close()
+        for sock in bound:
+            sock.close()
         if own_directory is not None:
             shutil.rmtree(own_directory, ignore_errors=True)
     return 0
@@ -161,7 +163,27 @@ def shared_metrics_directory() -> str | None:
     return directory
 
 
-def _bind(listen: str) -> socket.socket | None:
+def _bind_all(settings: Settings) -> list[socket.socket] | None:
+    """The main listener and, with ``metrics_listen``, the metrics' own; ``None`` (and
+    nothing left open) when either cannot be had."""
+    proxy = settings.proxy
+    wanted = [
+        (name, address)
+        for name, address in (("listen", proxy.listen), ("metrics_listen", proxy.metrics_listen))
+        if address
+    ]
+    bound: list[socket.socket] = []
+    for name, address in wanted:
+        sock = _bind(address, name)
+        if sock is None:
+            for opened in bound:
+                opened.close()
+            return None
+        bound.append(sock)
+    return bound
+
+
+def _bind(listen: str, setting: str = "listen") -> socket.socket | None:
     """The listening socket, or ``None`` after saying why (a port in use, an address this
     machine does not have) and which setting to change."""
     host, _, port = listen.rpartition(":")
@@ -175,10 +197,9 @@ def _bind(listen: str) -> socket.socket | None:
     except OSError as error:
         sock.close()
         reason = "the port is in use" if error.errno == errno.EADDRINUSE else error.strerror
+        how = "--listen (or the listen setting)" if setting == "listen" else f"the {setting} setting"
         print(
-            f"cqrs-sso proxy: cannot listen on {listen}: {reason}; choose another with --listen "
-            "(or the listen setting)",
-            file=sys.stderr,
+            f"cqrs-sso proxy: cannot listen on {listen}: {reason}; choose another with {how}", file=sys.stderr
         )
         return None
     return sock

@@ -7,7 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..core.authorisation import AccessRule, ClaimHeaders
+from ..core.authorisation import AccessRule
+from ..core.claim_headers import ClaimHeaders
 from ..core.security.headers import STANDARD_IDENTITY_HEADERS
 from ..core.security.paths import compile_path_pattern
 from .schema_base import Problems, doc

@@ -182,6 +182,12 @@ class SiteSettings:
             "comma list of anchored globs (`*` within one segment, `**` across: `/static/**`) or `re:` regexes (fullmatch) on the normalised path; they pass without a session (see docs/proxy.md)"
         ),
     )
+    case_insensitive_paths: bool = field(
+        default=False,
+        metadata=doc(
+            "match `public_paths` and `access_rules` without regard to letter case: turn on when the app or upstream serves `/ADMIN` as `/admin` (IIS, ASP.NET, Windows file servers), so that no spelling steps around a rule"
+        ),
+    )
     auto_redirect: bool = field(default=False, metadata=doc("skip the sign-in page, go straight to NHSmail"))
     health_path: str = field(default="/healthz", metadata=doc("liveness probe (always 200); empty disables"))
     ready_path: str = field(

@@ -78,6 +78,12 @@ class ProxySettings:
     metrics_allow: tuple[str, ...] = field(
         default=("127.0.0.1/32", "::1/128"), metadata=doc("proxy mode: networks that may read the metrics")
     )
+    metrics_listen: str = field(
+        default="",
+        metadata=doc(
+            "proxy mode: `host:port` of a listener of its own for `metrics_path` (the main listener then answers it 404); use it behind a front proxy, whose address `metrics_allow` cannot tell from a client's"
+        ),
+    )
     user_header: str = field(
         default="X-Forwarded-User",
         metadata=doc("header carrying the user's email to proxied apps (proxy) and in forward-auth answers"),
@@ -89,6 +95,12 @@ class ProxySettings:
         default="X-CQRS-Account",
         metadata=doc("header carrying the CQRS account id to proxied apps and nginx"),
     )
+    forward_auth_uri_header: str = field(
+        default="X-Original-URI",
+        metadata=doc(
+            "the one header forward-auth believes for the original URI: `X-Original-URI` behind nginx (its example sets it), `X-Forwarded-Uri` behind Caddy and Traefik; a request that also carries the other with a different value is refused"
+        ),
+    )
 
     def check(self, problems: Problems) -> None:
         if self.upstream:
@@ -97,9 +109,7 @@ class ProxySettings:
                 problems.append(
                     f"upstream: must be an http(s) URL like http://127.0.0.1:9000, got {self.upstream!r}"
                 )
-        host, _, port = self.listen.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            problems.append(f"listen: must be host:port, got {self.listen!r}")
+        self._check_listeners(problems)
         if not 1 <= self.workers <= 64:
             problems.append("workers: must be between 1 and 64")
         self._check_names(problems)
@@ -111,6 +121,14 @@ class ProxySettings:
             problems.append("upstream_timeout_seconds: must be between 0 and 3600")
         plain_path_or_empty(problems, "metrics_path", self.metrics_path)
 
+    def _check_listeners(self, problems: Problems) -> None:
+        for name in ("listen", "metrics_listen"):
+            host, _, port = getattr(self, name).rpartition(":")
+            if (name == "listen" or port) and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+                problems.append(f"{name}: must be host:port, got {getattr(self, name)!r}")
+        if self.metrics_listen and self.metrics_listen == self.listen:
+            problems.append("metrics_listen: must differ from listen")
+
     def _check_names(self, problems: Problems) -> None:
         for name in ("trusted_proxies", "metrics_allow"):
             for network in getattr(self, name):
@@ -118,6 +136,6 @@ class ProxySettings:
                     ipaddress.ip_network(network, strict=False)
                 except ValueError:
                     problems.append(f"{name}: {network!r} is not an address or CIDR network")
-        for name in ("user_header", "email_header", "account_header"):
+        for name in ("user_header", "email_header", "account_header", "forward_auth_uri_header"):
             if not _HEADER_NAME.fullmatch(getattr(self, name)):
                 problems.append(f"{name}: must be a header name (letters, digits, hyphens)")

@@ -59,6 +59,8 @@ class MemoryStore:
     def _apply(self, effect: effects.StoreEffect, now: float) -> bytes | bool | int | tuple[str, ...] | None:
         match effect:
             case effects.StoreGet():
+                if effect.unless and self._live(effect.unless, now) is not None:
+                    return None
                 return self._live(effect.key, now)
             case effects.StorePut():
                 self._values[effect.key] = (effect.value, now + effect.ttl_seconds)
@@ -68,6 +70,8 @@ class MemoryStore:
                     self._indexes[index] = (members, now + effect.index_ttl_seconds)
                 return True
             case effects.StoreDelete():
+                for mark in effect.marks:
+                    self._values[mark] = (b"1", now + effect.mark_ttl_seconds)
                 return self._delete(effect)
             case effects.StoreClaim():
                 if self._live(effect.key, now) is not None:

@@ -40,7 +40,7 @@ def _plan(effect: effects.StoreEffect) -> list[Command]:
     """The Redis commands for one effect (one round trip: pipelined when more than one)."""
     match effect:
         case effects.StoreGet():
-            return [("get", (effect.key,), {})]
+            return [("mget", _get_keys(effect), {})]
         case effects.StorePut():
             commands: list[Command] = [("set", (effect.key, effect.value), {"ex": effect.ttl_seconds})]
             for index in effect.indexes:
@@ -53,6 +53,7 @@ def _plan(effect: effects.StoreEffect) -> list[Command]:
             return [
                 ("delete", effect.keys, {}),
                 *(("srem", (index, *effect.keys), {}) for index in effect.indexes),
+                *_marking(effect),
             ]
         case effects.StoreClaim():
             return [("set", (effect.key, b"1"), {"nx": True, "ex": effect.ttl_seconds})]
@@ -64,6 +65,15 @@ def _plan(effect: effects.StoreEffect) -> list[Command]:
             unknown_effect(effect)
 
 
+def _get_keys(effect: effects.StoreGet) -> tuple[str, ...]:
+    """The record and, when there is one, its revocation mark: read together (MGET)."""
+    return (effect.key, effect.unless) if effect.unless else (effect.key,)
+
+
+def _marking(effect: effects.StoreDelete) -> list[Command]:
+    return [("set", (mark, b"1"), {"ex": max(1, effect.mark_ttl_seconds)}) for mark in effect.marks]
+
+
 class _NotRedis(Exception):
     """The server answered, but not with what Redis answers to that command."""
 
@@ -72,9 +82,12 @@ def _interpret(effect: effects.StoreEffect, replies: list[Any]) -> effects.Store
     first = replies[0]
     match effect:
         case effects.StoreGet():
-            if first is not None and not isinstance(first, bytes):
+            if not isinstance(first, list) or len(first) != len(_get_keys(effect)):
                 raise _NotRedis(type(first).__name__)
-            return effects.StoreReply(first)
+            record, *mark = first
+            if record is not None and not isinstance(record, bytes):
+                raise _NotRedis(type(record).__name__)
+            return effects.StoreReply(None if mark and mark[0] is not None else record)
         case effects.StoreDelete():
             if not isinstance(first, int):
                 raise _NotRedis(type(first).__name__)
@@ -105,7 +118,7 @@ class RedisStore:
         self.clients = RedisClients(location, settings)
         self.replicas = ReplicaWatch()
         self.wait_ms = int(settings.revocation_wait_seconds * 1000)
-        self._waiting_gets: list[tuple[str, asyncio.Future[Any]]] = []
+        self._waiting_gets: list[tuple[tuple[str, ...], asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()  # held, so that no batch is collected
         self._batch_loop: asyncio.AbstractEventLoop | None = None
         self._read_connection: Any = None  # the batched reads' own connection (one in flight)
@@ -134,7 +147,11 @@ class RedisStore:
             if isinstance(effect, effects.StorePing):
                 self.clients.sync().ping()
                 return effects.StoreReply(self.clients.describe())
-            return _interpret(effect, self._run(self.clients.sync(), _plan(effect)))
+            commands = _plan(effect)
+            if self.clients.cluster and isinstance(effect, effects.StoreGet):
+                # The record and its mark may lie in different slots: one MGET per node.
+                commands = [("mget_nonatomic", _get_keys(effect), {})]
+            return _interpret(effect, self._run(self.clients.sync(), commands))
         except Exception as error:
             # Every failure inside the client is the store's, and fails closed (503), not
             # only RedisError and OSError: a server that is not Redis, or answers out of
@@ -189,7 +206,7 @@ class RedisStore:
     async def aperform(self, effect: effects.StoreEffect) -> effects.StoreResult:
         try:
             if isinstance(effect, effects.StoreGet):
-                return _interpret(effect, [await self._batched_get(effect.key)])
+                return _interpret(effect, [await self._batched_get(_get_keys(effect))])
             if isinstance(effect, effects.StoreDelete):
                 if self.clients.cluster:
                     # Per-node pipelines with WAIT are the sync client's (revocations are
@@ -227,7 +244,7 @@ class RedisStore:
             _confirmed(replies[-1], effect, "primary", self.wait_ms)
         return _interpret(effect, replies)
 
-    async def _batched_get(self, key: str) -> Any:
+    async def _batched_get(self, keys: tuple[str, ...]) -> Any:
         """GET, batched: the reads that requests ask for while the previous batch is on its
         way go to Redis together as one ``MGET`` (auto-pipelining, one batch in flight per
         process). Every request still reads Redis — nothing is cached — but under load one
@@ -238,7 +255,7 @@ class RedisStore:
             self._batch_loop, self._waiting_gets, self._sending = loop, [], set()
             self._read_connection = None
         waiter: asyncio.Future[Any] = loop.create_future()
-        self._waiting_gets.append((key, waiter))
+        self._waiting_gets.append((keys, waiter))
         if len(self._waiting_gets) == 1:
             loop.call_soon(self._send_gets, loop)
         return await waiter
@@ -255,15 +272,15 @@ class RedisStore:
         self._sending.discard(task)
         self._send_gets(loop)
 
-    async def _mget(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+    async def _mget(self, batch: list[tuple[tuple[str, ...], asyncio.Future[Any]]]) -> None:
         try:
-            keys = [key for key, _ in batch]
+            keys = [key for wanted, _ in batch for key in wanted]
             if self.clients.cluster:
                 # One MGET per node, in parallel (redis-py splits the keys by slot).
                 values = await self.clients.async_().mget_nonatomic(keys)
             else:
                 values = await self._mget_on_own_connection(keys)
-            if not isinstance(values, list) or len(values) != len(batch):
+            if not isinstance(values, list) or len(values) != len(keys):
                 raise _NotRedis(type(values).__name__)
         except BaseException as error:  # every waiter learns of it; none is left hanging
             for _, waiter in batch:
@@ -272,9 +289,11 @@ class RedisStore:
             if not isinstance(error, Exception):
                 raise
             return
-        for (_, waiter), value in zip(batch, values, strict=True):
+        start = 0
+        for wanted, waiter in batch:
             if not waiter.done():
-                waiter.set_result(value)
+                waiter.set_result(values[start : start + len(wanted)])
+            start += len(wanted)
 
     async def _mget_on_own_connection(self, keys: list[str]) -> Any:
         """``MGET`` on a connection kept for the batched reads: with one batch in flight a
@@ -340,6 +359,10 @@ def _cluster_plans(cluster: Any, effect: effects.StoreDelete) -> list[tuple[str,
         node = cluster.get_node_from_key(index)
         nodes[node.name] = node
         commands.setdefault(node.name, []).append(("srem", (index, *effect.keys), {}))
+    for mark in _marking(effect):
+        node = cluster.get_node_from_key(mark[1][0])
+        nodes[node.name] = node
+        commands.setdefault(node.name, []).append(mark)
     return [(name, nodes[name].redis_connection, plan) for name, plan in commands.items()]
 
 

@@ -284,11 +284,14 @@ def test_an_approver_reaches_approvals_is_refused_admin_and_steps_up_for_declara
 ) -> None:
     """The demo's access rules in a real browser: a role from NHSmail opens /approvals, a
     role nobody has keeps /admin shut with the 403 page, and /declarations asks NHSmail for
-    the password again although NHSmail still has a session."""
+    the password again although NHSmail still has a session. The first sign-in's token has
+    no auth_time (Entra's default), so it is not known to be recent; the step-up's has."""
     context = browser.new_context(bypass_csp=True)
     page = context.new_page()
     app = demo.app_server.url
+    demo.provider.sends_auth_time = False
     sign_in(page, app, APPROVER)
+    demo.provider.sends_auth_time = True
     page.get_by_role("link", name="Approvals").click()
     page.get_by_role("heading", name="Approvals").wait_for()
     screens.capture(page, "approvals")

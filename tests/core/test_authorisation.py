@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,13 @@ from cqrs_sso_middleware.core.authorisation import (
     AccessRule,
     AccessRules,
     Allowed,
-    ClaimHeaders,
     NeedsRole,
     NeedsStepUp,
     forward_auth_rule,
     rules_from_value,
     verdict,
 )
+from cqrs_sso_middleware.core.claim_headers import ClaimHeaders
 from cqrs_sso_middleware.core.errors import ConfigError, TokenRejected
 from cqrs_sso_middleware.core.oidc.tokens import auth_time_of
 from cqrs_sso_middleware.core.protocol import LookupReturned, PassThrough, Respond
@@ -280,27 +281,32 @@ def test_forward_auth_rules_from_the_query() -> None:
 
 
 @pytest.mark.parametrize(
-    "claims,max_age,asked_login,result",
+    "claims,max_age,fresh_since,result",
     [
-        ({"auth_time": 1000}, 900, True, 1000),
-        ({"auth_time": 1000}, 0, False, 1000),
-        ({}, 900, True, 1800),  # Entra without the optional claim: the prompt=login sign-in is now
-        ({}, 0, False, 0),  # unknown: any step-up rule will ask
-        ({"auth_time": 600}, 900, True, "auth_time_too_old"),
-        ({"auth_time": 2100}, 0, False, "auth_time_in_future"),
-        ({}, 900, False, "missing_auth_time"),
-        ({"auth_time": "yesterday"}, 0, False, "invalid_auth_time"),
+        ({"auth_time": 1000}, 900, 0, 1000),
+        ({"auth_time": 1000}, 0, 0, 1000),
+        ({}, 0, 0, 0),  # unknown: any step-up rule will ask
+        # Entra without the optional claim: refused, whatever prompt=login the URL asked for.
+        ({}, 900, 1700, "missing_auth_time"),
+        ({}, 0, 1700, "missing_auth_time"),  # shared_devices
+        ({"auth_time": 600}, 900, 1700, "auth_time_too_old"),
+        # An NHSmail sign-in from before this attempt: prompt=login was taken out of the URL.
+        ({"auth_time": 1000}, 0, 1700, "auth_time_too_old"),
+        ({"auth_time": 1600}, 900, 1700, 1600),  # within the clock leeway (180 s) of the start
+        ({"auth_time": 2100}, 900, 1700, 1800),  # a provider clock ahead of ours: taken as now
+        ({"auth_time": 10**12}, 0, 0, 1800),
+        ({"auth_time": "yesterday"}, 0, 0, "invalid_auth_time"),
     ],
 )
-def test_auth_time_is_checked_when_a_max_age_was_asked(
-    claims: dict[str, Any], max_age: int, asked_login: bool, result: int | str
+def test_a_fresh_sign_in_is_proven_by_the_tokens_auth_time_alone(
+    claims: dict[str, Any], max_age: int, fresh_since: int, result: int | str
 ) -> None:
     if isinstance(result, str):
         with pytest.raises(TokenRejected) as rejected:
-            auth_time_of(claims, max_age, asked_login, 180, 1800)
+            auth_time_of(claims, max_age, fresh_since, 180, 1800)
         assert rejected.value.reason == result
     else:
-        assert auth_time_of(claims, max_age, asked_login, 180, 1800) == result
+        assert auth_time_of(claims, max_age, fresh_since, 180, 1800) == result
 
 
 # -- claims into headers --------------------------------------------------------------------------
@@ -404,7 +410,10 @@ def test_step_up_sends_the_person_to_nhsmail_again_and_keeps_the_session(
     started = browser.request("POST", "/oauth2/start", {"origin": BASE})
     authorize = parse_qs(urlsplit(dict(started.headers)["Location"]).query)  # type: ignore[union-attr]
     assert authorize["prompt"] == ["login"] and authorize["max_age"] == ["900"]
+    # OIDC Core §5.5: auth_time asked for as an essential claim, the proof the callback checks.
+    assert json.loads(authorize["claims"][0]) == {"id_token": {"auth_time": {"essential": True}}}
     provider.nonce = authorize["nonce"][0]
+    provider.claims = {"auth_time": int(clock())}
     back = browser.callback(authorize["state"][0])
     assert dict(back.headers)["Location"] == "/declarations/2026?x=1"  # a GET: a POST is never replayed
     assert browser.cookies["__Host-cqrs_sso"] == first_cookie  # the session kept its id
@@ -425,9 +434,64 @@ def test_a_step_up_by_someone_else_starts_a_new_session(
     started = browser.request("POST", "/oauth2/start", {"origin": BASE})
     authorize = parse_qs(urlsplit(dict(started.headers)["Location"]).query)  # type: ignore[union-attr]
     provider.nonce = authorize["nonce"][0]
-    provider.claims = {"oid": "oid-of-someone-else"}
+    provider.claims = {"oid": "oid-of-someone-else", "auth_time": int(time.time())}
     browser.callback(authorize["state"][0])
     assert browser.cookies["__Host-cqrs_sso"] != before
+
+
+def step_up_callback(browser: Browser, provider: ScriptedProvider, claims: dict[str, Any]) -> Respond:
+    """A signed-in person steps up for /declarations/1: the provider's token has ``claims``."""
+    page = browser.request("GET", "/oauth2/sign_in?rd=/declarations/1&max_auth_age=900")
+    token = page.body.decode().split('name="csrf_token" value="')[1].split('"')[0]  # type: ignore[union-attr]
+    provider.form = {"csrf_token": token, "rd": "/declarations/1", "max_auth_age": "900"}
+    started = browser.request("POST", "/oauth2/start", {"origin": BASE})
+    authorize = parse_qs(urlsplit(dict(started.headers)["Location"]).query)  # type: ignore[union-attr]
+    provider.nonce = authorize["nonce"][0]
+    provider.claims = claims
+    return browser.callback(authorize["state"][0])
+
+
+def test_a_step_up_whose_token_has_no_auth_time_is_refused_with_what_to_ask_nhsmail(
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider
+) -> None:
+    """Entra's default: no auth_time. The person deleted prompt=login from the URL, or
+    NHSmail honoured it; either way the token cannot show a fresh sign-in."""
+    browser = Browser(make_flow(access_rules=list(RULES), session_store="memory"), provider)
+    browser.sign_in()
+    page = step_up_callback(browser, provider, {})
+    assert page.status == 403
+    assert b"CQRS could not confirm when you signed in" in page.body
+    assert b"<code>auth_time</code> as an optional claim" in page.body
+    refused = browser.request("GET", "/declarations/1")
+    assert isinstance(refused, Respond) and refused.status == 303  # still needs the step-up
+
+
+def test_a_step_up_whose_token_shows_an_earlier_sign_in_is_refused(
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock
+) -> None:
+    """prompt=login and max_age removed from the NHSmail URL: NHSmail signs the person in
+    from its own session of 20 minutes ago, and says so in auth_time."""
+    browser = Browser(make_flow(access_rules=list(RULES), session_store="memory"), provider)
+    browser.sign_in()
+    page = step_up_callback(browser, provider, {"auth_time": int(clock()) - 1200})
+    assert page.status == 401 and b"Please type your NHSmail password again" in page.body
+    refused = browser.request("GET", "/declarations/1")
+    assert isinstance(refused, Respond) and refused.status == 303
+
+
+def test_shared_devices_needs_a_sign_in_during_this_attempt(
+    make_flow: Callable[..., Runtime], provider: ScriptedProvider, clock: Clock
+) -> None:
+    browser = Browser(make_flow(shared_devices=True), provider)
+    state = browser.start()
+    provider.claims = {"auth_time": int(clock()) - 3600}  # the previous person's NHSmail session
+    assert browser.callback(state).status == 401
+    assert "__Host-cqrs_sso" not in browser.cookies
+    provider.claims = {}
+    assert browser.callback(browser.start()).status == 403  # no auth_time: not proven either
+    provider.claims = {"auth_time": int(clock())}
+    assert browser.callback(browser.start()).status == 303  # the password was typed just now
+    assert "__Host-cqrs_sso" in browser.cookies
 
 
 def test_an_api_call_needing_a_step_up_gets_401_json(ruled: Browser) -> None:

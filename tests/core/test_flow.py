@@ -492,7 +492,10 @@ def test_forward_auth_judges_the_normalised_original_uri(
     assert auth("/public/../secret").status == 401
     assert auth("/public/..%2fsecret").status == 400
     assert auth("/public/..;/secret").status == 400
-    forwarded = browser.request("GET", "/oauth2/auth", {"x-forwarded-uri": "/public/%2e%2e/secret"})
+    behind_caddy = Browser(
+        make_flow(public_paths=("/public/**",), forward_auth_uri_header="X-Forwarded-Uri"), provider
+    )
+    forwarded = behind_caddy.request("GET", "/oauth2/auth", {"x-forwarded-uri": "/public/%2e%2e/secret"})
     assert isinstance(forwarded, Respond) and forwarded.status == 401
 
 

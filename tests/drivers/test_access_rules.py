@@ -5,7 +5,7 @@ step-up that NHSmail answers by asking for the password again."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 
@@ -61,7 +61,8 @@ def test_step_up_asks_nhsmail_for_the_password_again(
     ruled: Journey, provider: NHSmailLikeProvider, clock: FakeClock
 ) -> None:
     provider.single_sign_on = True  # NHSmail would otherwise sign the person in silently
-    ruled.sign_in(GP_USER)
+    ruled.sign_in(GP_USER)  # no auth_time: when this sign-in happened is not known
+    provider.sends_auth_time = True  # the optional claim a step-up needs (docs/nhsmail.md)
     asked = ruled.open("/declarations/2026")
     assert asked.status == 303 and "max_auth_age=900" in asked.location
     page = ruled.app.get(asked.location, HTML)
@@ -77,6 +78,32 @@ def test_step_up_asks_nhsmail_for_the_password_again(
     assert ruled.open("/declarations/2026").status == 200
     clock.advance(901)
     assert ruled.open("/declarations/2026").status == 303  # too old again
+
+
+@pytest.mark.parametrize("sends_auth_time", [False, True], ids=["entra-default", "optional-claim"])
+def test_a_step_up_with_prompt_login_taken_out_of_the_url_is_refused(
+    ruled: Journey, provider: NHSmailLikeProvider, clock: FakeClock, sends_auth_time: bool
+) -> None:
+    """The browser controls the NHSmail URL: without prompt=login and max_age, NHSmail signs
+    the person in from its own 20-minute-old session, without a password. Only the token's
+    auth_time can prove a fresh sign-in, so the step-up is refused either way."""
+    provider.single_sign_on = True
+    provider.sends_auth_time = sends_auth_time
+    ruled.sign_in(GP_USER)
+    clock.advance(1200)
+    page = ruled.app.get(ruled.open("/declarations/2026").location, HTML)
+    start = ruled.app.post("/oauth2/start", form_fields(page.text), HTML)
+    parts = urlsplit(start.location)
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("prompt", "max_age", "claims")]
+    edited = urlunsplit(parts._replace(query=urlencode(kept)))
+    silent = ruled.provider.get(edited)
+    assert silent.status_code == 302  # signed in at NHSmail without being asked for a password
+    refused = ruled.callback(silent.headers["location"])
+    if sends_auth_time:
+        assert refused.status == 401 and "Please type your NHSmail password again" in refused.text
+    else:
+        assert refused.status == 403 and "CQRS could not confirm when you signed in" in refused.text
+    assert ruled.open("/declarations/2026").status == 303  # still asked to step up
 
 
 def test_step_up_uses_auth_time_when_the_provider_sends_it(

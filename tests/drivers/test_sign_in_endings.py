@@ -127,6 +127,7 @@ def test_shared_devices_asks_for_the_password_on_every_sign_in(
     make_journey: Callable[..., Journey], provider: NHSmailLikeProvider
 ) -> None:
     provider.single_sign_on = True
+    provider.sends_auth_time = True  # the proof of a password typed now (docs/nhsmail.md)
     journey = make_journey(shared_devices=True)
     assert journey.sign_in(GP_USER).status == 303
     journey.app.clear_cookies()  # the session ended; NHSmail still remembers the person

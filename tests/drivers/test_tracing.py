@@ -1,7 +1,7 @@
 """OpenTelemetry tracing through both drivers, with the SDK's in-memory exporter: a server
-span continued from the client's traceparent, child spans for the provider calls, the
-lookup and the store, traceparent sent on to the provider, the trace id in the audit log,
-and no personal data in any span."""
+span continued from a signed-in client's traceparent (an anonymous one's is a link, never
+the trace id), child spans for the provider calls, the lookup and the store, traceparent
+sent on to the provider, the trace id in the audit log, and no personal data in any span."""
 
 from __future__ import annotations
 
@@ -64,16 +64,33 @@ def in_trace(spans: tuple[ReadableSpan, ...], trace_id: str) -> list[ReadableSpa
     return [span for span in spans if format(span.context.trace_id, "032x") == trace_id]
 
 
-def test_a_request_continues_the_clients_trace_with_a_server_span(
+def test_a_signed_in_request_continues_the_clients_trace_with_a_server_span(
     traced: tuple[Journey, list[tuple[str, str]]], exporter: InMemorySpanExporter
 ) -> None:
     journey, _ = traced
+    journey.sign_in(GP_USER)
     reply = journey.app.get("/messages", {**HTML, "traceparent": TRACEPARENT})
-    assert reply.status == 303
+    assert reply.status == 200
     (server,) = in_trace(exporter.get_finished_spans(), CLIENT_TRACE)
     assert server.kind == SpanKind.SERVER and server.name == "GET"
     assert server.parent is not None and format(server.parent.span_id, "016x") == CLIENT_SPAN
-    assert server.attributes["http.response.status_code"] == 303
+    assert server.attributes["http.response.status_code"] == 200
+
+
+def test_an_anonymous_clients_traceparent_is_a_link_not_the_trace_id(
+    traced: tuple[Journey, list[tuple[str, str]]], exporter: InMemorySpanExporter
+) -> None:
+    """Without a session, a client could otherwise choose the trace id its audit lines
+    carry, and file its requests under somebody else's trace."""
+    journey, _ = traced
+    reply = journey.app.get("/messages", {**HTML, "traceparent": TRACEPARENT})
+    assert reply.status == 303
+    assert in_trace(exporter.get_finished_spans(), CLIENT_TRACE) == []
+    (server,) = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]
+    assert server.parent is None
+    (link,) = server.links
+    assert format(link.context.trace_id, "032x") == CLIENT_TRACE
+    assert format(link.context.span_id, "016x") == CLIENT_SPAN
 
 
 def test_the_callback_has_child_spans_for_the_provider_the_lookup_and_the_store(
@@ -85,12 +102,16 @@ def test_the_callback_has_child_spans_for_the_provider_the_lookup_and_the_store(
     authorize = journey.start()
     answer = journey.provider_login(authorize, GP_USER, PASSWORD)
     caplog.set_level(logging.INFO, logger="cqrs_sso.audit")
+    exporter.clear()
     back = journey.app.get(answer.headers["location"], {**HTML, "traceparent": TRACEPARENT})
     assert back.status == 303
-    spans = in_trace(exporter.get_finished_spans(), CLIENT_TRACE)
+    # The callback carries no session yet: its own trace, the client's as a link.
+    (server,) = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]
+    trace_id = format(server.context.trace_id, "032x")
+    assert trace_id != CLIENT_TRACE and format(server.links[0].context.trace_id, "032x") == CLIENT_TRACE
+    spans = in_trace(exporter.get_finished_spans(), trace_id)
     names = {span.name for span in spans}
     assert {"GET", "provider token", "account lookup", "store claim"} <= names
-    (server,) = [span for span in spans if span.kind == SpanKind.SERVER]
     for span in spans:
         if span is not server:
             assert span.parent is not None and span.parent.span_id == server.context.span_id
@@ -98,11 +119,12 @@ def test_the_callback_has_child_spans_for_the_provider_the_lookup_and_the_store(
     assert token.kind == SpanKind.CLIENT
     # The provider was sent the token call's own span as parent (W3C Trace Context).
     traceparents = [value for name, value in sent if name == "traceparent"]
-    assert f"00-{CLIENT_TRACE}-{format(token.context.span_id, '016x')}-01" in traceparents
+    # (the flags of a new trace are the SDK's: sampled, and "random" in Trace Context level 2)
+    assert any(t.startswith(f"00-{trace_id}-{format(token.context.span_id, '016x')}-") for t in traceparents)
     # The audit line of the sign-in carries the trace id.
     events = [json.loads(record.getMessage()) for record in caplog.records if record.name == "cqrs_sso.audit"]
     signed_in = next(event for event in events if event["event"] == "sign_in_succeeded")
-    assert signed_in["trace_id"] == CLIENT_TRACE
+    assert signed_in["trace_id"] == trace_id
     # No personal data in any span: not the email, the account or the code.
     for span in exporter.get_finished_spans():
         text = json.dumps(dict(span.attributes or {})) + span.name

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import socketserver
@@ -23,8 +24,43 @@ import pytest
 from cqrs_sso_middleware.provider import DemoClient, NHSmailLikeProvider
 from cqrs_sso_middleware.serving import bind_socket
 
-from ..conftest import CLIENT_SECRET, SENSITIVE
-from ..helpers import HTML, form_fields, wait_for_http
+from ..conftest import ACCOUNTS, CLIENT_SECRET, NO_EMAIL_USER, SENSITIVE
+from ..helpers import HTML, form_fields, require, wait_for_http
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def start_nginx(folder: Path, port: int, site: str) -> subprocess.Popen[bytes]:
+    """nginx (Debian's) serving ``site`` — a server block listening on ``port`` — from a
+    folder of its own; returns once it answers. The test stops it."""
+    require(Path(NGINX).exists(), "nginx is not installed (apt-get install nginx)")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "site.conf").write_text(site)
+    temp = {name: folder / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    for path in temp.values():
+        path.mkdir(exist_ok=True)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    main = f"""{user}worker_processes 1;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {folder}/access.log;
+    client_body_temp_path {temp["body"]};
+    proxy_temp_path {temp["proxy"]};
+    fastcgi_temp_path {temp["fastcgi"]};
+    uwsgi_temp_path {temp["uwsgi"]};
+    scgi_temp_path {temp["scgi"]};
+    include {folder}/site.conf;
+}}
+"""
+    (folder / "nginx.conf").write_text(main)
+    process = subprocess.Popen(
+        [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf")], stderr=subprocess.DEVNULL
+    )
+    wait_for_http(f"http://127.0.0.1:{port}/", process, "nginx", log=folder / "error.log")
+    return process
 
 
 def free_port() -> int:
@@ -98,61 +134,100 @@ def legacy() -> Iterator[LegacyServer]:
     process.wait(timeout=15)
 
 
+def launch_proxy(
+    provider: NHSmailLikeProvider,
+    upstream: str,
+    folder: Path,
+    args: Sequence[str] = (),
+    redirect_origin: str = "",
+    **env: str,
+) -> ProxyProcess:
+    """A `cqrs-sso proxy` process on a free port, registered with ``provider`` as a client
+    of its own, its accounts file and log in ``folder``; returns once /healthz answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    client_id = f"proxy-{port}"
+    callback = f"{redirect_origin or url}/oauth2/callback"
+    provider.clients[client_id] = DemoClient(client_id, CLIENT_SECRET, (callback,))
+    accounts = folder / "accounts.csv"
+    rows = [f"{email},{account}" for email, account in ACCOUNTS.items() if email != NO_EMAIL_USER]
+    accounts.write_text("email,account_id\n" + "\n".join(rows) + "\n")
+    key = secrets.token_urlsafe(32)
+    SENSITIVE.add(key)
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CQRS_SSO_ISSUER": provider.issuer,
+        "CQRS_SSO_CLIENT_ID": client_id,
+        "CQRS_SSO_CLIENT_SECRET": CLIENT_SECRET,
+        "CQRS_SSO_SECRET_KEYS": key,
+        "CQRS_SSO_BASE_URL": url,
+        "CQRS_SSO_ACCOUNT_LOOKUP": f"csv:{accounts}",
+        "CQRS_SSO_UPSTREAM": upstream,
+        **env,
+    }
+    log_path = folder / f"proxy-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cqrs_sso_middleware.cli",
+                "proxy",
+                "--listen",
+                f"127.0.0.1:{port}",
+                *args,
+            ],
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    proxy = ProxyProcess(url, process, log_path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("proxy exited:\n" + "\n".join(proxy.log_lines()[-20:]))
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proxy
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proxy.stop(signal.SIGKILL)
+    raise RuntimeError("proxy did not start:\n" + "\n".join(proxy.log_lines()[-20:]))
+
+
 @pytest.fixture
 def start_proxy(
     provider: NHSmailLikeProvider, legacy: LegacyServer, tmp_path: Path
 ) -> Iterator[Callable[..., ProxyProcess]]:
+    """Proxies of this test's own, stopped when it ends."""
     started: list[ProxyProcess] = []
 
     def start(*args: str, redirect_origin: str = "", **env: str) -> ProxyProcess:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        client_id = f"proxy-{port}"
-        callback = f"{redirect_origin or url}/oauth2/callback"
-        provider.clients[client_id] = DemoClient(client_id, CLIENT_SECRET, (callback,))
-        accounts = tmp_path / "accounts.csv"
-        accounts.write_text("email,account_id\ngp.user@nhs.net,CQRS-0001\napprover@nhs.net,CQRS-0003\n")
-        key = secrets.token_urlsafe(32)
-        SENSITIVE.add(key)
-        environment = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "CQRS_SSO_ISSUER": provider.issuer,
-            "CQRS_SSO_CLIENT_ID": client_id,
-            "CQRS_SSO_CLIENT_SECRET": CLIENT_SECRET,
-            "CQRS_SSO_SECRET_KEYS": key,
-            "CQRS_SSO_BASE_URL": url,
-            "CQRS_SSO_ACCOUNT_LOOKUP": f"csv:{accounts}",
-            "CQRS_SSO_UPSTREAM": legacy.url,
-            **env,
-        }
-        log_path = tmp_path / f"proxy-{port}.log"
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cqrs_sso_middleware.cli",
-                    "proxy",
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    *args,
-                ],
-                env=environment,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        proxy = ProxyProcess(url, process, log_path)
+        env.setdefault("CQRS_SSO_UPSTREAM", legacy.url)
+        proxy = launch_proxy(provider, env.pop("CQRS_SSO_UPSTREAM"), tmp_path, args, redirect_origin, **env)
         started.append(proxy)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError("proxy exited:\n" + "\n".join(proxy.log_lines()[-20:]))
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    return proxy
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("proxy did not start:\n" + "\n".join(proxy.log_lines()[-20:]))
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def start_module_proxy(
+    provider_server: NHSmailLikeProvider, legacy: LegacyServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., ProxyProcess]]:
+    """Proxies shared by every test of a module (each test signs in with a browser of its
+    own): one process start per module instead of one per test."""
+    started: list[ProxyProcess] = []
+    folder = tmp_path_factory.mktemp("module-proxy")
+
+    def start(*args: str, redirect_origin: str = "", **env: str) -> ProxyProcess:
+        env.setdefault("CQRS_SSO_UPSTREAM", legacy.url)
+        upstream = env.pop("CQRS_SSO_UPSTREAM")
+        proxy = launch_proxy(provider_server, upstream, folder, args, redirect_origin, **env)
+        started.append(proxy)
+        return proxy
 
     yield start
     for proxy in started:
@@ -179,11 +254,21 @@ class Browser:
         assert "Welcome to the Calculating Quality Reporting Service (CQRS)" in page.text, page.text[:300]
         start = self.client.post(self.origin + "/oauth2/start", data=form_fields(page.text), headers=HTML)
         assert start.status_code == 303, start.text[:300]
-        login = self.client.get(start.headers["location"])
+        return self.at_provider(start.headers["location"], email, password)
+
+    def at_provider(self, authorize_url: str, email: str, password: str = "cqrs-demo") -> httpx.Response:
+        """The provider's login form, then the callback."""
+        login = self.client.get(authorize_url)
         fields = {**form_fields(login.text), "login": email, "passwd": password, "action": "sign_in"}
-        answer = self.client.post(start.headers["location"].split("?")[0], data=fields)
+        answer = self.client.post(authorize_url.split("?")[0], data=fields)
         assert answer.status_code == 302, answer.text[:300]
         return self.callback(answer.headers["location"])
+
+    def step_up(self, page: httpx.Response, email: str) -> httpx.Response:
+        """The step-up page's button ("Sign in again"), then the password at the provider."""
+        start = self.client.post(self.origin + "/oauth2/start", data=form_fields(page.text), headers=HTML)
+        assert start.status_code == 303, start.text[:300]
+        return self.at_provider(start.headers["location"], email)
 
     def callback(self, url: str) -> httpx.Response:
         """The callback, followed to ``/oauth2/sign_in_result`` when the sign-in ends there."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cqrs_sso_middleware.core.authorisation import ClaimHeaders
+from cqrs_sso_middleware.core.claim_headers import ClaimHeaders
 from cqrs_sso_middleware.core.identity import Account, Identity, User
 from cqrs_sso_middleware.core.security.cookies import CookieNames
 from cqrs_sso_middleware.core.security.headers import IdentityHeaders

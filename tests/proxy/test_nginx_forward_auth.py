@@ -3,84 +3,92 @@ with the sign-in service (`cqrs-sso proxy` without an upstream) answering auth_r
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+import json
+import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
-from ..conftest import APPROVER, GP_USER, NEW_USER, REDIS_URL
-from ..helpers import require, wait_for_http
-from .conftest import Browser, LegacyServer, ProxyProcess, free_port
+from cqrs_sso_middleware.provider import NHSmailLikeProvider
+
+from ..conftest import APPROVER, GP_USER, NEW_USER, NON_LATIN_NAMES, REDIS_URL, redis_reachable
+from ..helpers import HTML, require
+from .conftest import Browser, LegacyServer, ProxyProcess, free_port, start_nginx
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "nginx" / "cqrs-sso.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def require_nginx() -> None:
-    require(Path(NGINX).exists(), "nginx is not installed (apt-get install nginx)")
-
-
-def nginx_conf(directory: Path, port: int, sso: str, app: str) -> Path:
-    site = (
-        EXAMPLE.read_text()
+def example_site(port: int, sso: str, app: str, example: str | None = None) -> str:
+    """examples/nginx/cqrs-sso.conf (or a deployer's variant of it) with its placeholders set."""
+    return (
+        (example or EXAMPLE.read_text())
         .replace("@LISTEN@", f"127.0.0.1:{port}")
-        .replace("@SSO@", sso)
-        .replace("@APP@", app)
+        .replace("@SSO@", sso.removeprefix("http://"))
+        .replace("@APP@", app.removeprefix("http://"))
     )
-    (directory / "cqrs-sso.conf").write_text(site)
-    temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    for path in temp.values():
-        path.mkdir(exist_ok=True)
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    main = f"""{user}worker_processes 1;
-daemon off;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {directory}/access.log;
-    client_body_temp_path {temp["body"]};
-    proxy_temp_path {temp["proxy"]};
-    fastcgi_temp_path {temp["fastcgi"]};
-    uwsgi_temp_path {temp["uwsgi"]};
-    scgi_temp_path {temp["scgi"]};
-    include {directory}/cqrs-sso.conf;
-}}
-"""
-    path = directory / "nginx.conf"
-    path.write_text(main)
-    return path
 
 
-@pytest.fixture
-def nginx_service_env() -> dict[str, str]:
-    """Extra settings of the sign-in service behind nginx; tests override it."""
-    return {}
+# The sign-in service behind the example: a Redis store (revocation is immediate), a public
+# prefix and rules to step around, the words for the example's role, IIS-style paths.
+SERVICE_ENV = {
+    "CQRS_SSO_UPSTREAM": "",
+    "CQRS_SSO_SESSION_STORE": REDIS_URL,
+    "CQRS_SSO_PUBLIC_PATHS": "/public/**",
+    "CQRS_SSO_ACCESS_RULES": json.dumps(
+        [
+            {"paths": ["/admin/**", "/admin"], "roles": ["CQRS.Admin"]},
+            {"paths": ["/declarations/**"], "max_auth_age_seconds": 900},
+        ]
+    ),
+    "CQRS_SSO_ROLE_LABELS": json.dumps({"CQRS.Approver": "approver"}),
+    "CQRS_SSO_CASE_INSENSITIVE_PATHS": "true",
+}
 
 
-@pytest.fixture
-def nginx_stack(
-    start_proxy: Callable[..., ProxyProcess],
+@dataclass
+class NginxStack:
+    origin: str
+    sso: ProxyProcess
+
+
+@pytest.fixture(scope="module")
+def stack(
+    start_module_proxy: Callable[..., ProxyProcess],
     legacy: LegacyServer,
-    tmp_path: Path,
-    nginx_service_env: dict[str, str],
-) -> Iterator[str]:
-    require_nginx()
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[NginxStack]:
+    """One sign-in service and nginx with examples/nginx/cqrs-sso.conf, for the module."""
+    require(redis_reachable(), f"Redis is not reachable at {REDIS_URL}")
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    sso = start_proxy(
-        CQRS_SSO_UPSTREAM="", CQRS_SSO_BASE_URL=origin, redirect_origin=origin, **nginx_service_env
+    prefix = f"cqrs_sso_test:{secrets.token_hex(6)}:"
+    sso = start_module_proxy(
+        CQRS_SSO_BASE_URL=origin, CQRS_SSO_SESSION_KEY_PREFIX=prefix, redirect_origin=origin, **SERVICE_ENV
     )
-    conf = nginx_conf(tmp_path, port, sso.url.removeprefix("http://"), legacy.url.removeprefix("http://"))
-    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.DEVNULL)
-    wait_for_http(origin + "/oauth2/sign_in", process, "nginx", log=tmp_path / "error.log")
-    yield origin
+    process = start_nginx(tmp_path_factory.mktemp("nginx"), port, example_site(port, sso.url, legacy.url))
+    yield NginxStack(origin, sso)
     process.terminate()
     process.wait(timeout=10)
+    delete_keys(prefix)
+
+
+def delete_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def nginx_stack(stack: NginxStack) -> str:
+    return stack.origin
 
 
 def test_signs_in_through_nginx_auth_request(
@@ -160,12 +168,8 @@ def test_forward_auth_answers_202_or_401_never_a_redirect(
     assert ok.headers["x-cqrs-account"] == "CQRS-0001"
 
 
-@pytest.mark.parametrize(
-    "nginx_service_env",
-    [pytest.param({"CQRS_SSO_SESSION_STORE": REDIS_URL}, id="redis")],
-)
 def test_revoked_session_is_refused_through_nginx_within_a_second(
-    nginx_stack: str, make_browser: Callable[[str], Browser], redis_prefix: str
+    nginx_stack: str, make_browser: Callable[[str], Browser]
 ) -> None:
     """Revocation reaches nginx at once (the example checks every request): sign out, then
     the copied cookie through nginx. An auth cache in nginx would delay this (docs/proxy.md)."""
@@ -199,14 +203,10 @@ def test_a_location_with_its_own_role_rule_through_nginx(
     refused = practice.get("/approvals/2026")
     assert refused.status_code == 403
     assert "You do not have access to this part of CQRS" in refused.text
-    assert "CQRS.Approver role" in refused.text
+    assert "the approver role" in refused.text  # role_labels: the site's words
     assert practice.get("/messages").status_code == 200  # other locations are not affected
 
 
-@pytest.mark.parametrize(
-    "nginx_service_env",
-    [{"CQRS_SSO_ACCESS_RULES": '[{"paths": ["/declarations/**"], "max_auth_age_seconds": 900}]'}],
-)
 def test_a_service_wide_step_up_rule_through_nginx(
     nginx_stack: str, make_browser: Callable[[str], Browser]
 ) -> None:
@@ -215,3 +215,101 @@ def test_a_service_wide_step_up_rule_through_nginx(
     asked = browser.get("/declarations/1")
     assert asked.status_code == 401  # error_page 401: the sign-in page, now asking again
     assert "Sign in again to continue" in asked.text
+
+
+def test_a_location_asking_for_a_recent_sign_in_steps_up_instead_of_looping(
+    nginx_stack: str, make_browser: Callable[[str], Browser], provider_server: NHSmailLikeProvider
+) -> None:
+    """examples/nginx/cqrs-sso.conf's /payments/, exactly as documented: the check's
+    ?max_auth_age=900 and error_page 401's. Without the latter /payments/1 sent the person
+    back to itself, for ever."""
+    browser = make_browser(nginx_stack)
+    browser.sign_in(GP_USER)  # no auth_time: when this sign-in happened is not known
+    asked = browser.get("/payments/1")
+    assert asked.status_code == 401 and "Sign in again to continue" in asked.text
+    assert "within the last 15 minutes" in asked.text  # the location's own max_auth_age
+    provider_server.sends_auth_time = True
+    try:
+        back = browser.step_up(asked, GP_USER)
+    finally:
+        provider_server.sends_auth_time = False
+    assert back.status_code == 303 and back.headers["location"] == "/payments/1"
+    seen = browser.get("/payments/1")
+    assert seen.status_code == 200 and seen.json()["headers"]["x-forwarded-user"] == GP_USER
+
+
+def test_a_location_whose_error_page_forgets_max_auth_age_asks_instead_of_looping(
+    stack: NginxStack, legacy: LegacyServer, tmp_path: Path, make_browser: Callable[[str], Browser]
+) -> None:
+    """A deployer's copy of /payments/ with a plain `error_page 401 = /oauth2/sign_in`: the
+    sign-in page learns from X-Original-URI that it stands in for /payments/1, and asks for
+    a fresh sign-in rather than sending the person back to be refused again."""
+    port = free_port()
+    forgetful = EXAMPLE.read_text().replace(
+        "error_page 401 = /oauth2/sign_in?max_auth_age=900;", "error_page 401 = /oauth2/sign_in;"
+    )
+    assert "max_auth_age=900;" not in forgetful.split("location /payments/")[1].split("}")[0]
+    process = start_nginx(
+        tmp_path / "forgetful", port, example_site(port, stack.sso.url, legacy.url, forgetful)
+    )
+    try:
+        browser = make_browser(stack.origin)
+        browser.sign_in(GP_USER)
+        # The same cookies (a cookie's scope is the host, not the port), another nginx.
+        asked = browser.client.get(f"http://127.0.0.1:{port}/payments/1", headers=HTML)
+        assert asked.status_code == 401 and "Sign in again to continue" in asked.text
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_clients_x_forwarded_uri_cannot_choose_the_path_nginx_is_asked_for(
+    nginx_stack: str, make_browser: Callable[[str], Browser]
+) -> None:
+    spoofed = {"X-Forwarded-Uri": "/public/x", **HTML}
+    anonymous = httpx.get(nginx_stack + "/admin/x", headers=spoofed)
+    assert "Welcome to the Calculating Quality" in anonymous.text  # the sign-in page, not the app
+    browser = make_browser(nginx_stack)
+    browser.sign_in(GP_USER)
+    refused = browser.get("/admin/x", headers={"X-Forwarded-Uri": "/messages"})
+    assert refused.status_code == 403
+
+
+@pytest.mark.parametrize("email", list(NON_LATIN_NAMES))
+def test_people_whose_names_are_not_latin_1_get_through_nginx(
+    nginx_stack: str, make_browser: Callable[[str], Browser], email: str
+) -> None:
+    browser = make_browser(nginx_stack)
+    assert browser.sign_in(email).status_code == 303
+    seen = browser.get("/messages")
+    assert seen.status_code == 200 and seen.json()["headers"]["x-forwarded-user"] == email
+
+
+@pytest.mark.parametrize(
+    "path,status",
+    [("/ADMIN/x", 403), ("/Admin", 403), ("/admin%3Bx/y", 403), ("/admin./x", 400), ("/admin%20/x", 400)],
+)
+def test_no_spelling_of_a_ruled_path_reaches_the_upstream_through_nginx(
+    nginx_stack: str, make_browser: Callable[[str], Browser], path: str, status: int
+) -> None:
+    """case_insensitive_paths (for IIS and ASP.NET upstreams), %3B read as a parameter, and
+    segments Windows would serve without their trailing dot or space. nginx's auth_request
+    passes on 401 and 403 only, and answers any other refusal (forward-auth's 400) with 500:
+    refused either way."""
+    browser = make_browser(nginx_stack)
+    browser.sign_in(GP_USER)  # no CQRS.Admin role
+    reply = browser.get(path)
+    assert reply.status_code == (500 if status == 400 else status), reply.text[:200]
+    assert "application/json" not in reply.headers.get("content-type", "") or "path" not in reply.json()
+
+
+def test_words_in_the_forbidden_pages_query_are_never_shown(
+    nginx_stack: str, make_browser: Callable[[str], Browser]
+) -> None:
+    browser = make_browser(nginx_stack)
+    browser.sign_in(GP_USER)
+    injected = "Your account is suspended: call 0800 000 000 now"
+    page = browser.get("/oauth2/forbidden?roles=" + quote(f"{injected},CQRS.Approver"))
+    assert page.status_code == 403
+    assert "0800 000 000" not in page.text and "suspended" not in page.text
+    assert "the approver role" in page.text

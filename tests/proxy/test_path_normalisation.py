@@ -3,7 +3,6 @@ each in front of an upstream that records the raw request target it received."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,10 +10,9 @@ import pytest
 
 from cqrs_sso_middleware.core.security.paths import PathRefused, normalise_path
 
-from ..helpers import wait_for_http
 from ..path_cases import PUBLIC_PATTERN, VARIANTS, served_from_public
-from .conftest import ProxyProcess, RecordingUpstream, free_port, raw_get
-from .test_nginx_forward_auth import NGINX, nginx_conf, require_nginx
+from .conftest import ProxyProcess, RecordingUpstream, free_port, raw_get, start_nginx
+from .test_nginx_forward_auth import example_site
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +66,6 @@ def test_query_string_reaches_the_upstream_untouched(
 def nginx_in_front_of_recorder(
     start_proxy: Callable[..., ProxyProcess], recorder: RecordingUpstream, tmp_path: Path
 ) -> Iterator[str]:
-    require_nginx()
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
     sso = start_proxy(
@@ -77,9 +74,7 @@ def nginx_in_front_of_recorder(
         CQRS_SSO_PUBLIC_PATHS=PUBLIC_PATTERN,
         redirect_origin=origin,
     )
-    conf = nginx_conf(tmp_path, port, sso.url.removeprefix("http://"), recorder.url.removeprefix("http://"))
-    process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.DEVNULL)
-    wait_for_http(origin + "/oauth2/sign_in", process, "nginx", log=tmp_path / "error.log")
+    process = start_nginx(tmp_path / "nginx", port, example_site(port, sso.url, recorder.url))
     yield origin
     process.terminate()
     process.wait(timeout=10)

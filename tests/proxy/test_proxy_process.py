@@ -18,7 +18,7 @@ from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
 from ..conftest import GP_USER, NEW_USER
 from ..helpers import wait_until
-from .conftest import Browser, ProxyProcess, free_port
+from .conftest import Browser, ProxyProcess, free_port, start_nginx
 
 GIB = 1 << 30
 
@@ -154,6 +154,36 @@ def test_health_readiness_and_metrics(proxy: ProxyProcess, signed_in: Browser) -
 def test_metrics_are_refused_to_addresses_not_allowed(start_proxy: Callable[..., ProxyProcess]) -> None:
     proxy = start_proxy(CQRS_SSO_METRICS_ALLOW="10.0.0.0/8")
     assert httpx.get(f"{proxy.url}/metrics").status_code == 404
+
+
+def test_metrics_on_a_listener_of_their_own_cannot_be_read_through_a_front_proxy(
+    start_proxy: Callable[..., ProxyProcess], tmp_path: Path
+) -> None:
+    """Behind nginx every request comes from nginx's address, which metrics_allow allows
+    (loopback here, a private range in a container): without metrics_listen anybody could
+    ask nginx for /metrics. With it, only the listener nginx does not route to answers."""
+    metrics_port, front_port = free_port(), free_port()
+    proxy = start_proxy(CQRS_SSO_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
+    site = f"""server {{
+    listen 127.0.0.1:{front_port};
+    location / {{
+        proxy_pass {proxy.url};
+        proxy_set_header Host $host;
+    }}
+}}
+"""
+    nginx = start_nginx(tmp_path / "nginx", front_port, site)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{front_port}/metrics").status_code == 404
+        assert httpx.get(f"{proxy.url}/metrics").status_code == 404  # the main listener, from loopback
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert scraped.status_code == 200 and "cqrs_sso_sign_ins_total" in scraped.text
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/messages").status_code == 404  # metrics only
+        started = next(line for line in proxy.log_lines() if line.startswith("cqrs-sso proxy: listening"))
+        assert f"metrics on 127.0.0.1:{metrics_port}" in started
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
 
 
 # -- streaming ---------------------------------------------------------------------------------

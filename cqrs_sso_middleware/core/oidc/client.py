@@ -71,6 +71,10 @@ def _expect_reply(result: EffectResult, what: str) -> HttpReply:
     return result
 
 
+# OIDC Core §5.5: the claims request parameter, asking for auth_time in the ID token.
+AUTH_TIME_ESSENTIAL = json.dumps({"id_token": {"auth_time": {"essential": True}}}, separators=(",", ":"))
+
+
 class RelyingParty:
     """The OpenID Connect client of one deployment (one issuer, one client id)."""
 
@@ -131,9 +135,14 @@ class RelyingParty:
 
     def authorization_url(self, metadata: ProviderMetadata, attempt: LoginAttempt, prompt: str = "") -> str:
         """OIDC Core §3.1.2.1 with PKCE (RFC 7636 §4.3); response_mode defaults to query.
-        ``prompt`` is ``login`` or ``select_account`` when the person must be asked again;
-        a step-up attempt also sends ``max_age`` (Entra documents ``prompt=login`` and not
-        ``max_age``, so both are sent)."""
+        ``prompt`` is ``login`` or ``select_account`` when the person must be asked again.
+
+        An attempt that needs a fresh sign-in (a step-up, ``shared_devices``) asks for the
+        proof the callback checks: ``max_age`` (the rule's, or 0, OIDC Core §3.1.2.1: the
+        provider must then return ``auth_time``) and ``auth_time`` as an essential claim of
+        the ID token (§5.5). Entra documents ``prompt=login`` and not ``max_age``, and sends
+        ``auth_time`` only as an optional claim of the registration: all three are sent."""
+        fresh = attempt.fresh_sign_in
         query = urlencode(
             {
                 "client_id": self.settings.client_id,
@@ -145,7 +154,8 @@ class RelyingParty:
                 "code_challenge": attempt.code_challenge,
                 "code_challenge_method": "S256",
                 **({"prompt": prompt} if prompt else {}),
-                **({"max_age": str(attempt.max_age)} if attempt.max_age else {}),
+                **({"max_age": str(attempt.max_age)} if fresh else {}),
+                **({"claims": AUTH_TIME_ESSENTIAL} if fresh else {}),
             },
             quote_via=quote,
         )

@@ -202,25 +202,30 @@ def check_claims(claims: Mapping[str, Any], expect: TokenExpectations, now: floa
         raise TokenRejected("missing_sub")
 
 
-def auth_time_of(claims: Mapping[str, Any], max_age: int, asked_login: bool, leeway: int, now: float) -> int:
-    """When the person last proved who they are, for step-up rules (0: not known).
+def auth_time_of(claims: Mapping[str, Any], max_age: int, fresh_since: int, leeway: int, now: float) -> int:
+    """When the person last proved who they are at the provider, from the ID token's
+    ``auth_time`` (0: not known). Only the token proves a sign-in is fresh: ``prompt=login``
+    and ``max_age`` sit in a URL the browser can edit, so asking for them proves nothing.
 
-    OIDC Core §3.1.3.7 point 13: when ``max_age`` was requested, ``auth_time`` must show a
-    sign-in no older than that (the leeway allowed for clocks). Entra sends ``auth_time``
-    only as an optional claim, and documents ``prompt=login`` but not ``max_age``: without
-    the claim, a sign-in that was asked ``prompt=login`` happened just now."""
+    * ``max_age`` (a step-up): OIDC Core §3.1.3.7 point 13, ``auth_time`` no older than
+      that (with the clock leeway);
+    * ``fresh_since`` (the attempt's start, for a step-up or ``shared_devices``): the
+      password was typed during this attempt, not before it;
+    * either asked for and no ``auth_time`` in the token: refused (``missing_auth_time``).
+      Entra sends it only as an optional claim of the app registration (docs/nhsmail.md);
+    * an ``auth_time`` in the future is a provider clock ahead of ours: taken as now (a
+      sign-in cannot be later than the moment its token arrives)."""
     auth_time = _number(claims, "auth_time", required=False)
-    if auth_time is not None:
-        if auth_time > now + leeway:
-            raise TokenRejected("auth_time_in_future", f"auth_time={auth_time}")
-        if max_age and now - auth_time > max_age + leeway:
-            raise TokenRejected("auth_time_too_old", f"auth_time={auth_time}, max_age={max_age}")
-        return int(auth_time)
-    if asked_login:
-        return int(now)
-    if max_age:
-        raise TokenRejected("missing_auth_time", "max_age was requested")
-    return 0
+    if auth_time is None:
+        if max_age or fresh_since:
+            raise TokenRejected("missing_auth_time", "a fresh sign-in was needed")
+        return 0
+    moment = min(int(auth_time), int(now))
+    if max_age and now - moment > max_age + leeway:
+        raise TokenRejected("auth_time_too_old", f"auth_time={moment}, max_age={max_age}")
+    if fresh_since and moment < fresh_since - leeway:
+        raise TokenRejected("auth_time_too_old", f"auth_time={moment}, attempt started {fresh_since}")
+    return moment
 
 
 def validate_id_token(id_token: str, keys: KeySet, expect: TokenExpectations, now: float) -> dict[str, Any]:

@@ -13,16 +13,19 @@ from urllib.parse import parse_qs
 
 from .. import replies
 from ..accounts import AccountCheck, LookupProblem
-from ..authorisation import ClaimHeaders, NeedsRole, NeedsStepUp, forward_auth_rule, verdict
+from ..authorisation import NeedsRole, NeedsStepUp, forward_auth_rule, verdict
+from ..claim_headers import ClaimHeaders
 from ..context import RequestContext
 from ..identity import User, session_ref
 from ..protocol import Decision, Effect, Empty, Flow, JsonReply, Outcome, PassThrough, Redirect
+from ..security.header_values import header_value
+from ..security.original_uri import AmbiguousOriginalUri, OriginalUri
 from ..security.paths import PathRefused, PublicPaths
 from ..security.redirects import safe_return_path
 from ..sessions.keeper import SessionCookies, SessionKeeper, SessionWriter
 from ..sessions.session import Session
 from .authorise import Authorise
-from .sign_in import SignInStarter, original_return_path, original_target
+from .sign_in import SignInStarter
 from .sign_in_result import SignInResults
 
 if TYPE_CHECKING:
@@ -138,11 +141,17 @@ class ForwardAuth:
     """``/auth`` for nginx ``auth_request``, Traefik ``forwardAuth`` and Caddy
     ``forward_auth``: ``202`` with the user in headers for a valid session, else ``401``;
     never a redirect (the proxy in front turns the 401 into the sign-in page, nginx
-    ``error_page 401``). The original URI (``X-Original-URI`` / ``X-Forwarded-Uri``) is
-    judged like any path, and becomes the sign-in page's return path."""
+    ``error_page 401``). The original URI (``forward_auth_uri_header`` alone,
+    ``security.original_uri``) is judged like any path, and becomes the sign-in page's
+    return path."""
 
     def __init__(
-        self, settings: Settings, access: Access, public: PublicPaths, claim_headers: ClaimHeaders
+        self,
+        settings: Settings,
+        access: Access,
+        public: PublicPaths,
+        claim_headers: ClaimHeaders,
+        original: OriginalUri,
     ) -> None:
         self.prefix = settings.site.path_prefix
         self.default_return_path = settings.site.default_return_path
@@ -150,9 +159,15 @@ class ForwardAuth:
         self.access = access
         self.public = public
         self.claim_headers = claim_headers
+        self.original = original
 
     def __call__(self, ctx: RequestContext) -> Decision:
-        original = original_target(ctx)
+        original = self.original.target(ctx.request.headers)
+        if isinstance(original, AmbiguousOriginalUri):
+            # A client's copy of the other header (Caddy and Traefik pass it through), or a
+            # proxy in front that sets another header than the one configured.
+            ctx.audit("ambiguous_original_uri", believed=original.header)
+            return JsonReply(400, {"error": "ambiguous_original_uri"})
         if isinstance(original, PathRefused):
             ctx.audit("path_refused", reason=original.reason, endpoint="auth")
             return JsonReply(400, {"error": "invalid_path"})
@@ -163,8 +178,7 @@ class ForwardAuth:
             return Empty(202, (("X-Accel-Expires", "0"),))
         session = ctx.session
         if session is None:
-            return_path = original_return_path(ctx, self.prefix) or self.default_return_path
-            return replies.unauthenticated(self.prefix, return_path)
+            return replies.unauthenticated(self.prefix, self._return_path(ctx))
         if self.access.accounts.recheck_due(session, ctx.now):
             return self._rechecked(ctx, session, original)
         return self._decide(ctx, session, session.user, original)
@@ -176,14 +190,19 @@ class ForwardAuth:
         try:
             rule = forward_auth_rule(query.get("roles", [""])[0], query.get("max_auth_age", [""])[0])
         except ValueError:
+            ctx.audit("request_refused", reason="invalid_rule")
             return JsonReply(400, {"error": "invalid_rule"})
         path = (original or "/").split("?", 1)[0]
         rule = rule or self.access.authorise.rules.rule_for(path)
         found = verdict(rule, user, session.auth_time, ctx.now)
         if isinstance(found, NeedsRole | NeedsStepUp):
-            return_path = original_return_path(ctx, self.prefix) or self.default_return_path
-            return self.access.authorise.refusal(ctx, found, user, path, return_path, forward_auth=True)
+            return self.access.authorise.refusal(
+                ctx, found, user, path, self._return_path(ctx), forward_auth=True
+            )
         return self.allowed(user)
+
+    def _return_path(self, ctx: RequestContext) -> str:
+        return self.original.return_path(ctx.request.headers, self.prefix) or self.default_return_path
 
     def _rechecked(self, ctx: RequestContext, session: Session, original: str | None) -> Flow:
         user = yield from self.access.recheck(ctx, session)
@@ -198,13 +217,14 @@ class ForwardAuth:
     def allowed(self, user: User) -> Empty:
         """202 with an empty body: nginx reads only the head of an ``auth_request`` answer
         and closes the connection when a body follows (oauth2-proxy answers the same way)."""
+        email = header_value(user.email)
         return Empty(
             202,
             (
-                ("X-Auth-Request-User", user.email),
-                ("X-Auth-Request-Email", user.email),
-                ("X-Auth-Request-Preferred-Username", user.identity.name),
-                (self.account_header, user.account.account_id),
-                *self.claim_headers.values(user),
+                ("X-Auth-Request-User", email),
+                ("X-Auth-Request-Email", email),
+                ("X-Auth-Request-Preferred-Username", header_value(user.identity.name)),
+                (self.account_header, header_value(user.account.account_id)),
+                *self.claim_headers.values(user, every=True),
             ),
         )

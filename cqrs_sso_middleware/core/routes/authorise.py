@@ -9,7 +9,9 @@
   come back to a GET of the path (a POST is never replayed).
 
 ``GET /forbidden`` is the 403 page on its own, for nginx's ``error_page 403`` in front of
-forward-auth: the rule is read from the original URI (or ``?roles=``).
+forward-auth: the rule is read from the original URI (or ``?roles=``). Anybody can put
+words in that query, so the page and the prepared email name only roles the deployment
+knows (a role some access rule names, or one with a ``role_labels`` entry), in its words.
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ from ..authorisation import (
 from ..context import RequestContext
 from ..identity import User
 from ..protocol import IncomingRequest, Outcome, Page, Redirect
-from ..security.paths import PathRefused
+from ..security.original_uri import OriginalUri
 from ..sessions.session import Session
-from .sign_in import original_target
 from .sign_in_result import help_desk_mailto, organisation_of, utc_words
 
 if TYPE_CHECKING:
@@ -43,9 +44,14 @@ if TYPE_CHECKING:
 class Authorise:
     """The access rules of one deployment, and the answers that refuse."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.rules = AccessRules(settings.access.access_rules)
+    def __init__(self, settings: Settings, original: OriginalUri | None = None) -> None:
+        self.rules = AccessRules(settings.access.access_rules, settings.site.case_insensitive_paths)
         self.labels = dict(settings.access.role_labels)
+        # The roles a 403 page may name: every other name came from somebody's query.
+        self.known_roles = frozenset(
+            [*self.labels, *(role for rule in settings.access.access_rules for role in rule.roles)]
+        )
+        self.original = original or OriginalUri(settings.proxy.forward_auth_uri_header)
         self.prefix = settings.site.path_prefix
         self.help_email = settings.pages.help_email
 
@@ -94,7 +100,9 @@ class Authorise:
         return Redirect(f"{replies.sign_in_url(self.prefix, return_path)}&max_auth_age={found.max_age}")
 
     def forbidden_page(self, ctx: RequestContext, user: User, rule: AccessRule | None, path: str) -> Page:
-        roles = [self.labels.get(role, role) for role in (rule.roles if rule else ())]
+        roles = [
+            self.labels.get(role, role) for role in (rule.roles if rule else ()) if role in self.known_roles
+        ]
         when = utc_words(int(ctx.now))
         lines = [
             "Hello,",
@@ -131,9 +139,9 @@ class Authorise:
             return Redirect(replies.sign_in_url(self.prefix, None))
         query = parse_qs(ctx.request.query_string)
         rule = forward_auth_rule_or_none(query.get("roles", [""])[0])
-        original = original_target(ctx)
+        original = self.original.target(ctx.request.headers)
         path = original.split("?", 1)[0] if isinstance(original, str) else "/"
-        if rule is None and not isinstance(original, PathRefused):
+        if rule is None and isinstance(original, str):
             rule = self.rules.rule_for(path)
         if ctx.api:
             return replies.forbidden()

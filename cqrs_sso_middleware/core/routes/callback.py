@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from ...settings import Settings
 
 _CALLBACK_PARAMS = ("state", "code", "error")
+# Refusals that have a page of their own: a fresh sign-in the token could not prove.
+_ENDINGS: dict[str, ResultKind] = {"missing_auth_time": "no_auth_time", "auth_time_too_old": "not_fresh"}
 
 
 class Callback:
@@ -95,7 +97,8 @@ class Callback:
             return replies.attempt_invalid()
         try:
             claims, id_token = yield from self.rp.redeem_code(code, attempt, ctx.now)
-            auth_time = auth_time_of(claims, attempt.max_age, attempt.asked_login, self.leeway, ctx.now)
+            fresh_since = attempt.started_at if attempt.fresh_sign_in else 0
+            auth_time = auth_time_of(claims, attempt.max_age, fresh_since, self.leeway, ctx.now)
         except ProviderMisconfigured as error:
             ctx.audit("provider_misconfigured", step="token", **error.answer.audit_fields())
             return self._ended(ctx, attempt, "misconfigured")
@@ -104,7 +107,7 @@ class Callback:
             return self._ended(ctx, attempt, "unavailable")
         except TokenRejected as error:
             ctx.audit("token_rejected", reason=error.reason)
-            return self._ended(ctx, attempt, "failed")
+            return self._ended(ctx, attempt, _ENDINGS.get(error.reason, "failed"))
         if groups_overage(claims):
             # Entra replaced "groups" with a pointer to Microsoft Graph: rules on groups
             # cannot be decided, and signing in without them would decide them wrongly.

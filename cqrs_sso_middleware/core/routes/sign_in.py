@@ -19,34 +19,14 @@ from ..oidc.client import RelyingParty
 from ..protocol import Decision, Flow, Outcome, Page, Redirect
 from ..security.cookies import CookieNames, CookiePolicy
 from ..security.csrf import CsrfGuard
-from ..security.paths import PathRefused, normalise_target
+from ..security.original_uri import OriginalUri
 from ..security.redirects import safe_return_path
+from ..security.request_numbers import MIN_AUTH_AGE_SECONDS, auth_age
 from ..sessions.attempts import AttemptCookies, LoginAttempt
 from ..sessions.keeper import SessionCookies
 
 if TYPE_CHECKING:
     from ...settings import Settings
-
-ORIGINAL_URI_HEADERS = ("x-original-uri", "x-forwarded-uri")
-
-
-def original_target(ctx: RequestContext) -> str | PathRefused | None:
-    """The URI the proxy in front was asked for (nginx ``X-Original-URI``, Traefik and
-    Caddy ``X-Forwarded-Uri``), normalised like any request path."""
-    for header in ORIGINAL_URI_HEADERS:
-        value = ctx.request.headers.get(header)
-        if value:
-            return normalise_target(value)
-    return None
-
-
-def original_return_path(ctx: RequestContext, prefix: str) -> str | None:
-    """That URI as a return path, when it is a safe one."""
-    for header in ORIGINAL_URI_HEADERS:
-        candidate = safe_return_path(ctx.request.headers.get(header), reserved_prefix=prefix)
-        if candidate:
-            return candidate
-    return None
 
 
 class SignInStarter:
@@ -57,7 +37,11 @@ class SignInStarter:
     ``prompt`` (OIDC Core §3.1.2.1): ``select_account`` when the person asked to sign in
     with a different NHSmail account; ``login`` on every attempt with ``shared_devices``,
     so that NHSmail asks for the password even when its own session, or a Windows Primary
-    Refresh Token, would have let the previous person at a shared PC straight through."""
+    Refresh Token, would have let the previous person at a shared PC straight through.
+
+    ``prompt=login`` is a request, not a proof: it sits in a URL the browser can edit. Such
+    a sign-in (and a step-up) is proven by the ID token's ``auth_time`` alone, which the
+    callback checks (``oidc.tokens.auth_time_of``)."""
 
     def __init__(
         self,
@@ -82,8 +66,9 @@ class SignInStarter:
         except ProviderError as error:
             ctx.audit("provider_unavailable", step="metadata", reason=str(error))
             return replies.unavailable(ctx)
-        prompt = "login" if self.shared_devices or max_age else prompt
-        attempt = LoginAttempt.start(return_path, ctx.now, max_age, asked_login=prompt == "login")
+        fresh = self.shared_devices or bool(max_age)
+        prompt = "login" if fresh else prompt
+        attempt = LoginAttempt.start(return_path, ctx.now, max_age, fresh_sign_in=fresh)
         name, value = self.attempts.cookie_name(attempt.state), self.attempts.encode(attempt)
         for stale in self.attempts.to_drop_before_adding(ctx.cookies, len(name) + len(value) + 3, ctx.now):
             ctx.set_cookies.append(self.policy.delete_cookie(stale))
@@ -105,8 +90,10 @@ class SignIn:
         csrf: CsrfGuard,
         cookies: SessionCookies,
         rules: AccessRules | None = None,
+        original: OriginalUri | None = None,
     ) -> None:
         self.rules = rules or AccessRules(())
+        self.original = original or OriginalUri()
         self.prefix = settings.site.path_prefix
         self.default_return_path = settings.site.default_return_path
         self.idle_seconds = settings.session.session_idle_seconds
@@ -116,31 +103,22 @@ class SignIn:
         self.cookies = cookies
 
     def page(self, ctx: RequestContext) -> Outcome:
-        query_rd = parse_qs(ctx.request.query_string).get("rd", [""])[0]
+        query = parse_qs(ctx.request.query_string)
+        query_rd = query.get("rd", [""])[0]
         # Behind nginx, `error_page 401 = /oauth2/sign_in` keeps the original URI in
         # X-Original-URI (safer than ?rd=$request_uri, which nginx does not escape).
         return_path = (
             safe_return_path(query_rd or None, reserved_prefix=self.prefix)
-            or original_return_path(ctx, self.prefix)
+            or self.original.return_path(ctx.request.headers, self.prefix)
             or self.default_return_path
         )
+        asked = query.get("max_auth_age", [""])[0]
+        asked_age = auth_age(asked) if asked else None
+        if asked and asked_age is None:
+            ctx.audit("request_refused", reason="invalid_max_auth_age")
+            return replies.bad_request(ctx, "invalid_max_auth_age")
         if ctx.session is not None:
-            max_age = self._step_up_for(ctx, return_path)
-            if not max_age:
-                return Redirect(return_path)
-            if ctx.api:
-                return replies.step_up_required(self.prefix, return_path, max_age)
-            return Page(
-                "step_up.html",
-                401,
-                {
-                    "return_path": return_path,
-                    "csrf_token": self.csrf.token(ctx),
-                    "max_auth_age": max_age,
-                    "within": duration(max_age),
-                    "user": ctx.session.user,
-                },
-            )
+            return self._signed_in(ctx, return_path, asked_age)
         if ctx.api:
             # Behind nginx, API and XHR calls are sent here too: the same 401 as embedded.
             return replies.unauthenticated(self.prefix, return_path)
@@ -154,17 +132,49 @@ class SignIn:
             },
         )
 
-    def _step_up_for(self, ctx: RequestContext, return_path: str) -> int:
+    def _signed_in(self, ctx: RequestContext, return_path: str, asked_age: int | None) -> Outcome:
+        """A signed-in person goes on, unless their sign-in is too old for where they go."""
+        assert ctx.session is not None
+        max_age = self._step_up_for(ctx, return_path, asked_age) or self._refused_in_front(ctx, return_path)
+        if not max_age:
+            return Redirect(return_path)
+        if ctx.api:
+            return replies.step_up_required(self.prefix, return_path, max_age)
+        return Page(
+            "step_up.html",
+            401,
+            {
+                "return_path": return_path,
+                "csrf_token": self.csrf.token(ctx),
+                "max_auth_age": max_age,
+                "within": duration(max_age),
+                "user": ctx.session.user,
+            },
+        )
+
+    def _step_up_for(self, ctx: RequestContext, return_path: str, asked: int | None) -> int:
         """The sign-in age a signed-in person must meet to go on to ``return_path``, when
         theirs is too old: from ``?max_auth_age=`` (a forward-auth location's own rule) or
         the access rule of that path; 0 when they may simply go on."""
         session = ctx.session
         assert session is not None
-        asked = parse_qs(ctx.request.query_string).get("max_auth_age", [""])[0]
-        rule = AccessRule(("/**",), (), int(asked)) if asked.isdigit() else None
+        rule = AccessRule(("/**",), (), asked) if asked else None
         rule = rule or self.rules.rule_for(return_path.split("?", 1)[0])
         found = verdict(rule, session.user, session.auth_time, ctx.now)
         return found.max_age if isinstance(found, NeedsStepUp) else 0
+
+    def _refused_in_front(self, ctx: RequestContext, return_path: str) -> int:
+        """A proxy in front showed this page *in place of* ``return_path`` (nginx
+        ``error_page 401``, Caddy ``handle_response``: the original URI names that page, not
+        this one), so forward-auth refused this signed-in person there — a location's own
+        ``max_auth_age`` that this request does not carry. Sending them back would loop;
+        they are asked for a fresh sign-in instead (the shortest age a rule may ask, which
+        meets every longer one). 0 when the page was asked for itself."""
+        original = self.original.raw(ctx.request.headers)
+        if not isinstance(original, str) or original.startswith(self.prefix + "/"):
+            return 0
+        in_place_of = safe_return_path(original, reserved_prefix=self.prefix)
+        return MIN_AUTH_AGE_SECONDS if in_place_of == return_path else 0
 
     def _notice(self, ctx: RequestContext) -> str:
         """Why the person was signed out, shown once: the session this very request carried,
@@ -198,7 +208,10 @@ class SignIn:
         # its account picker instead of signing the same person in again silently.
         prompt = "select_account" if form.get("account") == "another" else ""
         asked = form.get("max_auth_age", "")
-        max_age = int(asked) if asked.isdigit() and 0 < int(asked) <= 10**7 else 0
+        max_age = auth_age(asked) if asked else 0
+        if max_age is None:
+            ctx.audit("request_refused", reason="invalid_max_auth_age")
+            return replies.bad_request(ctx, "invalid_max_auth_age")
         return (yield from self.starter.begin(ctx, return_path, prompt, max_age))
 
 

@@ -21,7 +21,7 @@ import binascii
 import datetime
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 from urllib.parse import quote
 
 from .. import replies
@@ -33,15 +33,17 @@ from ..security.csrf import CsrfGuard
 from ..sessions.session import Deployment, KeyRing
 
 RESULT_LIFETIME_SECONDS = 900
-ResultKind = Literal["no_account", "failed", "cancelled", "misconfigured", "unavailable", "too_many_groups"]
-_KINDS: tuple[ResultKind, ...] = (
+ResultKind = Literal[
     "no_account",
     "failed",
     "cancelled",
     "misconfigured",
     "unavailable",
     "too_many_groups",
-)
+    "no_auth_time",
+    "not_fresh",
+]
+_KINDS: tuple[ResultKind, ...] = get_args(ResultKind)
 _ASSOCIATED = b"cqrs-sso.sign-in-result.v1"
 # Claims that name the person's organisation, when the directory sends one (Entra can emit
 # the user's company name as an optional claim).
@@ -150,6 +152,10 @@ class SignInResults:
             return Page("unavailable.html", 503, {"sign_in_url": retry_url}, replies.RETRY_AFTER)
         if result.kind == "too_many_groups":
             return Page("too_many_groups.html", 403, {"when": when})
+        if result.kind == "no_auth_time":
+            return Page("no_auth_time.html", 403, {"when": when})
+        if result.kind == "not_fresh":
+            return Page("not_fresh.html", 401, {"sign_in_url": retry_url})
         return Page("sign_in_failed.html", 401, {"sign_in_url": retry_url})
 
 
@@ -163,6 +169,8 @@ def _json_reply(ctx: RequestContext, kind: ResultKind) -> Outcome:
         "failed": (401, "sign_in_failed"),
         "misconfigured": (500, "sign_in_not_set_up"),
         "too_many_groups": (403, "too_many_groups"),
+        "no_auth_time": (403, "sign_in_time_unknown"),
+        "not_fresh": (401, "sign_in_not_fresh"),
     }[kind]
     return replies.json_error(status, error)
 

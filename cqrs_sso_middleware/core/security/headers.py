@@ -8,6 +8,9 @@ and CGI read ``X_Forwarded_User`` as ``X-Forwarded-User`` (both become
 folded. The deployer's own names (``user_header``, ``email_header``, ``account_header``,
 and every ``claim_headers`` name) are identity headers too.
 
+Identity values are sent as headers by one rule (``header_values.header_value``): printable
+ASCII as it is, anything else as an RFC 8187 ``ext-value``.
+
 **Request id.** An incoming ``X-Request-ID`` (a load balancer's) is kept when it is plain —
 ``[A-Za-z0-9._:-]{1,64}`` — so one request can be followed through every log; anything
 else could forge or split a log line, and is replaced.
@@ -17,8 +20,9 @@ from __future__ import annotations
 
 import re
 
-from ..authorisation import ClaimHeaders
+from ..claim_headers import ClaimHeaders
 from ..identity import User
+from .header_values import header_value
 
 # Always removed, whatever the configuration says.
 STANDARD_IDENTITY_HEADERS = (
@@ -76,12 +80,13 @@ class IdentityHeaders:
         if user is None:
             return []
         user_header, email_header, account_header = self._injected
+        email = header_value(user.email).encode("ascii")
         return [
-            (user_header, user.email.encode("utf-8")),
-            (email_header, user.email.encode("utf-8")),
-            (account_header, user.account.account_id.encode("utf-8")),
+            (user_header, email),
+            (email_header, email),
+            (account_header, header_value(user.account.account_id).encode("ascii")),
             *(
-                (name.lower().encode("latin-1"), value.encode("utf-8"))
+                (name.lower().encode("latin-1"), value.encode("ascii"))
                 for name, value in self.claims.values(user)
             ),
         ]

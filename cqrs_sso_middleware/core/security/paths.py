@@ -20,7 +20,14 @@ bytes, not the client's):
    removed (RFC 3986 §5.2.4); a ``..`` that would climb above the root is refused;
 4. segments that some server reads as a dot segment but RFC 3986 does not — ``..;x``
    (Tomcat path parameters), ``...`` and ``.. `` (Windows), ``．．`` (a full stop that
-   NFKC turns into ``.``), a fullwidth solidus — are refused.
+   NFKC turns into ``.``), a fullwidth solidus — are refused;
+5. so are segments that end in a dot or a space (``/admin./x``, ``/admin%20/x``): Windows
+   and IIS drop them, and would serve ``/admin/x`` for a path no rule names.
+
+Rules and public paths then read the normal form the same way (:func:`path_readings`):
+as written, and without path parameters (``;…``, also spelt ``%3B…``), which Tomcat, Jetty
+and Spring drop before routing; and, with ``case_insensitive_paths``, without regard to
+case, as IIS and ASP.NET route.
 
 What is refused gets ``400``: no honest browser sends such a path (browsers normalise
 dot segments themselves), so ambiguity is resolved by saying no rather than by guessing.
@@ -38,7 +45,10 @@ MAX_PATH_BYTES = 8192
 # A path that is already in normal form: printable ASCII from the RFC 3986 pchar set (no
 # "%", no "\\"), single slashes, and no segment that starts with a dot. Almost every real
 # request matches, and then nothing else needs to run (hot path).
-_ALREADY_NORMAL = re.compile(r"(?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)+/?|/")
+# (No segment ends with a dot either: see point 5 above.)
+_ALREADY_NORMAL = re.compile(
+    r"(?:/[A-Za-z0-9_~!$&'()*+,;=:@-](?:[A-Za-z0-9._~!$&'()*+,;=:@-]*[A-Za-z0-9_~!$&'()*+,;=:@-])?)+/?|/"
+)
 _ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # RFC 3986 §3.3 pchar without "%": what may stand raw in a normalised path.
@@ -62,7 +72,7 @@ def normalise_path(raw: str | bytes) -> str | PathRefused:
     text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
     if len(text) > MAX_PATH_BYTES:
         return PathRefused("too_long")
-    if _ALREADY_NORMAL.fullmatch(text):
+    if _ALREADY_NORMAL.fullmatch(text) and ".;" not in text:
         return text
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
     if not data.startswith(b"/"):
@@ -71,6 +81,16 @@ def normalise_path(raw: str | bytes) -> str | PathRefused:
     if problem:
         return PathRefused(problem)
     segments = _canonical(data).split("/")[1:]
+    output = _without_dot_segments(segments)
+    if isinstance(output, PathRefused):
+        return output
+    ends_with_slash = segments[-1] in ("", ".", "..")
+    path = "/" + "/".join(output)
+    return path + "/" if ends_with_slash and output else path
+
+
+def _without_dot_segments(segments: list[str]) -> list[str] | PathRefused:
+    """RFC 3986 §5.2.4 over canonical segments, empty ones merged; points 3 to 5 above."""
     output: list[str] = []
     for segment in segments:
         if segment == ".":
@@ -82,11 +102,11 @@ def normalise_path(raw: str | bytes) -> str | PathRefused:
             continue
         if _reads_as_dot_segment(segment):
             return PathRefused("dot_segment_lookalike")
+        if _ends_in_dot_or_space(segment):
+            return PathRefused("trailing_dot_or_space")
         if segment:
             output.append(segment)
-    ends_with_slash = segments[-1] in ("", ".", "..")
-    path = "/" + "/".join(output)
-    return path + "/" if ends_with_slash and output else path
+    return output
 
 
 def normalise_target(target: str) -> str | PathRefused:
@@ -148,14 +168,40 @@ def _reads_as_dot_segment(segment: str) -> bool:
     return bare == "" and "." in unicodedata.normalize("NFKC", decoded)
 
 
+def _ends_in_dot_or_space(segment: str) -> bool:
+    """A segment Windows would serve without its trailing dots and spaces (``admin.``,
+    ``admin%20``, ``admin.;x``), also after NFKC (an ideographic space)."""
+    if not segment.endswith((".", "%20")) and "%" not in segment and ";" not in segment:
+        return False
+    decoded = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), segment.encode("ascii")).decode("utf-8")
+    folded = unicodedata.normalize("NFKC", decoded)
+    return any(part != part.rstrip(" .") for part in (folded, folded.split(";", 1)[0]))
+
+
+# -- how rules and public paths read a normalised path -----------------------------------------
+
+_PATH_PARAMETERS = re.compile(r"(?:;|%3B)[^/]*")
+
+
+def path_readings(path: str) -> tuple[str, ...]:
+    """Every path a server behind may route ``path`` (normalised) to: as written, and
+    without its path parameters — ``;…``, and ``%3B…``, which a server that decodes before
+    it drops parameters reads the same way. One reading for almost every path."""
+    if ";" not in path and "%3B" not in path:
+        return (path,)
+    return (path, _PATH_PARAMETERS.sub("", path))
+
+
 # -- public_paths ----------------------------------------------------------------------------
 
 
-def path_pattern_regex(pattern: str) -> re.Pattern[str]:
+def path_pattern_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
     """A ``public_paths`` or access-rule pattern as a regular expression, to ``fullmatch``
-    against a *normalised* path (see ``compile_path_pattern``)."""
+    against a *normalised* path (see ``compile_path_pattern``); ``ignore_case`` for
+    ``case_insensitive_paths``."""
+    case = re.IGNORECASE if ignore_case else 0
     if pattern.startswith("re:"):
-        return re.compile(pattern[3:])
+        return re.compile(pattern[3:], case)
     parts: list[str] = []
     index = 0
     while index < len(pattern):
@@ -171,32 +217,32 @@ def path_pattern_regex(pattern: str) -> re.Pattern[str]:
         else:
             parts.append(re.escape(pattern[index]))
             index += 1
-    return re.compile("".join(parts), re.DOTALL)
+    return re.compile("".join(parts), re.DOTALL | case)
 
 
-def compile_path_pattern(pattern: str) -> Callable[[str], bool]:
+def compile_path_pattern(pattern: str, ignore_case: bool = False) -> Callable[[str], bool]:
     """A ``public_paths`` entry as a predicate over *normalised* paths.
 
     Globs are anchored at both ends; ``*`` matches within one segment (never a ``/``),
     ``**`` matches across segments, ``?`` one character other than ``/``. ``re:`` patterns
     are regular expressions matched with ``fullmatch``.
     """
-    compiled = path_pattern_regex(pattern)
+    compiled = path_pattern_regex(pattern, ignore_case)
     return lambda path: compiled.fullmatch(path) is not None
 
 
 class PublicPaths:
     """The ``public_paths`` of one deployment: which normalised paths pass without a session."""
 
-    def __init__(self, patterns: tuple[str, ...]) -> None:
+    def __init__(self, patterns: tuple[str, ...], ignore_case: bool = False) -> None:
         self.patterns = patterns
-        self._matchers = [compile_path_pattern(p) for p in patterns]
+        self._matchers = [compile_path_pattern(p, ignore_case) for p in patterns]
 
     def __contains__(self, path: str) -> bool:
         # Tomcat, Jetty and Spring drop ";…" path parameters before routing, so "/admin;.css"
-        # is served as "/admin": a path with one never counts as public, whatever pattern
-        # (such as "re:.*\\.css") its text would match.
-        if not self._matchers or ";" in path or "%3B" in path:
+        # is served as "/admin": a path that reads more than one way never counts as public,
+        # whatever pattern (such as "re:.*\\.css") its text would match.
+        if not self._matchers or len(path_readings(path)) > 1:
             return False
         return any(matches(path) for matches in self._matchers)
 

@@ -55,12 +55,15 @@ class LoginAttempt:
     # A step-up (an access rule's max_auth_age_seconds): the callback checks the new sign-in
     # is at most this old (OIDC Core §3.1.3.7 point 13), and keeps the session's id. 0: none.
     max_age: int = 0
-    # Whether the provider was asked with prompt=login: a sign-in that just happened, so its
-    # time stands in for an auth_time claim Entra may not send.
-    asked_login: bool = False
+    # Whether this attempt needs a sign-in at the provider that happens *now* (a step-up, or
+    # shared_devices): the callback then needs the token's auth_time to show it, never the
+    # prompt=login this attempt asked for, which sits in a URL the browser can edit.
+    fresh_sign_in: bool = False
 
     @classmethod
-    def start(cls, return_path: str, now: float, max_age: int = 0, asked_login: bool = False) -> LoginAttempt:
+    def start(
+        cls, return_path: str, now: float, max_age: int = 0, fresh_sign_in: bool = False
+    ) -> LoginAttempt:
         return cls(
             state=secrets.token_urlsafe(STATE_BYTES),
             nonce=secrets.token_urlsafe(16),
@@ -69,8 +72,12 @@ class LoginAttempt:
             return_path=return_path,
             expires_at=int(now) + ATTEMPT_LIFETIME_SECONDS,
             max_age=max_age,
-            asked_login=asked_login,
+            fresh_sign_in=fresh_sign_in,
         )
+
+    @property
+    def started_at(self) -> int:
+        return self.expires_at - ATTEMPT_LIFETIME_SECONDS
 
     @property
     def code_challenge(self) -> str:
@@ -104,7 +111,7 @@ class AttemptCookies:
                 attempt.code_verifier,
                 str(attempt.expires_at),
                 _b64(attempt.return_path.encode("utf-8")),
-                f"{attempt.max_age}-{int(attempt.asked_login)}",
+                f"{attempt.max_age}-{int(attempt.fresh_sign_in)}",
             )
         )
         signed = self._signer.sign(f"{attempt.state}.{body}").decode("ascii")

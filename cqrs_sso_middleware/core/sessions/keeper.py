@@ -8,10 +8,15 @@ copied cookie works until its idle or absolute time-out, whatever sign-out does.
 random 256-bit id and nothing else. The store keeps the record under ``sha256(id)``, so a
 store dump holds no usable cookie, encrypted (``SessionRecordCipher``), with a time to live
 that follows the idle time-out and never outlives the absolute one. Signing out deletes it:
-a copied cookie stops working at once, everywhere. Each session is also filed under its
-user (issuer + ``oid``) so that all of one person's sessions can be ended together. Login
-states are claimed in the store too, so a callback replayed to another process or instance
-is refused.
+a copied cookie stops working at once, everywhere. Ending a session also leaves a
+revocation mark under a key of its own, read with the record on every load, for as long as
+the record could have lived: a copy of the record put back later (a restored backup or
+dump, a replica's old data) is still refused. Someone who can write to the store at will
+can delete marks too; the marks stop a restore, not an attacker with write access.
+
+Each session is also filed under its user (issuer + ``oid``) so that all of one person's
+sessions can be ended together. Login states are claimed in the store too, so a callback
+replayed to another process or instance is refused.
 
 Everything here yields effects (``core/protocol.py``); the interpreter performs them. A store
 that fails raises :class:`StoreProblem`, which the router turns into "temporarily
@@ -133,6 +138,11 @@ class SessionKeeper:
     def state_key(self, state: str) -> str:
         return f"{self.prefix}st:{self._digest('state', state)}"
 
+    def revocation_mark(self, session_key: str) -> str:
+        """The mark an ended session leaves: named after its record's key, so that ending
+        sessions found by index (their keys, not their cookies) can leave one too."""
+        return f"{self.prefix}rv:{self._digest('revoked', session_key)}"
+
     def jti_key(self, issuer: str, jti: str) -> str:
         """A logout token's ``jti``, spent once (Back-Channel Logout 1.0 §2.6 point 10)."""
         return f"{self.prefix}jti:{self._digest('jti', f'{issuer} {jti}')}"
@@ -166,7 +176,7 @@ class SessionKeeper:
             if not 32 <= len(value) <= 64:
                 continue  # not an id we issued: no round trip for it
             key = self.session_key(value)
-            record = _reply((yield StoreGet(key)))
+            record = _reply((yield StoreGet(key, self.revocation_mark(key))))
             session = self._decode(value, key, record) if isinstance(record, bytes) else None
             if session is None:
                 continue  # none, or damaged: no session (closed), sign in again
@@ -218,7 +228,7 @@ class SessionKeeper:
 
     def end_stored(self, key: str, session: Session) -> Generator[StoreEffect, EffectResult, None]:
         """End the session stored under ``key`` (the command line knows keys, not cookies)."""
-        _reply((yield StoreDelete((key,), self.indexes_of(session.user.identity))))
+        _reply((yield self._ending((key,), self.indexes_of(session.user.identity))))
 
     def end_indexed(self, index: str) -> Generator[StoreEffect, EffectResult, int]:
         """End every session filed under ``index``; returns how many sessions ended."""
@@ -226,8 +236,20 @@ class SessionKeeper:
         keys = tuple(members) if isinstance(members, tuple) else ()
         if not keys:
             return 0
-        deleted = _reply((yield StoreDelete((*keys, index), (index,))))
+        deleted = _reply((yield self._ending(keys, (index,), also=(index,))))
         return max(0, deleted - 1) if isinstance(deleted, int) else 0
+
+    def _ending(
+        self, keys: tuple[str, ...], indexes: tuple[str, ...], also: tuple[str, ...] = ()
+    ) -> StoreDelete:
+        """Delete the records under ``keys`` (and the keys in ``also``), and mark each as
+        ended for as long as a copy of it could still be live (the absolute time-out)."""
+        return StoreDelete(
+            (*keys, *also),
+            indexes,
+            tuple(self.revocation_mark(key) for key in keys),
+            self.timeouts.max_seconds + NOTICE_GRACE_SECONDS,
+        )
 
     def end_all_of(self, identity: Identity) -> Generator[StoreEffect, EffectResult, int]:
         """End every session of this person (sign out everywhere, revocation)."""
