@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist). Most tests wait on servers and subprocesses rather than the
 # CPU, so two per core keeps a 2-core machine busy (docs/development.md has the timings).
+# --dist loadgroup: a module that shares one proxy or nginx stack across its tests marks
+# itself xdist_group, so it runs on one worker and starts that stack once.
 PYTEST_WORKERS ?= 4
 # `make demo PORT=8100 PROVIDER_PORT=8101` when 8000 or 8001 is taken.
 PORT ?= 8000
@@ -58,7 +60,7 @@ node-deps:
 # pytest exits 5 when it collects no test; make treats every non-zero status as a failure,
 # so an empty run can never pass silently.
 unit: $(VENV)/.installed-test node-deps
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Lint and the type check run beside the suite rather than before it (one job each); the
 # line-synchronised output keeps each tool's lines whole.

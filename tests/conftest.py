@@ -168,11 +168,16 @@ def redis_reachable(url: str = REDIS_URL) -> bool:
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A key prefix of this test's own in the test Redis; every key under it is deleted after."""
-    import redis
-
     require(redis_reachable(), f"Redis is not reachable at {REDIS_URL} (set CQRS_SSO_TEST_REDIS_URL)")
     prefix = f"cqrs_sso_test:{secrets.token_hex(6)}:"
     yield prefix
+    delete_keys(prefix)
+
+
+def delete_keys(prefix: str) -> None:
+    """Every key under ``prefix`` in the test Redis (what a test or module wrote there)."""
+    import redis
+
     client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=prefix + "*", count=1000))
     if keys:
@@ -230,10 +235,15 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     group.stop()
 
 
-def topology_settings(name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
-    """``session_store`` (and TLS) settings for a store kind; a key prefix of the test's own."""
+def topology_settings(name: str, request: pytest.FixtureRequest, own_prefix: bool = False) -> dict[str, Any]:
+    """``session_store`` (and TLS) settings for a store kind; a key prefix of the test's own
+    (``own_prefix``: made here, for a fixture wider than one test, which deletes its keys
+    with ``delete_keys``)."""
     prefix = f"cqrs_sso_test:{secrets.token_hex(6)}:"
     if name == "redis":
+        if own_prefix:
+            require(redis_reachable(), f"Redis is not reachable at {REDIS_URL} (set CQRS_SSO_TEST_REDIS_URL)")
+            return {"session_store": REDIS_URL, "session_key_prefix": prefix}
         return {"session_store": REDIS_URL, "session_key_prefix": request.getfixturevalue("redis_prefix")}
     if name == "redis-tls":
         node = request.getfixturevalue("redis_tls")

@@ -21,9 +21,13 @@ RULES = json.dumps(
 CLAIMS = json.dumps({"X-Forwarded-Oid": "oid", "X-Forwarded-Roles": "roles"})
 
 
-@pytest.fixture
-def ruled_proxy(start_proxy: Callable[..., ProxyProcess]) -> ProxyProcess:
-    return start_proxy(CQRS_SSO_ACCESS_RULES=RULES, CQRS_SSO_CLAIM_HEADERS=CLAIMS)
+# One proxy for the module (each test signs in with a browser of its own), on one worker.
+pytestmark = pytest.mark.xdist_group("access_rules_through_the_proxy")
+
+
+@pytest.fixture(scope="module")
+def ruled_proxy(start_module_proxy: Callable[..., ProxyProcess]) -> ProxyProcess:
+    return start_module_proxy(CQRS_SSO_ACCESS_RULES=RULES, CQRS_SSO_CLAIM_HEADERS=CLAIMS)
 
 
 def test_an_approver_reaches_approvals_with_their_claims_as_headers(

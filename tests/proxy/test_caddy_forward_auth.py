@@ -21,7 +21,8 @@ from ..conftest import APPROVER, GP_USER, NEW_USER, NON_LATIN_NAMES
 from ..helpers import HTML, form_fields, require, wait_for_http
 from .conftest import Browser, LegacyServer, ProxyProcess, free_port
 
-pytestmark = pytest.mark.integration
+# One stack serves the module, on one worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("caddy_forward_auth")]
 CADDYFILE = Path(__file__).parents[2] / "examples" / "caddy" / "Caddyfile"
 CADDY = shutil.which("caddy") or "/usr/bin/caddy"
 

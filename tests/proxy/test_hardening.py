@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -31,9 +32,33 @@ def header_names(head: bytes) -> set[str]:
     return {line.split(":", 1)[0].strip().lower().replace("_", "-") for line in lines if ":" in line}
 
 
+# The proxy in front of the recording upstream serves the whole module, on one worker.
+pytestmark = pytest.mark.xdist_group("hardening")
+
+
+@pytest.fixture(scope="module")
+def module_recorder() -> Iterator[RecordingUpstream]:
+    server = RecordingUpstream()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture
-def public_proxy(start_proxy: Callable[..., ProxyProcess], recorder: RecordingUpstream) -> ProxyProcess:
-    return start_proxy(CQRS_SSO_UPSTREAM=recorder.url, CQRS_SSO_PUBLIC_PATHS="/public/**,re:.*\\.css")
+def recorder(module_recorder: RecordingUpstream) -> RecordingUpstream:
+    """The module's recording upstream (the proxy below sends to it)."""
+    return module_recorder
+
+
+@pytest.fixture(scope="module")
+def public_proxy(
+    start_module_proxy: Callable[..., ProxyProcess], module_recorder: RecordingUpstream
+) -> ProxyProcess:
+    return start_module_proxy(
+        CQRS_SSO_UPSTREAM=module_recorder.url, CQRS_SSO_PUBLIC_PATHS="/public/**,re:.*\\.css"
+    )
 
 
 @pytest.mark.parametrize("spelling", ["canonical", "lower", "underscores"])

@@ -1,5 +1,6 @@
 """nginx with examples/nginx/cqrs-sso.conf (ports substituted) in front of the legacy app,
-with the sign-in service (`cqrs-sso proxy` without an upstream) answering auth_request."""
+with the sign-in service (`cqrs-sso proxy` without an upstream) answering auth_request.
+One stack serves the module, on one worker."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import pytest
 
 from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
-from ..conftest import APPROVER, GP_USER, NEW_USER, NON_LATIN_NAMES, REDIS_URL, redis_reachable
+from ..conftest import APPROVER, GP_USER, NEW_USER, NON_LATIN_NAMES, REDIS_URL, delete_keys, redis_reachable
 from ..helpers import HTML, require
 from .conftest import Browser, LegacyServer, ProxyProcess, free_port, start_nginx
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "nginx" / "cqrs-sso.conf"
+pytestmark = pytest.mark.xdist_group("nginx_forward_auth")
 
 
 def example_site(port: int, sso: str, app: str, example: str | None = None) -> str:
@@ -74,16 +76,6 @@ def stack(
     process.terminate()
     process.wait(timeout=10)
     delete_keys(prefix)
-
-
-def delete_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture

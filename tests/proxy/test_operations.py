@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -26,6 +25,15 @@ def counter(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+def refuses_connections(proxy: ProxyProcess) -> bool:
+    parts = urlsplit(proxy.url)
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def test_one_scrape_of_a_two_worker_proxy_counts_every_request(
@@ -60,32 +68,23 @@ def test_one_scrape_of_a_two_worker_proxy_counts_every_request(
 
 
 def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections(
-    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser]
+    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser], tmp_path: Path
 ) -> None:
     proxy = start_proxy(CQRS_SSO_SHUTDOWN_GRACE_SECONDS="20")
     browser = make_browser(proxy.url)
     assert browser.sign_in(GP_USER).status_code == 303
     answers: list[httpx.Response] = []
+    arrived = tmp_path / "arrived"  # the legacy app writes it when the request reaches it
     slow = threading.Thread(
         target=lambda: answers.append(
-            httpx.get(f"{proxy.url}/slow?s=3", cookies=browser.client.cookies, timeout=30)
+            httpx.get(f"{proxy.url}/slow?s=3&mark={arrived}", cookies=browser.client.cookies, timeout=30)
         )
     )
     slow.start()
-    # Time for the request to reach the proxy: a stop before that would refuse it, and the
-    # test would fail (never pass wrongly).
-    time.sleep(1)
+    # The stop comes once the request is in flight: it has reached the upstream.
+    wait_until(arrived.exists, "the slow request to reach the upstream")
     proxy.process.send_signal(15)
-    parts = urlsplit(proxy.url)
-
-    def refused() -> bool:
-        try:
-            socket.create_connection((parts.hostname, parts.port), timeout=1).close()
-        except ConnectionRefusedError:
-            return True
-        return False
-
-    wait_until(refused, "new connections to be refused", seconds=5)  # at once …
+    wait_until(lambda: refuses_connections(proxy), "new connections to be refused", seconds=5)  # at once …
     assert proxy.process.poll() is None  # … while the slow request is still being served
     slow.join(timeout=30)
     assert answers and answers[0].status_code == 200, "the request in flight was cut"
@@ -94,23 +93,29 @@ def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections(
 
 @pytest.mark.parametrize("grace", ["1"])
 def test_a_request_longer_than_the_grace_is_ended_and_the_process_still_exits(
-    start_proxy: Callable[..., ProxyProcess], make_browser: Callable[[str], Browser], grace: str
+    start_proxy: Callable[..., ProxyProcess],
+    make_browser: Callable[[str], Browser],
+    tmp_path: Path,
+    grace: str,
 ) -> None:
     proxy = start_proxy(CQRS_SSO_SHUTDOWN_GRACE_SECONDS=grace)
+    arrived = tmp_path / "arrived"
     browser = make_browser(proxy.url)
     assert browser.sign_in(GP_USER).status_code == 303
     outcomes: list[object] = []
 
     def slow_request() -> None:
         try:
-            reply = httpx.get(f"{proxy.url}/slow?s=30", cookies=browser.client.cookies, timeout=40)
+            reply = httpx.get(
+                f"{proxy.url}/slow?s=30&mark={arrived}", cookies=browser.client.cookies, timeout=40
+            )
             outcomes.append(reply.status_code)
         except httpx.HTTPError as error:
             outcomes.append(error)
 
     slow = threading.Thread(target=slow_request)
     slow.start()
-    time.sleep(1)
+    wait_until(arrived.exists, "the slow request to reach the upstream")
     proxy.process.send_signal(15)
     # The grace (1 s), not the 30 s request, decides when the process ends.
     assert proxy.process.wait(timeout=15) == 0
@@ -138,7 +143,8 @@ def test_sigterm_gives_an_open_websocket_the_grace_then_closes_it_with_1012(
             await ws.send("before")
             assert await ws.recv() == f"{GP_USER}: before"
             proxy.process.send_signal(15)
-            await asyncio.sleep(1)  # the stop has begun: new connections are refused by now
+            # The stop has begun once new connections are refused …
+            await asyncio.to_thread(wait_until, lambda: refuses_connections(proxy), "the stop to begin")
             await ws.send("during")  # … but this WebSocket still relays
             answer = str(await ws.recv())
             try:

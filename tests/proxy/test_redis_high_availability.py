@@ -4,6 +4,7 @@ fail-over, sessions that survive it under load, and TLS verified as a deployer e
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -97,14 +98,16 @@ def test_a_revocation_waits_for_a_replica_and_says_so_when_none_confirms(
         replica = redis_sentinel.replicas[0]
         replica.pause()  # connected, but holding nothing new: WAIT cannot be satisfied
         try:
-            started = time.monotonic()
             with caplog.at_level(logging.WARNING, logger="cqrs_sso.store"):
                 run_sync(keeper.end(second), StoreOnly(store.perform))
-            waited = time.monotonic() - started
         finally:
             replica.resume()
-        assert waited >= 0.35  # it waited for the replica, up to revocation_wait_seconds
-        assert '"event": "revocation_unconfirmed"' in caplog.text
+        # It waited for the replica, up to revocation_wait_seconds, and said so: the line is
+        # written only when WAIT returned with no replica acknowledging.
+        unconfirmed = [
+            json.loads(r.getMessage()) for r in caplog.records if "revocation_unconfirmed" in r.getMessage()
+        ]
+        assert unconfirmed and unconfirmed[0]["waited_ms"] == store.wait_ms
         assert not stored(store, keeper, second)  # signed out here either way
     finally:
         store.close()
@@ -257,7 +260,7 @@ def test_sentinel_fail_over_under_load_keeps_sessions_and_revocations(
         group.wait_for_new_primary(old.port)
         recovered = lambda: _answers_200(proxies, kept)  # noqa: E731
         wait_until(recovered, "both proxies answering after the fail-over", seconds=30)
-        time.sleep(0.5)  # a little traffic after recovery, in the record
+        _some_traffic_after(load)
     assert_fail_over_kept_everything(load, proxies, kept, revoked)
     ready = httpx.get(proxies[0].url + "/readyz").json()
     assert f"master cqrs at 127.0.0.1:{group.current_primary_port()}" in ready["session_store"]
@@ -284,8 +287,14 @@ def test_cluster_fail_over_under_load_keeps_sessions_and_revocations(
         wait_until(
             lambda: _answers_200(proxies, kept), "both proxies answering after the fail-over", seconds=40
         )
-        time.sleep(0.5)
+        _some_traffic_after(load)
     assert_fail_over_kept_everything(load, proxies, kept, revoked)
+
+
+def _some_traffic_after(load: Load) -> None:
+    """A little traffic after recovery, in the record: 20 more answers of 200."""
+    answered = load.statuses()[200]
+    wait_until(lambda: load.statuses()[200] >= answered + 20 or None, "traffic after recovery")
 
 
 def _sign_out(browser: Browser, proxy: ProxyProcess) -> None:

@@ -6,17 +6,19 @@ from __future__ import annotations
 import dataclasses
 import re
 import secrets
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from cqrs_sso_middleware.provider import NHSmailLikeProvider
 
-from ..conftest import GP_USER, NEW_USER, REDIS_URL, SENSITIVE, topology_settings
+from ..conftest import GP_USER, NEW_USER, REDIS_URL, SENSITIVE, delete_keys, topology_settings
 from ..helpers import HTML
 from .conftest import Browser, ProxyProcess
 
-pytestmark = pytest.mark.integration
+# The module's pairs of instances start once, on one worker.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("session_stores_through_the_proxy")]
 
 
 @pytest.mark.parametrize("store", ["cookie", "memory", "redis"])
@@ -54,21 +56,26 @@ def sign_out(browser: Browser, origin: str, public_origin: str) -> None:
     assert reply.status_code == 303, reply.text[:300]  # ended here; on to the provider's sign-out
 
 
-@pytest.fixture(params=["redis", "redis-tls", "sentinel", "cluster"])
+@pytest.fixture(scope="module", params=["redis", "redis-tls", "sentinel", "cluster"])
 def two_instances(
-    start_proxy: Callable[..., ProxyProcess], request: pytest.FixtureRequest
-) -> tuple[ProxyProcess, ProxyProcess]:
+    start_module_proxy: Callable[..., ProxyProcess], request: pytest.FixtureRequest
+) -> Iterator[tuple[ProxyProcess, ProxyProcess]]:
     """Two proxies of one service behind a load balancer: one Redis (one server, TLS,
-    Sentinel or Cluster), one set of secret keys, one client id and public origin."""
+    Sentinel or Cluster), one set of secret keys, one client id and public origin. One pair
+    per topology for the module (each test signs in with browsers of its own)."""
     key = secrets.token_urlsafe(32)
     SENSITIVE.add(key)
-    values = topology_settings(request.param, request)
+    values = topology_settings(request.param, request, own_prefix=True)
     shared = {f"CQRS_SSO_{name.upper()}": str(value) for name, value in values.items()}
     shared["CQRS_SSO_SECRET_KEYS"] = key
-    first = start_proxy(**shared)
+    first = start_module_proxy(**shared)
     port = first.url.rsplit(":", 1)[1]
-    second = start_proxy(**shared, CQRS_SSO_CLIENT_ID=f"proxy-{port}", CQRS_SSO_BASE_URL=first.url)
-    return first, second
+    second = start_module_proxy(**shared, CQRS_SSO_CLIENT_ID=f"proxy-{port}", CQRS_SSO_BASE_URL=first.url)
+    yield first, second
+    first.stop(signal.SIGKILL)
+    second.stop(signal.SIGKILL)
+    if request.param == "redis":
+        delete_keys(values["session_key_prefix"])
 
 
 def test_sign_out_on_one_instance_is_refused_on_the_other_at_once(
@@ -124,6 +131,7 @@ def test_the_built_in_provider_sends_back_channel_logout_to_the_proxy(
         provider.clients[client_id], backchannel_logout_uri=f"{proxy.url}/oauth2/backchannel_logout"
     )
     browser = make_browser(proxy.url)
+    provider.sso_sessions.clear()  # the module's other sign-ins (shared instances) left theirs
     assert browser.sign_in(GP_USER).status_code == 303
     (sso,) = provider.sso_sessions.values()
     assert provider.send_backchannel_logout(client_id, sid=sso.sid) == 200
