@@ -126,8 +126,9 @@ class ProxySettings:
             host, _, port = getattr(self, name).rpartition(":")
             if (name == "listen" or port) and (not host or not port.isdigit() or not 0 < int(port) < 65536):
                 problems.append(f"{name}: must be host:port, got {getattr(self, name)!r}")
-        if self.metrics_listen and self.metrics_listen == self.listen:
-            problems.append("metrics_listen: must differ from listen")
+        # The proxy tells its listeners apart by port (proxy/metrics_listener.py).
+        if self.metrics_listen and self.metrics_listen.rpartition(":")[2] == self.listen.rpartition(":")[2]:
+            problems.append("metrics_listen: must be on another port than listen")
 
     def _check_names(self, problems: Problems) -> None:
         for name in ("trusted_proxies", "metrics_allow"):

@@ -428,14 +428,7 @@ def test_a_step_up_by_someone_else_starts_a_new_session(
     browser = Browser(make_flow(access_rules=list(RULES), session_store="memory"), provider)
     browser.sign_in()
     before = browser.cookies["__Host-cqrs_sso"]
-    page = browser.request("GET", "/oauth2/sign_in?rd=/declarations/1&max_auth_age=900")
-    token = page.body.decode().split('name="csrf_token" value="')[1].split('"')[0]  # type: ignore[union-attr]
-    provider.form = {"csrf_token": token, "rd": "/declarations/1", "max_auth_age": "900"}
-    started = browser.request("POST", "/oauth2/start", {"origin": BASE})
-    authorize = parse_qs(urlsplit(dict(started.headers)["Location"]).query)  # type: ignore[union-attr]
-    provider.nonce = authorize["nonce"][0]
-    provider.claims = {"oid": "oid-of-someone-else", "auth_time": int(time.time())}
-    browser.callback(authorize["state"][0])
+    step_up_callback(browser, provider, {"oid": "oid-of-someone-else", "auth_time": int(time.time())})
     assert browser.cookies["__Host-cqrs_sso"] != before
 
 

@@ -79,6 +79,17 @@ def test_nhsmail_preset_builds_the_entra_v2_issuer() -> None:
         pytest.param({"token_auth_method": "client_secret_jwt"}, "is not one of", id="unknown-method"),
         pytest.param({"session_idle_seconds": "an hour"}, "is not a whole number", id="not-a-number"),
         pytest.param({"secret_keys": 42}, "is not a list", id="not-a-list"),
+        pytest.param({"metrics_listen": "9090"}, "metrics_listen: must be host:port", id="metrics-listen"),
+        pytest.param(
+            {"listen": "0.0.0.0:8080", "metrics_listen": "127.0.0.1:8080"},
+            "metrics_listen: must be on another port than listen",
+            id="metrics-listen-same-port",
+        ),
+        pytest.param(
+            {"forward_auth_uri_header": "X Original"},
+            "forward_auth_uri_header: must be a header name",
+            id="uri-hdr",
+        ),
     ],
 )
 def test_each_problem_is_one_clear_line(changes: dict[str, Any], expected: str) -> None:

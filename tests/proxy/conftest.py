@@ -270,6 +270,21 @@ class Browser:
         assert start.status_code == 303, start.text[:300]
         return self.at_provider(start.headers["location"], email)
 
+    def steps_up_for(self, path: str, email: str, provider: NHSmailLikeProvider) -> None:
+        """Signed in without a known sign-in time, ``path`` asks for a recent sign-in (the
+        step-up page, in place); after the password again — with ``auth_time`` in the token
+        this time — it opens."""
+        asked = self.get(path)
+        assert asked.status_code == 401 and "Sign in again to continue" in asked.text, asked.text[:300]
+        provider.sends_auth_time = True
+        try:
+            back = self.step_up(asked, email)
+        finally:
+            provider.sends_auth_time = False
+        assert back.status_code == 303 and back.headers["location"] == path
+        seen = self.get(path)
+        assert seen.status_code == 200 and seen.json()["path"] == path
+
     def callback(self, url: str) -> httpx.Response:
         """The callback, followed to ``/oauth2/sign_in_result`` when the sign-in ends there."""
         reply = self.client.get(url, headers=HTML)
@@ -313,14 +328,17 @@ class _RecordingHandler(socketserver.StreamRequestHandler):
         )
 
 
-@pytest.fixture
-def recorder() -> Iterator[RecordingUpstream]:
+def serve_recorder() -> Iterator[RecordingUpstream]:
     server = RecordingUpstream()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
     server.shutdown()
     server.server_close()
+
+
+recorder = pytest.fixture(serve_recorder, name="recorder")
+module_recorder = pytest.fixture(serve_recorder, name="module_recorder", scope="module")
 
 
 def raw_get(

@@ -239,16 +239,7 @@ def test_a_route_asking_for_a_recent_sign_in_steps_up_through_caddy(
     sign-in page it is answered with: the password is asked again, then the page opens."""
     browser = make_browser(caddy_stack)
     browser.sign_in(GP_USER)  # no auth_time: when this sign-in happened is not known
-    asked = browser.get("/payments/1")
-    assert asked.status_code == 401 and "Sign in again to continue" in asked.text
-    provider_server.sends_auth_time = True
-    try:
-        back = browser.step_up(asked, GP_USER)
-    finally:
-        provider_server.sends_auth_time = False
-    assert back.status_code == 303 and back.headers["location"] == "/payments/1"
-    seen = browser.get("/payments/1")
-    assert seen.status_code == 200 and seen.json()["path"] == "/payments/1"
+    browser.steps_up_for("/payments/1", GP_USER, provider_server)
 
 
 def test_an_encoded_name_reaches_the_upstream_through_the_proxy(

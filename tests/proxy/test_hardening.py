@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -34,16 +33,6 @@ def header_names(head: bytes) -> set[str]:
 
 # The proxy in front of the recording upstream serves the whole module, on one worker.
 pytestmark = pytest.mark.xdist_group("hardening")
-
-
-@pytest.fixture(scope="module")
-def module_recorder() -> Iterator[RecordingUpstream]:
-    server = RecordingUpstream()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ class SignIn:
         original: OriginalUri | None = None,
     ) -> None:
         self.rules = rules or AccessRules(())
-        self.original = original or OriginalUri()
+        self.original = original or OriginalUri(settings.proxy.forward_auth_uri_header)
         self.prefix = settings.site.path_prefix
         self.default_return_path = settings.site.default_return_path
         self.idle_seconds = settings.session.session_idle_seconds
