@@ -20,10 +20,15 @@ if TYPE_CHECKING:
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket; ``OSError`` (the socket closed) when the address cannot be had."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(128)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,40 @@ CONSTRAINTS = Path(__file__).parent.parent / "requirements" / "constraints.txt"
 LOCKED_PIP = {"PIP_CONSTRAINT": str(CONSTRAINTS)}
 T = TypeVar("T")
 APP_ORIGIN = "http://localhost"
+
+
+# Ports for the servers tests start (nginx, Caddy, proxies, Redis nodes) come from a range of
+# this test process's own, below the kernel's ephemeral range (32768-60999 on Linux): no
+# bind to port 0, no outgoing connection and no other pytest-xdist worker can take a port
+# between our choosing it and the server binding it. Each call moves on, so one process
+# does not hand out the same port twice until its range wraps.
+_FIRST_PORT, _PORTS_PER_WORKER, _WORKERS = 10000, 1200, 8
+_next_port: list[int] = []
+
+
+def free_port(with_bus: bool = False, count: int = 1) -> int:
+    """A loopback port nobody listens on (and the ``count - 1`` above it; ``with_bus``: its
+    Redis cluster-bus port, +10000, too), from this process's own range."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0) % _WORKERS
+    first = _FIRST_PORT + worker * _PORTS_PER_WORKER
+    if not _next_port:
+        _next_port.append(first)
+    for _ in range(_PORTS_PER_WORKER):
+        port = _next_port[0]
+        _next_port[0] = first + (port + count - first) % (_PORTS_PER_WORKER - count)
+        wanted = [*range(port, port + count), *([port + 10000] if with_bus else [])]
+        if all(_bindable(candidate) for candidate in wanted):
+            return port
+    raise RuntimeError("no free port in this test process's range")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def require(condition: bool, reason: str) -> None:
@@ -298,17 +333,23 @@ def completes(call: Callable[[], T], what: str, seconds: float = 30) -> T:
             raise AssertionError(f"{what} did not return: it would have hung") from None
 
 
-def wait_for_http(url: str, process: Any, what: str, seconds: float = 20, log: Any = None) -> None:
-    """Wait until ``url`` answers at all (any status); fail with ``what`` (and the end of
-    ``log``, a path) if ``process`` exits or the time runs out. The process is killed then."""
+def wait_for_http(
+    url: str, process: Any, what: str, seconds: float = 20, log: Any = None, server: str = ""
+) -> None:
+    """Wait until ``url`` answers at all (any status) — with ``server``, in a ``Server``
+    header starting so, so that another process on the port cannot pass for this one; fail
+    with ``what`` (and the end of ``log``, a path) if ``process`` exits or the time runs
+    out. The process is killed then."""
     deadline = time.monotonic() + seconds
     while True:
         try:
-            httpx.get(url, timeout=1)
-            return
+            reply = httpx.get(url, timeout=1)
+            if reply.headers.get("server", "").lower().startswith(server.lower()):
+                return
         except httpx.HTTPError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                detail = f":\n{Path(log).read_text(errors='replace')[-2000:]}" if log else ""
-                raise RuntimeError(f"{what} did not start{detail}") from None
-            time.sleep(0.05)
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            detail = f":\n{Path(log).read_text(errors='replace')[-2000:]}" if log else ""
+            raise RuntimeError(f"{what} did not start{detail}")
+        time.sleep(0.05)

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cqrs_sso_middleware.serving import bind_socket
+from .helpers import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -32,23 +32,6 @@ SERVICE = "cqrs"
 
 def redis_server_available() -> bool:
     return Path(REDIS_SERVER).exists() and Path(REDIS_CLI).exists()
-
-
-def free_port(with_bus: bool = False) -> int:
-    """A free port; ``with_bus``: its cluster-bus port (+10000) is free too."""
-    for _ in range(100):
-        sock = bind_socket()
-        port = int(sock.getsockname()[1])
-        sock.close()
-        if not with_bus:
-            return port
-        if port + 10000 < 65536:
-            try:
-                bind_socket(port=port + 10000).close()
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
 
 
 # -- TLS material ---------------------------------------------------------------------------

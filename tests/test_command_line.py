@@ -21,7 +21,7 @@ from cqrs_sso_middleware.provider import DemoClient, NHSmailLikeProvider
 from cqrs_sso_middleware.serving import bind_socket
 
 from .conftest import CLIENT_ID, CLIENT_SECRET
-from .helpers import wait_for_http, wait_until
+from .helpers import free_port, wait_for_http, wait_until
 
 ROOT = Path(__file__).parent.parent
 ACCOUNTS = ROOT / "examples" / "accounts.csv"
@@ -267,13 +267,6 @@ def busy_port() -> Iterator[int]:
     sock = bind_socket()
     yield int(sock.getsockname()[1])
     sock.close()
-
-
-def free_port() -> int:
-    sock = bind_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
 
 
 def test_demo_on_a_busy_port_names_the_port_and_the_flag(busy_port: int) -> None:

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .helpers import HTML, LOCKED_PIP, form_fields, wait_until
+from .helpers import HTML, LOCKED_PIP, form_fields, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).parent.parent
@@ -38,20 +37,8 @@ def fenced_block(document: str, heading: str) -> list[str]:
 
 def consecutive_free_ports() -> tuple[int, int]:
     """An app port and the provider's, one above it (the provider allows port - 1)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            app = probe.getsockname()[1]
-        if app >= 65535:
-            continue
-        try:
-            with socket.socket() as first, socket.socket() as second:
-                first.bind(("127.0.0.1", app))
-                second.bind(("127.0.0.1", app + 1))
-        except OSError:
-            continue
-        return app, app + 1
-    raise RuntimeError("no two consecutive free ports")
+    app = free_port(count=2)
+    return app, app + 1
 
 
 @dataclass

@@ -20,18 +20,11 @@ from cqrs_sso_middleware import ASGISSOMiddleware, Settings, SSOMiddleware
 from cqrs_sso_middleware.serving import BackgroundASGIServer, BackgroundWSGIServer, bind_socket
 
 from ..conftest import SENSITIVE, echo_asgi, echo_wsgi, lookup_accounts
-from ..helpers import HTML, form_fields, require
+from ..helpers import HTML, form_fields, free_port, require
 from .conftest import GP_USER, PASSWORD, PROVIDER_DIR, OidcProvider, new_key
 
 pytestmark = pytest.mark.integration
 VARIANTS = ("asgi", "wsgi", "proxy")
-
-
-def free_port() -> int:
-    sock = bind_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
 
 
 @pytest.fixture(scope="module")

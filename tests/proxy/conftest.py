@@ -25,7 +25,7 @@ from cqrs_sso_middleware.provider import DemoClient, NHSmailLikeProvider
 from cqrs_sso_middleware.serving import bind_socket
 
 from ..conftest import ACCOUNTS, CLIENT_SECRET, NO_EMAIL_USER, SENSITIVE
-from ..helpers import HTML, form_fields, require, wait_for_http
+from ..helpers import HTML, form_fields, free_port, require, wait_for_http
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -59,15 +59,8 @@ http {{
     process = subprocess.Popen(
         [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf")], stderr=subprocess.DEVNULL
     )
-    wait_for_http(f"http://127.0.0.1:{port}/", process, "nginx", log=folder / "error.log")
+    wait_for_http(f"http://127.0.0.1:{port}/", process, "nginx", log=folder / "error.log", server="nginx")
     return process
-
-
-def free_port() -> int:
-    sock = bind_socket()
-    port = int(sock.getsockname()[1])
-    sock.close()
-    return port
 
 
 @dataclass
@@ -382,7 +375,7 @@ def websocket_upstream() -> Iterator[str]:
     from starlette.routing import WebSocketRoute
     from starlette.websockets import WebSocket
 
-    from cqrs_sso_middleware.serving import BackgroundASGIServer, bind_socket
+    from cqrs_sso_middleware.serving import BackgroundASGIServer
 
     async def echo(websocket: WebSocket) -> None:
         await websocket.accept()

@@ -59,7 +59,7 @@ def start_caddy(caddyfile: str, origin: str, sso: str, app: str, folder: Path) -
             stdout=out,
             stderr=out,
         )
-    wait_for_http(origin + "/oauth2/sign_in", process, "caddy", log=log)
+    wait_for_http(origin + "/oauth2/sign_in", process, "caddy", log=log, server="Caddy")
     return process
 
 
