@@ -139,9 +139,10 @@ class SessionKeeper:
         return f"{self.prefix}st:{self._digest('state', state)}"
 
     def revocation_mark(self, session_key: str) -> str:
-        """The mark an ended session leaves: named after its record's key, so that ending
-        sessions found by index (their keys, not their cookies) can leave one too."""
-        return f"{self.prefix}rv:{self._digest('revoked', session_key)}"
+        """The mark an ended session leaves: named after its record's key (the same digest,
+        under ``rv:``), so that ending sessions found by index (their keys, not their
+        cookies) can leave one too, and no second hash is spent on every load."""
+        return f"{self.prefix}rv:{session_key.removeprefix(self.prefix).removeprefix('s:')}"
 
     def jti_key(self, issuer: str, jti: str) -> str:
         """A logout token's ``jti``, spent once (Back-Channel Logout 1.0 §2.6 point 10)."""
