@@ -91,7 +91,7 @@ def create_proxy_app(
         provider_call=provider,
         tracing=tracing,
     )
-    forward = ReverseProxy(runtime, metrics, closing=(provider.close, fallback.close))
+    forward = ReverseProxy(runtime, metrics, closing=(provider.close, fallback.close, metrics.flush))
     app: ASGIApp = ASGISSOMiddleware(forward, runtime=runtime, metrics=metrics)
     if settings.site.ready_path:
         app = ReadinessWhileStopping(app, settings.site.ready_path, stopping or threading.Event())

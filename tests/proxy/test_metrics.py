@@ -37,3 +37,34 @@ def test_per_request_metrics_read_as_prometheus_client_would_have_written_them()
     expected = samples(generate_latest(reference))
     assert {k: v for k, v in ours.items() if k in expected} == expected
     assert ours[("cqrs_sso_upstream_seconds_bucket", (("le", "0.005"),))] == 3  # bounds are inclusive
+
+
+def test_batched_updates_read_as_one_update_per_request_would_have() -> None:
+    """PendingUpdates applies many increments and observations at once, from an event loop:
+    the same numbers as prometheus-client's own, bucket bounds included, and nothing
+    reaches the children before the batch is written."""
+    import asyncio
+
+    from cqrs_sso_middleware.metrics import FLUSH_SECONDS, PendingUpdates
+
+    batched, direct = CollectorRegistry(), CollectorRegistry()
+    ours = Histogram("h", "x", ["c"], buckets=(0.001, 0.01, 0.1), registry=batched)
+    theirs = Histogram("h", "x", ["c"], buckets=(0.001, 0.01, 0.1), registry=direct)
+    ours_count = Counter("n", "x", registry=batched)
+    theirs_count = Counter("n", "x", registry=direct)
+    pending = PendingUpdates()
+    observations = [0.0, 0.001, 0.0011, 0.01, 0.05, 0.1, 3.0, 0.0005]
+
+    async def under_load() -> None:
+        for seconds in observations:
+            pending.observe(ours.labels("get"), seconds)
+            pending.inc(ours_count, 2)
+            theirs.labels("get").observe(seconds)
+            theirs_count.inc(2)
+        assert samples(generate_latest(batched))[("n_total", ())] == 0  # not yet written
+        await asyncio.sleep(FLUSH_SECONDS * 2)  # the loop writes the batch by itself
+
+    asyncio.run(under_load())
+    assert samples(generate_latest(batched)) == samples(generate_latest(direct))
+    pending.inc(ours_count)  # outside an event loop (a WSGI thread): written at once
+    assert samples(generate_latest(batched))[("n_total", ())] == 2 * len(observations) + 1

@@ -55,6 +55,15 @@ def test_one_scrape_of_a_two_worker_proxy_counts_every_request(
     # A new connection each time, so that the kernel hands them to both workers.
     for _ in range(requests):
         assert httpx.get(f"{proxy.url}/echo", cookies=browser.client.cookies).status_code == 200
+    # Each worker writes its per-request counts in batches, at most FLUSH_SECONDS late.
+    name, labels = "cqrs_sso_upstream_responses_total", {"status": "2xx"}
+    wait_until(
+        lambda: (
+            counter(httpx.get(f"{proxy.url}/metrics").text, name, **labels) - counter(before, name, **labels)
+            >= requests
+        ),
+        "both workers' batches to be written",
+    )
     for _ in range(6):  # whichever worker answers the scrape, the whole tree is counted
         after = httpx.get(f"{proxy.url}/metrics").text
         for name, labels in [

@@ -105,6 +105,7 @@ class SessionKeeper:
         # Decoded records by (cookie value, record bytes): the store is still read on every
         # request — revocation is immediate — but an unchanged record is not parsed again.
         self._decoded: OrderedDict[tuple[str, bytes], Session] = OrderedDict()
+        self._session_keys: dict[str, str] = {}
 
     # -- keys: hashed, so a store dump holds no cookie value or state ------------------------
 
@@ -112,7 +113,14 @@ class SessionKeeper:
         return hashlib.sha256(self._digest_prefix + f"{kind}\x00{value}".encode()).hexdigest()
 
     def session_key(self, cookie_value: str) -> str:
-        return f"{self.prefix}s:{self._digest('session', cookie_value)}"
+        # Asked on every request with a server-side store: remembered per cookie value (a
+        # bounded table, emptied when full), so a session's requests hash once.
+        key = self._session_keys.get(cookie_value)
+        if key is None:
+            if len(self._session_keys) >= _DECODE_CACHE_SIZE:
+                self._session_keys.clear()
+            key = self._session_keys[cookie_value] = f"{self.prefix}s:{self._digest('session', cookie_value)}"
+        return key
 
     def user_index(self, identity: Identity) -> str:
         """All sessions of one person: the stable identity is issuer + ``oid`` (Entra), else
