@@ -50,6 +50,8 @@ def test_batched_updates_read_as_one_update_per_request_would_have() -> None:
     batched, direct = CollectorRegistry(), CollectorRegistry()
     ours = Histogram("h", "x", ["c"], buckets=(0.001, 0.01, 0.1), registry=batched)
     theirs = Histogram("h", "x", ["c"], buckets=(0.001, 0.01, 0.1), registry=direct)
+    ours_plain = Histogram("p", "x", registry=batched)  # no labels: the family is its own child
+    theirs_plain = Histogram("p", "x", registry=direct)
     ours_count = Counter("n", "x", registry=batched)
     theirs_count = Counter("n", "x", registry=direct)
     pending = PendingUpdates()
@@ -58,8 +60,10 @@ def test_batched_updates_read_as_one_update_per_request_would_have() -> None:
     async def under_load() -> None:
         for seconds in observations:
             pending.observe(ours.labels("get"), seconds)
+            pending.observe(ours_plain, seconds)
             pending.inc(ours_count, 2)
             theirs.labels("get").observe(seconds)
+            theirs_plain.observe(seconds)
             theirs_count.inc(2)
         assert samples(generate_latest(batched))[("n_total", ())] == 0  # not yet written
         await asyncio.sleep(FLUSH_SECONDS * 2)  # the loop writes the batch by itself
