@@ -183,11 +183,17 @@ def _ends_in_dot_or_space(segment: str) -> bool:
 _PATH_PARAMETERS = re.compile(r"(?:;|%3B)[^/]*")
 
 
+def has_path_parameters(path: str) -> bool:
+    """Whether a normalised path has ``;…`` parameters (also spelt ``%3B``: escapes are
+    upper-case once normalised), which some servers drop before routing."""
+    return ";" in path or "%3B" in path
+
+
 def path_readings(path: str) -> tuple[str, ...]:
     """Every path a server behind may route ``path`` (normalised) to: as written, and
     without its path parameters — ``;…``, and ``%3B…``, which a server that decodes before
     it drops parameters reads the same way. One reading for almost every path."""
-    if ";" not in path and "%3B" not in path:
+    if not has_path_parameters(path):
         return (path,)
     return (path, _PATH_PARAMETERS.sub("", path))
 
@@ -242,7 +248,7 @@ class PublicPaths:
         # Tomcat, Jetty and Spring drop ";…" path parameters before routing, so "/admin;.css"
         # is served as "/admin": a path that reads more than one way never counts as public,
         # whatever pattern (such as "re:.*\\.css") its text would match.
-        if not self._matchers or len(path_readings(path)) > 1:
+        if not self._matchers or has_path_parameters(path):
             return False
         return any(matches(path) for matches in self._matchers)
 
