@@ -299,6 +299,7 @@ class PendingUpdates:
         # histogram child -> (observations per bucket, [their sum])
         self._observed: dict[Any, tuple[list[int], list[float]]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def inc(self, child: Any, amount: float = 1.0) -> None:
         with self._lock:
@@ -316,14 +317,15 @@ class PendingUpdates:
         self._soon()
 
     def _soon(self) -> None:
-        if self._timer is not None:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
-        self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+        if self._timer is not None and self._timer_loop is loop:
+            return
+        # A timer of a loop that has gone (a restarted worker, a test's new loop) never fires.
+        self._timer, self._timer_loop = loop.call_later(FLUSH_SECONDS, self.flush), loop
 
     def flush(self) -> None:
         with self._lock:
