@@ -24,7 +24,7 @@ from typing import TextIO
 from .core.authorisation import AccessRules
 from .core.errors import ProviderError
 from .core.interpreter import run_sync
-from .core.oidc.client import credential_verdict
+from .core.oidc.client import RelyingParty, credential_verdict
 from .core.oidc.metadata import ProviderMetadata
 from .core.protocol import HttpFailure, HttpReply
 from .core.security.paths import extension_style, too_broad
@@ -41,12 +41,20 @@ def check_config(config_file: str | None, out: TextIO = sys.stdout, err: TextIO 
         return 1
     try:
         _describe(runtime.settings, out, err)
-        metadata = _metadata(runtime, err)
-        if metadata is None:
-            return 1
-        print(f"provider ok:   token endpoint {metadata.token_endpoint}", file=out)
-        if not _credentials(runtime, metadata, out, err):
-            return 1
+        for party in runtime.providers.all:
+            if runtime.providers.several:
+                print(
+                    f"provider:      {party.name} ({party.settings.provider_profile}), button "
+                    f'"Sign in with {party.label}"',
+                    file=out,
+                )
+            _describe_provider(party, out)
+            metadata = _metadata(runtime, party, err)
+            if metadata is None:
+                return 1
+            print(f"provider ok:   token endpoint {metadata.token_endpoint}", file=out)
+            if not _credentials(runtime, party, metadata, out, err):
+                return 1
         proxy = runtime.settings.proxy
         if proxy.upstream:
             print(f"proxy:         {proxy.listen} -> {proxy.upstream}", file=out)
@@ -55,15 +63,20 @@ def check_config(config_file: str | None, out: TextIO = sys.stdout, err: TextIO 
         runtime.close()
 
 
-def _describe(settings: Settings, out: TextIO, err: TextIO) -> None:
-    provider, site = settings.provider, settings.site
+def _describe_provider(party: RelyingParty, out: TextIO) -> None:
+    provider = party.settings
     print(f"issuer:        {provider.issuer}", file=out)
     print(f"client id:     {provider.client_id}", file=out)
-    print(f"redirect URI:  {site.redirect_uri}  (register this with NHSmail)", file=out)
+    where = "NHSmail" if provider.provider_profile == "entra" else "the provider"
+    print(f"redirect URI:  {party.redirect_uri}  (register this with {where})", file=out)
     method = str(provider.token_auth_method)
     if provider.token_auth_method == "private_key_jwt":  # noqa: S105 - a method name
         method += f" ({provider.client_assertion_algorithm})"
     print(f"token auth:    {method}", file=out)
+
+
+def _describe(settings: Settings, out: TextIO, err: TextIO) -> None:
+    site = settings.site
     print(f"session store: {settings.session.display_store}", file=out)
     rules = AccessRules(settings.access.access_rules)
     for number, rule in enumerate(rules.rules, start=1):
@@ -85,23 +98,26 @@ def _describe(settings: Settings, out: TextIO, err: TextIO) -> None:
             )
 
 
-def _metadata(runtime: Runtime, err: TextIO) -> ProviderMetadata | None:
-    issuer = runtime.settings.provider.issuer
+def _metadata(runtime: Runtime, party: RelyingParty, err: TextIO) -> ProviderMetadata | None:
+    issuer = party.settings.issuer
     try:
-        return run_sync(runtime.router.rp.metadata(time.time()), SyncEffects(runtime))
+        metadata: ProviderMetadata = run_sync(party.metadata(time.time()), SyncEffects(runtime))
+        return metadata
     except ProviderError as error:
         print(f"provider error: cannot load metadata from {issuer}: {error}", file=err)
         return None
 
 
-def _credentials(runtime: Runtime, metadata: ProviderMetadata, out: TextIO, err: TextIO) -> bool:
-    provider = runtime.settings.provider
-    reply = runtime.provider_http.call(runtime.router.rp.credential_probe(metadata, time.time()))
+def _credentials(
+    runtime: Runtime, party: RelyingParty, metadata: ProviderMetadata, out: TextIO, err: TextIO
+) -> bool:
+    provider = party.settings
+    reply = runtime.provider_http.call(party.credential_probe(metadata, time.time()))
     if isinstance(reply, HttpFailure):
         print(f"provider error: token endpoint: {reply.reason}", file=err)
         return False
     assert isinstance(reply, HttpReply)
-    verdict = credential_verdict(reply)
+    verdict = credential_verdict(reply, party.profile.answers)
     if verdict.accepted:
         print(
             f"credentials ok: the provider accepted client {provider.client_id!r} "

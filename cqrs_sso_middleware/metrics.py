@@ -79,7 +79,7 @@ SESSION_END_CAUSES = {
 }
 ACCESS_REFUSALS = {"access_denied": "role", "step_up_required": "step_up"}
 STORE_COMMANDS = ("get", "put", "delete", "claim", "members", "ping")
-PROVIDER_ENDPOINTS = ("metadata", "jwks", "token")
+PROVIDER_ENDPOINTS = ("metadata", "jwks", "token", "userinfo")
 # Store commands and provider calls take from well under a millisecond to seconds.
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # How long per-request updates may wait before they reach prometheus-client (as the access

@@ -26,6 +26,7 @@ from .audit import AuditObserver, AuditSink, ensure_log_output
 from .core.claim_headers import ClaimHeaders
 from .core.errors import ConfigError
 from .core.oidc.client_auth import ClientAssertionSigner
+from .core.oidc.providers import Providers
 from .core.protocol import (
     HttpCall,
     HttpResult,
@@ -42,6 +43,7 @@ from .lookups.runner import LookupObserver, LookupRunner
 from .pages import JinjaPages
 from .provider_calls import ProviderHttp
 from .settings import Settings
+from .settings.schema import ProviderSettings
 from .stores import StoreBackend, open_store, store_kind, store_label
 from .tracing import Tracing
 
@@ -78,6 +80,8 @@ class Runtime:
     responses: ResponseWriter
     cookie_names: CookieNames
     identity_headers: IdentityHeaders
+    # Every provider's client (the router's own): config-check and admin take them from here.
+    providers: Providers
     # The async face's provider calls: httpx by default; the proxy gives its own client.
     provider_call: AsyncProviderCall = field(repr=False)
     observers: Observers = field(default_factory=Observers, repr=False)
@@ -102,7 +106,7 @@ class Runtime:
         ensure_log_output()
         problems: list[str] = []
         lookup = _lookup(settings, problems)
-        signer = _signer(settings, problems)
+        signers = _signers(settings, problems)
         store = store if store is not None else _store(settings, problems)
         if problems:
             raise ConfigError(problems)
@@ -111,11 +115,11 @@ class Runtime:
         router = Router(
             settings,
             clock=clock,
-            signer=signer,
+            signers=signers,
             store_description=store_kind(settings.session.session_store),
         )
         pages = pages or JinjaPages(settings.pages.templates_dir)
-        provider_http = ProviderHttp(settings.provider.http_timeout_seconds)
+        provider_http = ProviderHttp(max(p.http_timeout_seconds for p in settings.providers))
         for observe in observers.store_kind:
             observe(store_label(settings.session.session_store))
         return cls(
@@ -133,10 +137,13 @@ class Runtime:
             audit=AuditSink(observers.audit),
             responses=ResponseWriter(
                 pages,
-                content_security_policy([provider_origin(settings.provider.issuer)]),
+                content_security_policy(
+                    list(dict.fromkeys(provider_origin(p.issuer) for p in settings.providers))
+                ),
                 page_defaults(settings),
             ),
             cookie_names=CookieNames(settings.session.cookie_name, secure=settings.site.is_https),
+            providers=router.providers,
             identity_headers=IdentityHeaders(
                 proxy.user_header,
                 proxy.email_header,
@@ -251,7 +258,7 @@ def _store(settings: Settings, problems: list[str]) -> StoreBackend | None:
 _RESOURCE_CHECKS: tuple[tuple[Callable[[Settings, list[str]], object], frozenset[str]], ...] = (
     (lambda settings, problems: _lookup(settings, problems), frozenset({"account_lookup", "account_query"})),
     (
-        lambda settings, problems: _signer(settings, problems),
+        lambda settings, problems: _signers(settings, problems),
         frozenset({"private_key_file", "private_key_pem", "token_auth_method", "client_assertion_algorithm"}),
     ),
     (
@@ -261,8 +268,20 @@ _RESOURCE_CHECKS: tuple[tuple[Callable[[Settings, list[str]], object], frozenset
 )
 
 
-def _signer(settings: Settings, problems: list[str]) -> ClientAssertionSigner | None:
-    provider = settings.provider
+def _signers(settings: Settings, problems: list[str]) -> dict[str, ClientAssertionSigner]:
+    """The client-assertion key of each provider that uses ``private_key_jwt``."""
+    signers = {}
+    for provider in settings.providers:
+        found: list[str] = []
+        signer = _signer(provider, found)
+        if signer is not None:
+            signers[provider.provider_name] = signer
+        where = f"providers ({provider.provider_name}): " if len(settings.providers) > 1 else ""
+        problems.extend(where + problem for problem in found)
+    return signers
+
+
+def _signer(provider: ProviderSettings, problems: list[str]) -> ClientAssertionSigner | None:
     if provider.token_auth_method != "private_key_jwt":  # noqa: S105 - a method name
         return None
     pem = provider.private_key_pem

@@ -1,9 +1,9 @@
 """Who signed in (``Identity``), what CQRS knows of them (``Account``), and the injected ``User``.
 
-The email CQRS matches accounts on comes from the first present of ``email``,
-``preferred_username`` and ``upn``. Entra ID warns that these are mutable and not for
-authorization on their own, so the identity also carries ``oid`` + ``tid`` (the stable
-identity) for lookups that bind an account to its first owner.
+Which claims give the email CQRS matches accounts on, the stable id and the roles is the
+provider profile's business (``profiles``): an email address can change, so the identity
+also carries the provider's stable id (Entra's ``oid`` + ``tid``, CIS2's ``sub``) for
+lookups that bind an account to its first owner.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-
-EMAIL_CLAIMS = ("email", "preferred_username", "upn")
 
 
 def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -99,41 +97,6 @@ def token_roles(claims: Mapping[str, Any]) -> tuple[str, ...]:
     """The ID token's ``roles`` and ``groups`` claims (OIDC leaves both to the provider;
     Entra sends app roles and group object ids as arrays of strings)."""
     return (*clean_roles(claims.get("roles", ())), *clean_roles(claims.get("groups", ())))
-
-
-def groups_overage(claims: Mapping[str, Any]) -> bool:
-    """Entra's groups overage: too many groups for a token, so ``groups`` is replaced by
-    ``_claim_names``/``_claim_sources`` pointing at Microsoft Graph (OIDC Core §5.6.2,
-    aggregated and distributed claims). Signing in without the groups would be wrong."""
-    names = claims.get("_claim_names")
-    return isinstance(names, dict) and "groups" in names and "groups" not in claims
-
-
-def email_from_claims(claims: Mapping[str, Any]) -> str:
-    """The first present of email → preferred_username → upn, trimmed and lower-cased."""
-    for name in EMAIL_CLAIMS:
-        value = claims.get(name)
-        if isinstance(value, str) and value.strip():
-            return value.strip().lower()
-    return ""
-
-
-def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
-    """Build an :class:`Identity` from already-validated ID token claims."""
-
-    def text(name: str) -> str:
-        value = claims.get(name)
-        return value if isinstance(value, str) else ""
-
-    return Identity(
-        email=email_from_claims(claims),
-        subject=text("sub"),
-        issuer=text("iss"),
-        object_id=text("oid"),
-        tenant_id=text("tid"),
-        name=text("name"),
-        claims=_frozen(claims),
-    )
 
 
 def has_control_characters(text: str) -> bool:

@@ -60,7 +60,7 @@ class HttpCall:
 
     method: Literal["GET", "POST"]
     url: str
-    purpose: Literal["metadata", "jwks", "token"]
+    purpose: Literal["metadata", "jwks", "token", "userinfo"]
     form: tuple[tuple[str, str], ...] | None = None
     headers: tuple[tuple[str, str], ...] = ()
 

@@ -21,7 +21,7 @@ a session, never a pass-through.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -29,8 +29,9 @@ from . import replies
 from .accounts import AccountCheck
 from .claim_headers import ClaimHeaders
 from .context import RequestContext
-from .oidc.client import ProviderState, RelyingParty
+from .oidc.client import RelyingParty
 from .oidc.client_auth import ClientAssertionSigner
+from .oidc.providers import Providers
 from .protocol import (
     AuditEvent,
     Decision,
@@ -82,8 +83,7 @@ class Router:
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,
-        signer: ClientAssertionSigner | None = None,
-        provider_state: ProviderState | None = None,
+        signers: Mapping[str, ClientAssertionSigner] | None = None,
         store_description: str = "",
     ) -> None:
         site, session = settings.site, settings.session
@@ -94,6 +94,17 @@ class Router:
         policy = CookiePolicy(secure=site.is_https)
         names = CookieNames(session.cookie_name, secure=site.is_https)
         self.timeouts = SessionTimeouts(session.session_idle_seconds, session.session_max_seconds)
+        signers = signers or {}
+        self.providers = Providers(
+            [
+                RelyingParty(
+                    provider,
+                    callback_uri(site.redirect_uri, provider.provider_name, first=n == 0),
+                    signers.get(provider.provider_name),
+                )
+                for n, provider in enumerate(settings.providers)
+            ]
+        )
         self.keeper = SessionKeeper(
             session.session_store,
             session.secret_keys,
@@ -101,14 +112,14 @@ class Router:
             Deployment(settings.provider.issuer, settings.provider.client_id),
             session.session_key_prefix,
             frozenset(role for rule in settings.access.access_rules for role in rule.roles),
+            frozenset(party.name for party in self.providers.all) if self.providers.several else frozenset(),
         )
         self.cookies = SessionCookies(self.keeper, names, policy)
-        self.rp = RelyingParty(settings.provider, site.redirect_uri, signer, provider_state)
         writer = SessionWriter(self.keeper, self.cookies)
         accounts = AccountCheck(settings.lookup.account_recheck_seconds)
         attempts = AttemptCookies(session.secret_keys, names.attempt_prefix)
         csrf = CsrfGuard(session.secret_keys, site.base_url, names, policy)
-        starter = SignInStarter(self.rp, attempts, policy, names, settings.provider.shared_devices)
+        starter = SignInStarter(self.providers, attempts, policy, names)
         original = OriginalUri(settings.proxy.forward_auth_uri_header)
         authorise = Authorise(settings, original)
         sign_in = SignIn(settings, starter, csrf, self.cookies, authorise.rules, original)
@@ -120,23 +131,40 @@ class Router:
             csrf,
             self.prefix,
             settings.pages.help_email,
+            {"": self.providers.first.service, **{party.name: party.service for party in self.providers.all}},
         )
-        callback = Callback(settings, self.rp, attempts, policy, self.keeper, writer, accounts, results)
+        callback = Callback(
+            settings.lookup.allowed_email_domains,
+            self.providers,
+            attempts,
+            policy,
+            self.keeper,
+            writer,
+            accounts,
+            results,
+        )
         self.access = Access(
             settings, starter, accounts, self.keeper, writer, self.cookies, results, authorise
         )
         forward_auth = ForwardAuth(
             settings, self.access, self.public, ClaimHeaders(settings.access.claim_headers), original
         )
-        sign_out = SignOut(settings, self.rp, csrf, self.keeper, self.cookies)
-        logout = LogoutChannels(settings, self.rp, self.keeper, self.cookies)
-        probes = Probes(self.rp, self.keeper, store_description or self.keeper.kind)
+        sign_out = SignOut(
+            f"{site.base_url}{self.prefix}/signed_out", self.providers, csrf, self.keeper, self.cookies
+        )
+        logout = LogoutChannels(self.providers, self.keeper, self.cookies)
+        probes = Probes(self.providers, self.keeper, store_description or self.keeper.kind)
         self._protected = Route(self.access.protected, session=True, renews=True)
         self.routes: dict[tuple[str, str], Route] = {
             ("GET", "/sign_in"): Route(sign_in.page, session=True),
             ("POST", "/start"): Route(sign_in.start, api=False),
-            # The session is loaded so that a step-up can keep it (routes/callback.py).
-            ("GET", "/callback"): Route(callback, session=True),
+            ("GET", "/start"): Route(sign_in.start_link, api=False),
+            # The session is loaded so that a step-up can keep it (routes/callback.py). The
+            # first provider answers at /callback, each other one at /callback/<name>.
+            **{
+                ("GET", callback_path(party.name, first=n == 0)): Route(callback.at(party.name), session=True)
+                for n, party in enumerate(self.providers.all)
+            },
             ("GET", "/sign_in_result"): Route(results.page),
             ("GET", "/forbidden"): Route(authorise.page, session=True),
             ("GET", "/sign_out"): Route(sign_out.page, session=True),
@@ -288,6 +316,18 @@ class Router:
             set_cookies=(*ctx.set_cookies, *outcome.set_cookies),
             events=(*ctx.events, *outcome.events),
         )
+
+
+def callback_path(provider: str, *, first: bool) -> str:
+    """The callback of one provider: ``/callback`` for the first, ``/callback/<name>`` for
+    each other one, so that where a browser comes back says which provider sent it (RFC
+    9700 §4.4.2: distinct redirect URIs defend against mix-up where a provider sends no
+    RFC 9207 ``iss``). One provider keeps the one redirect URI it always had."""
+    return "/callback" if first else f"/callback/{provider}"
+
+
+def callback_uri(redirect_uri: str, provider: str, *, first: bool) -> str:
+    return redirect_uri if first else f"{redirect_uri}/{provider}"
 
 
 def _under_root(path: str, root_path: str) -> bool:

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..core.errors import ConfigError
 from .access import AccessSettings
-from .loading import ENV_PREFIX, SETTINGS, load_values, phrased, typed, unknown_variables
+from .loading import ENV_PREFIX, SETTINGS, load_values, phrased, typed, typed_table, unknown_variables
+from .providers import TABLE_ALIASES
 from .schema import (
     SECTIONS,
     LookupSettings,
     PagesSettings,
+    ProviderList,
     ProviderSettings,
     ProxySettings,
     SessionSettings,
@@ -37,13 +39,17 @@ _log = logging.getLogger("cqrs_sso.settings")
 class Settings:
     """Everything the middleware, the proxy and the CLI need, validated. Build it once."""
 
+    # The first provider: the only one, unless [[providers]] names several.
     provider: ProviderSettings
+    provider_list: ProviderList
     site: SiteSettings
     session: SessionSettings
     lookup: LookupSettings
     access: AccessSettings
     pages: PagesSettings
     proxy: ProxySettings
+    # Every provider, the first one first; one sign-in button each.
+    providers: tuple[ProviderSettings, ...]
 
     def __init__(self, **values: Any) -> None:
         problems: list[str] = []
@@ -55,13 +61,48 @@ class Settings:
         by_section: dict[str, dict[str, object]] = {}
         for name, value in values.items():
             by_section.setdefault(SETTINGS[name].section, {})[name] = value
+        tables = cast(Sequence[Mapping[str, object]], values.get("providers") or ())
         for name, section in SECTIONS.items():
             built = section(**by_section.get(name, {}))
-            found: list[str] = []
-            built.check(found)
-            # A value that could not be read was reported already: not again as "required".
-            problems.extend(p for p in found if p.partition(":")[0] not in failed)
+            if name != "provider" or not tables:
+                found: list[str] = []
+                built.check(found)
+                # A value that could not be read was reported already: not again as "required".
+                problems.extend(p for p in found if p.partition(":")[0] not in failed)
             object.__setattr__(self, name, built)
+        providers: tuple[ProviderSettings, ...] = (self.provider,)
+        if tables:
+            flat = sorted(n for n in values if SETTINGS[n].section == "provider")
+            if flat:
+                problems.append(
+                    "providers: give either [[providers]] or the flat provider settings, not both "
+                    f"(also set: {', '.join(flat)})"
+                )
+            providers = self._providers(tables, problems) or providers
+        object.__setattr__(self, "providers", providers)
+        object.__setattr__(self, "provider", providers[0])
+
+    @staticmethod
+    def _providers(
+        tables: Sequence[Mapping[str, object]], problems: list[str]
+    ) -> tuple[ProviderSettings, ...]:
+        """Each ``[[providers]]`` table as a provider, its problems prefixed with which."""
+        built: list[ProviderSettings] = []
+        for number, table in enumerate(tables, 1):
+            name = table.get("name", table.get("provider_name", "nhsmail"))
+            where = f"providers[{number}] ({name})"
+            values = typed_table(table, TABLE_ALIASES, "provider", problems, where)
+            if values is None:
+                continue
+            provider = ProviderSettings(**values)  # type: ignore[arg-type]
+            found: list[str] = []
+            provider.check(found)
+            problems.extend(f"{where}: {problem}" for problem in found)
+            built.append(provider)
+        names = [p.provider_name for p in built]
+        for twice in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"providers: two providers are named {twice!r}; each needs its own name")
+        return tuple(built)
 
     @classmethod
     def load(

@@ -97,6 +97,8 @@ def _parser(kind: Any) -> Callable[[object], object] | None:
     origin = get_origin(kind)
     if origin is tuple and get_args(kind)[0] is AccessRule:
         return rules_from_value
+    if origin is tuple and get_origin(get_args(kind)[0]) in (Mapping, abc.Mapping):
+        return _as_tables
     if origin is tuple:
         return _as_tuple
     if kind is Mapping[str, str] or origin in (dict, Mapping, abc.Mapping):
@@ -130,6 +132,21 @@ def _as_mapping(raw: object) -> dict[str, str]:
     ):
         raise ValueError("is not a table of names to text")
     return dict(raw)
+
+
+def _as_tables(raw: object) -> tuple[Mapping[str, object], ...]:
+    """A list of tables: TOML's ``[[providers]]``, a list of dicts (code), or a JSON array
+    of objects (a variable). Each table's values are typed when it is built."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"is not a JSON array ({error.msg})") from None
+    if not isinstance(raw, list | tuple) or not all(
+        isinstance(t, Mapping) and all(isinstance(k, str) for k in t) for t in raw
+    ):
+        raise ValueError("is not a list of tables")
+    return tuple(dict(table) for table in raw)
 
 
 def _as_text(raw: object) -> str:
@@ -226,6 +243,10 @@ _SQLITE = "sql:sqlite:///"
 
 def relative_to(folder: Path, name: str, raw: object) -> object:
     """``raw`` with a relative path in it made absolute against ``folder``."""
+    if name == "providers" and isinstance(raw, list):
+        return [
+            {k: relative_to(folder, k, v) for k, v in t.items()} if isinstance(t, dict) else t for t in raw
+        ]
     if not isinstance(raw, str) or not raw:
         return raw
     if name in PATH_SETTINGS:
@@ -277,6 +298,31 @@ def typed(
             label = name if where == name else f"{name} ({where})"
             problems.append(f"{label}: {shown} {error}")
     return result, failed
+
+
+def typed_table(
+    table: Mapping[str, object], aliases: Mapping[str, str], section: str, problems: list[str], where: str
+) -> dict[str, object] | None:
+    """One ``[[providers]]``-like table typed as the settings of ``section`` it names (by
+    their flat names, or the short ``aliases``); ``None`` when a value could not be read."""
+    result: dict[str, object] = {}
+    names = [n for n, s in SETTINGS.items() if s.section == section]
+    readable = True
+    for key, raw in table.items():
+        name = aliases.get(key, key)
+        setting = SETTINGS.get(name)
+        if setting is None or setting.section != section:
+            hint = did_you_mean(key, [*aliases, *names])
+            problems.append(f"{where}: unknown key {key!r}{hint}")
+            readable = False
+            continue
+        try:
+            result[name] = coerce(setting, raw)
+        except ValueError as error:
+            shown = "(hidden)" if setting.secret else repr(raw)
+            problems.append(f"{where}: {key}: {shown} {error}")
+            readable = False
+    return result if readable else None
 
 
 def load_values(

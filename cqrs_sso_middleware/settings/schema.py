@@ -16,12 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 from urllib.parse import urlsplit
 
 from .access import AccessSettings
+from .providers import ProviderList, ProviderSettings, placeholder, token_auth_methods
 from .schema_base import (
-    ENTRA_AUTHORITY,
     Problems,
     display_url,
     doc,
@@ -35,130 +35,14 @@ __all__ = [
     "SECTIONS",
     "LookupSettings",
     "PagesSettings",
+    "ProviderList",
     "ProviderSettings",
     "ProxySettings",
     "SessionSettings",
     "SiteSettings",
     "display_url",
+    "token_auth_methods",
 ]
-
-TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
-AssertionAlgorithm = Literal["PS256", "RS256"]
-# An Entra tenant is named by its id (a GUID) or one of its verified domains.
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_DOMAIN = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", re.IGNORECASE)
-# What an example file or a how-to says in place of the real value.
-_PLACEHOLDER = re.compile(r"replace|change-?me|your[-_ ]|<|>|\.\.\.|xxxx", re.IGNORECASE)
-
-
-def placeholder(value: str) -> bool:
-    """True for a value copied from an example without being filled in."""
-    return bool(_PLACEHOLDER.search(value))
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProviderSettings:
-    """Who signs people in (NHSmail, or any OpenID provider) and how we authenticate to it."""
-
-    issuer: str = field(
-        default="", metadata=doc("OpenID issuer; metadata from `<issuer>/.well-known/openid-configuration`")
-    )
-    tenant: str = field(
-        default="",
-        metadata=doc("NHSmail preset: the issuer becomes `https://login.microsoftonline.com/<tenant>/v2.0`"),
-    )
-    client_id: str = field(
-        default="", metadata=doc("the client id NHSmail registered for this app", required=True)
-    )
-    client_secret: str = field(
-        default="",
-        repr=False,
-        metadata=doc("client secret, for `client_secret_basic` / `client_secret_post`", secret=True),
-    )
-    private_key_file: str = field(
-        default="",
-        metadata=doc(
-            "PEM RSA private key (plus the certificate, whose thumbprint Entra finds it by) for `private_key_jwt` (`cqrs-sso certificate`)"
-        ),
-    )
-    private_key_pem: str = field(
-        default="",
-        repr=False,
-        metadata=doc("the key itself instead of a file (code or `_FILE` only)", secret=True),
-    )
-    client_assertion_algorithm: AssertionAlgorithm = field(
-        default="PS256",
-        metadata=doc(
-            "`private_key_jwt`: how the client assertion is signed; `PS256` with an `x5t#S256` header is Microsoft's current guidance, `RS256` (with `x5t`) for providers without PS256"
-        ),
-    )
-    token_auth_method: TokenAuthMethod | None = field(
-        default=None,
-        metadata=doc(
-            "`client_secret_basic`, `client_secret_post` or `private_key_jwt`; unset: basic, or `private_key_jwt` when a key is given"
-        ),
-    )
-    scopes: tuple[str, ...] = field(
-        default=("openid", "profile", "email"), metadata=doc("requested scopes; must include `openid`")
-    )
-    clock_leeway_seconds: int = field(
-        default=180, metadata=doc("allowed clock skew for `exp` / `iat` / `nbf`")
-    )
-    http_timeout_seconds: float = field(default=10.0, metadata=doc("time-out of each call to the provider"))
-    shared_devices: bool = field(
-        default=False,
-        metadata=doc(
-            "PCs shared between staff: every sign-in asks NHSmail for the password (`prompt=login`), so neither a remembered NHSmail session nor Windows' Primary Refresh Token lets the previous person through"
-        ),
-    )
-    sign_out_at_provider: bool = field(
-        default=True,
-        metadata=doc(
-            "sign-out also ends the NHSmail session (RP-initiated logout) when the provider has an `end_session_endpoint`"
-        ),
-    )
-
-    def __post_init__(self) -> None:
-        issuer = self.issuer or (f"{ENTRA_AUTHORITY}/{self.tenant}/v2.0" if self.tenant else "")
-        object.__setattr__(self, "issuer", issuer.rstrip("/"))
-        if self.token_auth_method is None:
-            keyed = self.private_key_file or self.private_key_pem
-            object.__setattr__(
-                self, "token_auth_method", "private_key_jwt" if keyed else "client_secret_basic"
-            )
-
-    def check(self, problems: Problems) -> None:
-        self._check_issuer(problems)
-        self._check_credentials(problems)
-        if "openid" not in self.scopes:
-            problems.append("scopes: must include 'openid'")
-        if not 0 <= self.clock_leeway_seconds <= 600:
-            problems.append("clock_leeway_seconds: must be between 0 and 600")
-        if not 0 < self.http_timeout_seconds <= 60:
-            problems.append("http_timeout_seconds: must be between 0 and 60")
-
-    def _check_issuer(self, problems: Problems) -> None:
-        tenant = self.tenant
-        if tenant and (placeholder(tenant) or not (_GUID.fullmatch(tenant) or _DOMAIN.fullmatch(tenant))):
-            problems.append(
-                f"tenant: must be the NHSmail tenant id (a GUID) or one of its domains, got {tenant!r}"
-            )
-        elif not self.issuer:
-            problems.append("issuer: required (or set tenant for the NHSmail preset)")
-        elif urlsplit(self.issuer).scheme != "https" and not is_loopback(self.issuer):
-            problems.append(f"issuer: must be https (http only on loopback), got {self.issuer!r}")
-
-    def _check_credentials(self, problems: Problems) -> None:
-        if not self.client_id:
-            problems.append("client_id: required (the id NHSmail registered for this app)")
-        elif placeholder(self.client_id):
-            problems.append(f"client_id: {self.client_id!r} is a placeholder: set the id NHSmail registered")
-        method = self.token_auth_method
-        if method == "private_key_jwt":
-            if not (self.private_key_file or self.private_key_pem):
-                problems.append("private_key_file: required for private_key_jwt")
-        elif not self.client_secret:
-            problems.append(f"client_secret: required for {method}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,6 +194,7 @@ class LookupSettings:
 
 SECTIONS: dict[str, type[Any]] = {  # the order of docs/configuration.md
     "provider": ProviderSettings,
+    "provider_list": ProviderList,
     "site": SiteSettings,
     "session": SessionSettings,
     "lookup": LookupSettings,
@@ -317,7 +202,3 @@ SECTIONS: dict[str, type[Any]] = {  # the order of docs/configuration.md
     "pages": PagesSettings,
     "proxy": ProxySettings,
 }
-
-
-def token_auth_methods() -> tuple[str, ...]:
-    return get_args(TokenAuthMethod)

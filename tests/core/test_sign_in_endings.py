@@ -12,6 +12,7 @@ import pytest
 
 from cqrs_sso_middleware import Runtime
 from cqrs_sso_middleware.core.oidc.provider_errors import answer_from_query, read_answer
+from cqrs_sso_middleware.core.profiles.entra import ENTRA_ANSWERS
 from cqrs_sso_middleware.core.protocol import HttpReply, PassThrough, Respond
 from cqrs_sso_middleware.core.routes.sign_in import duration
 from cqrs_sso_middleware.core.routes.sign_in_result import (
@@ -60,12 +61,21 @@ def location(reply: PassThrough | Respond) -> str:
     ],
 )
 def test_an_error_answer_is_read_by_what_it_means(query: dict[str, str], meaning: str) -> None:
-    assert answer_from_query({k: [v] for k, v in query.items()}).meaning == meaning
+    assert answer_from_query({k: [v] for k, v in query.items()}, ENTRA_ANSWERS).meaning == meaning
+
+
+def test_a_cancel_subcode_and_aadsts_codes_mean_nothing_special_without_the_entra_profile() -> None:
+    """The AADSTS table and Entra's cancel pair belong to the Entra profile: a generic
+    provider's access_denied is a refusal, and only RFC 6749's own codes say misconfigured."""
+    cancel = answer_from_query({"error": ["access_denied"], "error_subcode": ["cancel"]})
+    assert cancel.meaning == "refused"
+    assert read_answer("invalid_request", "AADSTS7000215: x", codes=[7000215]).meaning == "refused"
+    assert read_answer("invalid_client").meaning == "misconfigured"
 
 
 @pytest.mark.parametrize("code", [7000215, 7000222, 700016, 700027, 50011, 50012, 65001, 90072, 90094])
 def test_entra_token_endpoint_codes_for_a_misconfigured_deployment(code: int) -> None:
-    answer = read_answer("invalid_request", f"AADSTS{code}: words", codes=[code])
+    answer = read_answer("invalid_request", f"AADSTS{code}: words", codes=[code], rules=ENTRA_ANSWERS)
     assert answer.meaning == "misconfigured" and answer.aadsts == code
 
 

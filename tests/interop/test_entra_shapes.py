@@ -15,7 +15,9 @@ from joserfc.jwk import KeySet, RSAKey
 
 from cqrs_sso_middleware import Account, Settings
 from cqrs_sso_middleware.core.errors import ProviderError, TokenRejected
-from cqrs_sso_middleware.core.identity import identity_from_claims
+from cqrs_sso_middleware.core.profiles.base import ProviderProfile as GenericProfile
+from cqrs_sso_middleware.core.profiles.cis2 import Cis2Profile
+from cqrs_sso_middleware.core.profiles.entra import EntraProfile
 from cqrs_sso_middleware.core.oidc.metadata import parse_provider_metadata
 from cqrs_sso_middleware.core.oidc.tokens import TokenExpectations, validate_id_token
 
@@ -60,7 +62,7 @@ def test_entra_v2_id_token_is_validated_and_mapped() -> None:
     metadata = parse_provider_metadata(discovery(), GUID_ISSUER)
     expect = TokenExpectations(metadata.issuer, CLIENT_ID, "n-1", metadata.signing_algorithms)
     claims = validate_id_token(entra_token(KEY, "n-1"), KEYS, expect, time.time())
-    identity = identity_from_claims(claims)
+    identity = EntraProfile().identity(claims)
     assert identity.email == "gp.user@nhs.net"  # email claim, trimmed and lower-cased
     assert identity.object_id == "00000000-0000-0000-66f3-3332eca7ea81"
     assert identity.tenant_id == TENANT
@@ -71,7 +73,7 @@ def test_entra_v2_id_token_is_validated_and_mapped() -> None:
 def test_member_user_without_email_claim_falls_back_to_preferred_username() -> None:
     expect = TokenExpectations(GUID_ISSUER, CLIENT_ID, "n-2")
     claims = validate_id_token(entra_token(KEY, "n-2", email=None), KEYS, expect, time.time())
-    assert identity_from_claims(claims).email == "gp.user@nhs.net"
+    assert EntraProfile().identity(claims).email == "gp.user@nhs.net"
 
 
 def test_token_signed_with_the_second_published_key_is_accepted() -> None:
@@ -92,7 +94,7 @@ def test_v1_token_shape_is_refused_where_v2_is_configured() -> None:
 
 
 def test_domain_name_authority_is_pinned_to_the_guid_issuer_its_metadata_names() -> None:
-    metadata = parse_provider_metadata(discovery(), DOMAIN_AUTHORITY)
+    metadata = parse_provider_metadata(discovery(), DOMAIN_AUTHORITY, EntraProfile().issuer_alias)
     assert metadata.issuer == GUID_ISSUER  # tokens are checked against the GUID form, exactly
     expect = TokenExpectations(metadata.issuer, CLIENT_ID, "n-5")
     assert validate_id_token(entra_token(KEY, "n-5"), KEYS, expect, time.time())["iss"] == GUID_ISSUER
@@ -130,7 +132,14 @@ def test_domain_name_authority_is_pinned_to_the_guid_issuer_its_metadata_names()
 )
 def test_issuer_mismatches_other_than_the_domain_alias_are_refused(configured: str, announced: str) -> None:
     with pytest.raises(ProviderError, match="issuer"):
-        parse_provider_metadata(discovery(issuer=announced), configured)
+        parse_provider_metadata(discovery(issuer=announced), configured, EntraProfile().issuer_alias)
+
+
+def test_the_domain_alias_is_entras_alone() -> None:
+    """A generic or CIS2 provider gets OIDC Discovery §4.3 exactly: no alias."""
+    for profile in (GenericProfile(), Cis2Profile()):
+        with pytest.raises(ProviderError, match="issuer"):
+            parse_provider_metadata(discovery(), DOMAIN_AUTHORITY, profile.issuer_alias)
 
 
 def test_nhsmail_preset_with_a_domain_tenant() -> None:

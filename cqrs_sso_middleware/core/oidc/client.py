@@ -26,7 +26,7 @@ from ..protocol import EffectResult, HttpCall, HttpFailure, HttpReply
 from ..sessions.attempts import LoginAttempt
 from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
 from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
-from .provider_errors import ProviderAnswer, read_answer
+from .provider_errors import STANDARD_ANSWERS, AnswerRules, ProviderAnswer, read_answer
 from .tokens import (
     LOGOUT_TOKEN_ALGORITHMS,
     LogoutRequest,
@@ -71,12 +71,23 @@ def _expect_reply(result: EffectResult, what: str) -> HttpReply:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class TokenAnswer:
+    """A redeemed code: the validated ID token claims, the raw ID token, and the UserInfo
+    claims when the profile completes the claims from there (else ``None``)."""
+
+    claims: dict[str, Any]
+    id_token: str
+    userinfo: dict[str, Any] | None = None
+
+
 # OIDC Core §5.5: the claims request parameter, asking for auth_time in the ID token.
 AUTH_TIME_ESSENTIAL = json.dumps({"id_token": {"auth_time": {"essential": True}}}, separators=(",", ":"))
 
 
 class RelyingParty:
-    """The OpenID Connect client of one deployment (one issuer, one client id)."""
+    """The OpenID Connect client of one provider (one issuer, one client id), with what its
+    profile (``core.profiles``) adds to the protocol."""
 
     def __init__(
         self,
@@ -86,6 +97,11 @@ class RelyingParty:
         state: ProviderState | None = None,
     ) -> None:
         self.settings = settings
+        self.name = settings.provider_name
+        self.label = settings.label
+        self.profile = settings.profile
+        # The service's name in the pages' sentences ("Sign in to NHSmail failed").
+        self.service = self.profile.service or settings.label
         self.redirect_uri = redirect_uri
         self.state = state or ProviderState()
         # private_key_jwt: the key is loaded (and checked) when the runtime is built.
@@ -109,7 +125,7 @@ class RelyingParty:
             reply = _expect_reply(result, "provider metadata")
             if reply.status != 200:
                 raise ProviderError(f"provider metadata: HTTP {reply.status}")
-            metadata = parse_provider_metadata(reply.body, self.settings.issuer)
+            metadata = parse_provider_metadata(reply.body, self.settings.issuer, self.profile.issuer_alias)
         except ProviderError as error:
             state.metadata_failed_at, state.metadata_error = now, str(error)
             if state.metadata is not None:
@@ -145,6 +161,8 @@ class RelyingParty:
         fresh = attempt.fresh_sign_in
         query = urlencode(
             {
+                **self.settings.extra_authorize_params,
+                **self.profile.authorization_params(),
                 "client_id": self.settings.client_id,
                 "response_type": "code",
                 "redirect_uri": self.redirect_uri,
@@ -203,8 +221,9 @@ class RelyingParty:
 
     def redeem_code(
         self, code: str, attempt: LoginAttempt, now: float
-    ) -> Generator[HttpCall, EffectResult, tuple[dict[str, Any], str]]:
-        """Exchange the code; return the validated ID token claims and the raw ID token.
+    ) -> Generator[HttpCall, EffectResult, TokenAnswer]:
+        """Exchange the code; return the validated ID token claims, the raw ID token and,
+        when the profile asks, the UserInfo claims.
 
         Raises ``ProviderError`` for faults on the provider's side (→ 503) and
         ``TokenRejected`` when the provider answered but the answer must not be trusted.
@@ -212,12 +231,39 @@ class RelyingParty:
         metadata = yield from self.metadata(now)
         result = yield self._token_call(metadata, code, attempt.code_verifier, now)
         reply = _expect_reply(result, "token endpoint")
-        id_token = _id_token_from(reply)
+        id_token, access_token = _tokens_from(reply, self.profile.answers)
         expect = self._expectations(metadata, attempt.nonce, metadata.signing_algorithms)
         claims = yield from self._verified(
             id_token, metadata, now, lambda keys: validate_id_token(id_token, keys, expect, now)
         )
-        return claims, id_token
+        userinfo = None
+        if self.profile.uses_userinfo:
+            userinfo = yield from self._userinfo(metadata, access_token, claims)
+        return TokenAnswer(claims, id_token, userinfo)
+
+    def _userinfo(
+        self, metadata: ProviderMetadata, access_token: str, claims: dict[str, Any]
+    ) -> Generator[HttpCall, EffectResult, dict[str, Any]]:
+        """OIDC Core §5.3: the UserInfo claims, as JSON (a signed UserInfo answer is not
+        asked for). §5.3.4: its ``sub`` must be the ID token's, or none of it is used."""
+        if not metadata.userinfo_endpoint:
+            raise ProviderError("provider metadata has no userinfo_endpoint")
+        if not access_token:
+            raise ProviderError("token endpoint: reply has no access_token for UserInfo")
+        headers = (("Accept", "application/json"), ("Authorization", f"Bearer {access_token}"))
+        result = yield HttpCall("GET", metadata.userinfo_endpoint, "userinfo", None, headers)
+        reply = _expect_reply(result, "userinfo")
+        if reply.status != 200:
+            raise ProviderError(f"userinfo: HTTP {reply.status}")
+        try:
+            document = json.loads(reply.body)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ProviderError("userinfo: not JSON") from error
+        if not isinstance(document, dict):
+            raise ProviderError("userinfo: not a JSON object")
+        if document.get("sub") != claims.get("sub"):
+            raise TokenRejected("userinfo_sub_mismatch")
+        return document
 
     def verify_logout_token(self, token: str, now: float) -> Generator[HttpCall, EffectResult, LogoutRequest]:
         """Back-Channel Logout 1.0 §2.6: the same keys and refresh rule as ID tokens, RS256."""
@@ -280,7 +326,7 @@ class CredentialVerdict:
     detail: str = ""
 
 
-def credential_verdict(reply: HttpReply) -> CredentialVerdict:
+def credential_verdict(reply: HttpReply, rules: AnswerRules = STANDARD_ANSWERS) -> CredentialVerdict:
     """``invalid_grant`` (the code, not the client, was refused) proves the credentials;
     any other answer is the reason they could not be proven, in the provider's words."""
     try:
@@ -290,13 +336,14 @@ def credential_verdict(reply: HttpReply) -> CredentialVerdict:
     if not isinstance(document, dict) or not isinstance(document.get("error"), str):
         return CredentialVerdict(False, detail=f"HTTP {reply.status} without an OAuth error answer")
     answer = read_answer(
-        document["error"], document.get("error_description"), codes=document.get("error_codes")
+        document["error"], document.get("error_description"), codes=document.get("error_codes"), rules=rules
     )
     return CredentialVerdict(answer.error == "invalid_grant", answer)
 
 
-def _id_token_from(reply: HttpReply) -> str:
-    """OIDC Core §3.1.3.3: a 200 JSON object with an ``id_token`` string. An error answer
+def _tokens_from(reply: HttpReply, rules: AnswerRules) -> tuple[str, str]:
+    """OIDC Core §3.1.3.3: a 200 JSON object with an ``id_token`` string (and the access
+    token, for UserInfo). An error answer
     (RFC 6749 §5.2) means a misconfigured deployment, an outage, or a failed sign-in."""
     try:
         document = json.loads(reply.body)
@@ -306,7 +353,10 @@ def _id_token_from(reply: HttpReply) -> str:
         raise ProviderError(f"token endpoint: HTTP {reply.status}, not a JSON object")
     if reply.status != 200 and isinstance(document.get("error"), str):
         answer = read_answer(
-            document["error"], document.get("error_description"), codes=document.get("error_codes")
+            document["error"],
+            document.get("error_description"),
+            codes=document.get("error_codes"),
+            rules=rules,
         )
         if answer.meaning == "misconfigured":
             raise ProviderMisconfigured(answer)
@@ -319,4 +369,5 @@ def _id_token_from(reply: HttpReply) -> str:
     id_token = document.get("id_token")
     if not isinstance(id_token, str) or not id_token:
         raise ProviderError("token endpoint: reply has no id_token")
-    return id_token
+    access_token = document.get("access_token")
+    return id_token, access_token if isinstance(access_token, str) else ""

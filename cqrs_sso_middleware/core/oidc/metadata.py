@@ -1,19 +1,15 @@
 """OpenID provider metadata (OpenID Connect Discovery 1.0) and the issuer it commits us to.
 
 The issuer an ID token must carry is the ``issuer`` of the metadata, which must equal the
-configured issuer exactly (Discovery §4.3) — with one explicit exception for Entra ID: an
-authority given by domain name (``https://login.microsoftonline.com/nhs.net/v2.0``)
-serves metadata that names the tenant by GUID (``…/<tenant-guid>/v2.0``). That GUID issuer
-is accepted only when it sits at the same origin, in the same ``/<tenant>/v2.0`` shape, and
-the configured tenant segment is a domain name; tokens are then checked against the GUID
-issuer, exactly.
+configured issuer exactly (Discovery §4.3) — unless the provider's profile names an
+exception (Entra's authority by domain, issuer by tenant GUID: ``profiles.entra``); tokens
+are then checked against the announced issuer, exactly.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,8 +17,6 @@ from urllib.parse import urlsplit
 from ..errors import ProviderError
 
 SUPPORTED_SIGNING_ALGORITHMS = ("RS256", "ES256")
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
-_TENANT_PATH = re.compile(r"^/(?P<tenant>[^/]+)/v2\.0/?$")
 
 
 def discovery_url(issuer: str) -> str:
@@ -39,18 +33,9 @@ class ProviderMetadata:
     end_session_endpoint: str | None
     signing_algorithms: tuple[str, ...]
     token_auth_methods: tuple[str, ...]
-
-
-def _is_domain_tenant_alias(configured: str, announced: str) -> bool:
-    """True for Entra's "authority by domain, issuer by GUID" pair (see module docstring)."""
-    want, got = urlsplit(configured), urlsplit(announced)
-    if (want.scheme, want.netloc) != (got.scheme, got.netloc):
-        return False
-    want_path, got_path = _TENANT_PATH.match(want.path), _TENANT_PATH.match(got.path)
-    if not want_path or not got_path:
-        return False
-    tenant = want_path["tenant"]
-    return "." in tenant and not _GUID.match(tenant) and bool(_GUID.match(got_path["tenant"]))
+    userinfo_endpoint: str | None = None
+    # RFC 9207 §3: the provider sends ``iss`` with every authorization response.
+    sends_iss_in_response: bool = False
 
 
 def _endpoint(document: Mapping[str, Any], name: str, allow_http: bool) -> str:
@@ -63,7 +48,13 @@ def _endpoint(document: Mapping[str, Any], name: str, allow_http: bool) -> str:
     return value
 
 
-def parse_provider_metadata(body: bytes, configured_issuer: str) -> ProviderMetadata:
+def _never_alias(configured: str, announced: str) -> bool:
+    return False
+
+
+def parse_provider_metadata(
+    body: bytes, configured_issuer: str, issuer_alias: Callable[[str, str], bool] = _never_alias
+) -> ProviderMetadata:
     """Validate a discovery document fetched from ``discovery_url(configured_issuer)``."""
     try:
         document = json.loads(body)
@@ -74,7 +65,7 @@ def parse_provider_metadata(body: bytes, configured_issuer: str) -> ProviderMeta
     issuer = document.get("issuer")
     if not isinstance(issuer, str):
         raise ProviderError("provider metadata has no issuer")
-    if issuer != configured_issuer and not _is_domain_tenant_alias(configured_issuer, issuer):
+    if issuer != configured_issuer and not issuer_alias(configured_issuer, issuer):
         raise ProviderError(
             f"provider metadata names issuer {issuer!r}, configured issuer is "
             f"{configured_issuer!r} (OIDC Discovery §4.3 requires them to be identical)"
@@ -87,6 +78,7 @@ def parse_provider_metadata(body: bytes, configured_issuer: str) -> ProviderMeta
         raise ProviderError(f"provider signs ID tokens only with {announced!r}; need RS256/ES256")
     end_session = document.get("end_session_endpoint")
     methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    userinfo = document.get("userinfo_endpoint")
     return ProviderMetadata(
         issuer=issuer,
         authorization_endpoint=_endpoint(document, "authorization_endpoint", allow_http),
@@ -95,4 +87,6 @@ def parse_provider_metadata(body: bytes, configured_issuer: str) -> ProviderMeta
         end_session_endpoint=end_session if isinstance(end_session, str) else None,
         signing_algorithms=algorithms,
         token_auth_methods=tuple(str(m) for m in methods),
+        userinfo_endpoint=_endpoint(document, "userinfo_endpoint", allow_http) if userinfo else None,
+        sends_iss_in_response=document.get("authorization_response_iss_parameter_supported") is True,
     )

@@ -16,7 +16,8 @@ meanings, four answers:
   person's sign-in failed.
 
 Only ``error`` and the codes decide; the description is free text, logged truncated and
-never shown.
+never shown. RFC 6749's codes mean the same everywhere; what a service's own numbered codes
+and cancel answer mean is its profile's (``AnswerRules``; Entra's in ``profiles.entra``).
 """
 
 from __future__ import annotations
@@ -29,26 +30,24 @@ from typing import Literal
 # invalid_client: RFC 6749 §5.2, the client could not be authenticated; unauthorized_client:
 # this client may not use this grant (Entra also answers it for an unknown client id).
 MISCONFIGURATION_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
-# Entra's codes for a deployment the tenant does not accept as configured (see
-# docs/troubleshooting.md for what to do about each).
-MISCONFIGURATION_CODES = frozenset(
-    {
-        7000215,  # invalid client secret
-        7000222,  # expired client secret
-        700016,  # application (client id) not found in the directory
-        50011,  # redirect URI not registered for the application
-        90072,  # the account is not in the tenant (a B2B/tenant set-up problem)
-        65001,  # consent not given to the application
-        700027,  # client assertion signature invalid, or certificate not registered
-        50012,  # authentication failed: a client credential not valid
-        90094,  # admin consent required
-    }
-)
 OUTAGE_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _AADSTS = re.compile(r"AADSTS(\d{4,8})")
 
 Meaning = Literal["cancelled", "misconfigured", "outage", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRules:
+    """What one identity service's error answers mean beyond RFC 6749's own codes: its
+    numbered codes for a deployment it does not accept (Entra's AADSTS table lives in
+    ``profiles.entra``), and the ``(error, subcode)`` pair it sends for a cancel."""
+
+    misconfiguration_codes: frozenset[int] = frozenset()
+    cancel: tuple[str, str] | None = None
+
+
+STANDARD_ANSWERS = AnswerRules()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,14 +58,15 @@ class ProviderAnswer:
     description: str = ""
     aadsts: int | None = None
     subcode: str = ""
+    rules: AnswerRules = STANDARD_ANSWERS
 
     @property
     def meaning(self) -> Meaning:
-        if self.error == "access_denied" and self.subcode == "cancel":
+        if self.rules.cancel == (self.error, self.subcode):
             return "cancelled"
         if (
             self.error in MISCONFIGURATION_ERRORS
-            or self.aadsts in MISCONFIGURATION_CODES
+            or self.aadsts in self.rules.misconfiguration_codes
             or (self.error == "invalid_request" and "redirect" in self.description.lower())
         ):
             return "misconfigured"
@@ -79,7 +79,11 @@ class ProviderAnswer:
 
 
 def read_answer(
-    error: object, description: object = "", subcode: object = "", codes: object = None
+    error: object,
+    description: object = "",
+    subcode: object = "",
+    codes: object = None,
+    rules: AnswerRules = STANDARD_ANSWERS,
 ) -> ProviderAnswer:
     """A ``ProviderAnswer`` from untrusted values (query parameters or a JSON body)."""
     error_text = error if isinstance(error, str) and _ERROR_CODE.fullmatch(error) else "invalid_error_code"
@@ -91,11 +95,13 @@ def read_answer(
         found = _AADSTS.search(description_text)
         code = int(found.group(1)) if found else None
     subcode_text = subcode if isinstance(subcode, str) and _ERROR_CODE.fullmatch(subcode) else ""
-    return ProviderAnswer(error_text, description_text, code, subcode_text)
+    return ProviderAnswer(error_text, description_text, code, subcode_text, rules)
 
 
-def answer_from_query(params: Mapping[str, list[str]]) -> ProviderAnswer:
+def answer_from_query(
+    params: Mapping[str, list[str]], rules: AnswerRules = STANDARD_ANSWERS
+) -> ProviderAnswer:
     def first(name: str) -> str:
         return params.get(name, [""])[0]
 
-    return read_answer(first("error"), first("error_description"), first("error_subcode"))
+    return read_answer(first("error"), first("error_description"), first("error_subcode"), rules=rules)

@@ -104,6 +104,18 @@ def read_header(id_token: str) -> Mapping[str, Any]:
         raise TokenRejected("malformed", type(error).__name__) from error
 
 
+def unverified_issuer(token: str) -> str:
+    """The ``iss`` of a JWS, unverified: only to choose which provider verifies it (a
+    logout token names its provider no other way). ``""`` when it cannot be read."""
+    read_header(token)
+    try:
+        claims = json.loads(jws.extract_compact(token.encode("ascii")).payload)
+    except (JoseError, ValueError, UnicodeError):
+        return ""
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else ""
+
+
 def verify_signature(id_token: str, keys: KeySet, allowed: Collection[str]) -> dict[str, Any]:
     header = read_header(id_token)
     alg = header.get("alg")

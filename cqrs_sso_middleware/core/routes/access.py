@@ -68,7 +68,8 @@ class Access:
         if ctx.api:
             return replies.unauthenticated(self.prefix)
         return_path = self._return_path(ctx)
-        if self.auto_redirect:
+        if self.auto_redirect and not self.starter.providers.several:
+            # With several providers the person chooses: the sign-in page.
             return self.starter.begin(ctx, return_path)
         return Redirect(replies.sign_in_url(self.prefix, return_path))
 
@@ -102,7 +103,9 @@ class Access:
                 yield from self.keeper.end(session)
             ctx.session, ctx.kept = None, None
             ctx.set_cookies.append(self.cookies.clear())
-            return self.results.no_account(ctx, session.user.identity, self._return_path(ctx))
+            return self.results.no_account(
+                ctx, session.user.identity, self._return_path(ctx), session.provider
+            )
         user = User(session.user.identity, account)
         yield from self.writer.write(
             ctx, replace(session, user=user, account_checked_at=int(ctx.now), renewed_at=int(ctx.now))

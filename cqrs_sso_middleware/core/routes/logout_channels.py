@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from .. import replies
@@ -19,23 +18,22 @@ from ..context import RequestContext
 from ..errors import ProviderError, TokenRejected
 from ..forms import parse_form
 from ..oidc.client import RelyingParty
+from ..oidc.providers import Providers
+from ..oidc.tokens import unverified_issuer
 from ..protocol import Flow, JsonReply, Outcome, Page, ReadForm
 from ..responses import provider_origin
 from ..sessions.keeper import SessionCookies, SessionKeeper, StoreProblem
-
-if TYPE_CHECKING:
-    from ...settings import Settings
 
 MAX_LOGOUT_TOKEN_FORM_BYTES = 16 * 1024
 
 
 class LogoutChannels:
-    def __init__(
-        self, settings: Settings, rp: RelyingParty, keeper: SessionKeeper, cookies: SessionCookies
-    ) -> None:
-        self.issuer = settings.provider.issuer
-        self.provider_origin = provider_origin(settings.provider.issuer)
-        self.rp = rp
+    def __init__(self, providers: Providers, keeper: SessionKeeper, cookies: SessionCookies) -> None:
+        self.providers = providers
+        # The iframe may be framed by a provider's origin only (CSP frame-ancestors).
+        self.provider_origins = " ".join(
+            dict.fromkeys(provider_origin(party.settings.issuer) for party in providers.all)
+        )
         self.keeper = keeper
         self.cookies = cookies
 
@@ -46,9 +44,11 @@ class LogoutChannels:
 
         ``sid`` decides, and must name a session: a bare request ends nothing, so a
         cross-site link cannot sign anybody out (logout CSRF). ``iss``, when sent, must be
-        our provider's issuer. Entra sends ``sid`` without ``iss`` (a known deviation from
-        §2, which asks for both); without ``iss`` the configured provider is meant. Our
-        cookie is cleared only when its own session has that ``sid``.
+        one of our providers' issuers, and only its sessions end. Entra sends ``sid``
+        without ``iss`` (a known deviation from §2, which asks for both); without ``iss``
+        the ``sid`` is looked for at every provider (a provider's session ids are random,
+        so no other provider's session has it). Our cookie is cleared only when its own
+        session has that ``sid``.
         """
         params = parse_qs(ctx.request.query_string, max_num_fields=10)
         issuer, sid = params.get("iss", [""])[0], params.get("sid", [""])[0]
@@ -58,13 +58,21 @@ class LogoutChannels:
         return self._front_end(ctx, issuer, sid)
 
     def _front_end(self, ctx: RequestContext, issuer: str, sid: str) -> Flow:
-        try:
-            provider_issuer = (yield from self.rp.metadata(ctx.now)).issuer
-        except ProviderError as error:
-            ctx.audit("provider_unavailable", step="frontchannel_logout", reason=str(error))
-            return self._frame()  # whose sid this is cannot be told: end nothing
-        if issuer and issuer not in (provider_issuer, self.issuer):
-            ctx.audit("frontchannel_logout_refused", reason="foreign_issuer")
+        parties: tuple[RelyingParty, ...] = self.providers.all
+        if issuer:
+            found = yield from self.providers.by_issuer(issuer, ctx.now)
+            if found is None:
+                ctx.audit("frontchannel_logout_refused", reason="foreign_issuer")
+                return self._frame()
+            parties = (found,)
+        issuers = []
+        for party in parties:
+            try:
+                issuers.append((yield from party.metadata(ctx.now)).issuer)
+            except ProviderError as error:
+                # Whose sid this is cannot be told there: nothing of that provider's ends.
+                ctx.audit("provider_unavailable", step="frontchannel_logout", reason=str(error))
+        if not issuers:
             return self._frame()
         try:
             values = self.cookies.values(ctx.request.headers.get("cookie"))
@@ -74,13 +82,18 @@ class LogoutChannels:
                 loaded = yield from self.keeper.load(values, ctx.now)
             ended = 0
             if not self.keeper.stateless:
-                ended = yield from self.keeper.end_indexed(self.keeper.sid_index(provider_issuer, sid))
+                for provider_issuer in issuers:
+                    ended += yield from self.keeper.end_indexed(self.keeper.sid_index(provider_issuer, sid))
         except StoreProblem as problem:
             # Entra requires this URL to answer 200: the page is shown, nothing ended.
             ctx.audit("session_store_unavailable", reason=str(problem)[:200])
             return self._frame()
         session = loaded.session
-        own = session is not None and session.user.identity.claims.get("sid") == sid
+        own = (
+            session is not None
+            and session.user.identity.claims.get("sid") == sid
+            and session.user.identity.issuer in issuers
+        )
         if not ended and not own:
             ctx.audit("frontchannel_logout_refused", reason="no_matching_session")
             return self._frame()
@@ -92,7 +105,7 @@ class LogoutChannels:
     def _frame(self) -> Page:
         """Always 200: Entra requires the front-channel URL to answer 200, and the page says
         nothing about whether a session ended."""
-        return Page("frontchannel.html", frame_ancestor=self.provider_origin)
+        return Page("frontchannel.html", frame_ancestor=self.provider_origins)
 
     # -- back-channel logout: a logout token from the provider ------------------------------
 
@@ -103,7 +116,12 @@ class LogoutChannels:
         if not token:
             return self._refused(ctx, "no logout_token")
         try:
-            logout = yield from self.rp.verify_logout_token(token, ctx.now)
+            # The token's own iss chooses the provider whose keys must have signed it; the
+            # signature, iss and aud are then checked against that provider alone.
+            rp = yield from self.providers.by_issuer(unverified_issuer(token), ctx.now)
+            if rp is None:
+                return self._refused(ctx, "unknown_issuer")
+            logout = yield from rp.verify_logout_token(token, ctx.now)
         except TokenRejected as error:
             return self._refused(ctx, error.reason)
         except ProviderError as error:

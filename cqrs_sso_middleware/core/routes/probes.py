@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..context import RequestContext
 from ..errors import ProviderError
-from ..oidc.client import RelyingParty
+from ..oidc.providers import Providers
 from ..protocol import Flow, JsonReply, Outcome, Static
 from ..sessions.keeper import SessionKeeper, StoreProblem
 
@@ -12,8 +12,8 @@ from ..sessions.keeper import SessionKeeper, StoreProblem
 class Probes:
     """Probes for load balancers and orchestrators, and the packaged stylesheet."""
 
-    def __init__(self, rp: RelyingParty, keeper: SessionKeeper, store_description: str) -> None:
-        self.rp = rp
+    def __init__(self, providers: Providers, keeper: SessionKeeper, store_description: str) -> None:
+        self.providers = providers
         self.keeper = keeper
         self.store_description = store_description
 
@@ -24,11 +24,14 @@ class Probes:
 
     def readyz(self, ctx: RequestContext) -> Flow:
         """Readiness: provider metadata loaded (fetched now if needed) and the session store
-        reachable. 503 until then, so a load balancer keeps traffic away."""
-        try:
-            yield from self.rp.metadata(ctx.now)
-        except ProviderError as error:
-            return JsonReply(503, {"status": "not ready", "provider": str(error)[:200]})
+        reachable. 503 until then, so a load balancer keeps traffic away. Every provider
+        counts: a button that leads to an error page is not ready."""
+        for party in self.providers.all:
+            try:
+                yield from party.metadata(ctx.now)
+            except ProviderError as error:
+                prefix = f"{party.name}: " if self.providers.several else ""
+                return JsonReply(503, {"status": "not ready", "provider": (prefix + str(error))[:200]})
         store = self.store_description
         if not self.keeper.stateless:
             try:

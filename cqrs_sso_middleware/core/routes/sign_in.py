@@ -16,6 +16,7 @@ from ..authorisation import AccessRule, AccessRules, NeedsStepUp, verdict
 from ..context import RequestContext
 from ..errors import ProviderError
 from ..oidc.client import RelyingParty
+from ..oidc.providers import Providers
 from ..protocol import Decision, Flow, Outcome, Page, Redirect
 from ..security.cookies import CookieNames, CookiePolicy
 from ..security.csrf import CsrfGuard
@@ -45,30 +46,39 @@ class SignInStarter:
 
     def __init__(
         self,
-        rp: RelyingParty,
+        providers: Providers,
         attempts: AttemptCookies,
         policy: CookiePolicy,
         names: CookieNames,
-        shared_devices: bool = False,
     ) -> None:
-        self.rp = rp
+        self.providers = providers
         self.attempts = attempts
         self.policy = policy
         # What the last sign-in or sign-out left to show: stale once a new sign-in starts.
         self.stale_on_start = (names.result, names.provider_signed_out)
-        self.shared_devices = shared_devices
 
-    def begin(self, ctx: RequestContext, return_path: str, prompt: str = "", max_age: int = 0) -> Flow:
-        """``max_age``: a step-up — NHSmail must ask for the password now (``prompt=login``),
-        and the callback checks the new sign-in's time."""
+    def begin(
+        self,
+        ctx: RequestContext,
+        return_path: str,
+        prompt: str = "",
+        max_age: int = 0,
+        provider: RelyingParty | None = None,
+    ) -> Flow:
+        """Send the browser to ``provider`` (the first one unless given). ``max_age``: a
+        step-up — the provider must ask for the password now (``prompt=login``), and the
+        callback checks the new sign-in's time."""
+        rp = provider or self.providers.first
         try:
-            metadata = yield from self.rp.metadata(ctx.now)
+            metadata = yield from rp.metadata(ctx.now)
         except ProviderError as error:
-            ctx.audit("provider_unavailable", step="metadata", reason=str(error))
+            ctx.audit(
+                "provider_unavailable", step="metadata", reason=str(error), **self.providers.audit_fields(rp)
+            )
             return replies.unavailable(ctx)
-        fresh = self.shared_devices or bool(max_age)
+        fresh = rp.settings.shared_devices or bool(max_age)
         prompt = "login" if fresh else prompt
-        attempt = LoginAttempt.start(return_path, ctx.now, max_age, fresh_sign_in=fresh)
+        attempt = LoginAttempt.start(return_path, ctx.now, max_age, fresh_sign_in=fresh, provider=rp.name)
         name, value = self.attempts.cookie_name(attempt.state), self.attempts.encode(attempt)
         for stale in self.attempts.to_drop_before_adding(ctx.cookies, len(name) + len(value) + 3, ctx.now):
             ctx.set_cookies.append(self.policy.delete_cookie(stale))
@@ -76,8 +86,10 @@ class SignInStarter:
             if shown in ctx.cookies:
                 ctx.set_cookies.append(self.policy.delete_cookie(shown))
         ctx.set_cookies.append(self.policy.set_cookie(name, value, max_age=attempt.expires_at - int(ctx.now)))
-        ctx.audit("sign_in_started", **({"prompt": prompt} if prompt else {}))
-        return Redirect(self.rp.authorization_url(metadata, attempt, prompt))
+        ctx.audit(
+            "sign_in_started", **self.providers.audit_fields(rp), **({"prompt": prompt} if prompt else {})
+        )
+        return Redirect(rp.authorization_url(metadata, attempt, prompt))
 
 
 class SignIn:
@@ -129,6 +141,7 @@ class SignIn:
                 "return_path": return_path,
                 "csrf_token": self.csrf.token(ctx),
                 "notice": self._notice(ctx),
+                "providers": self._offered(query.get("provider", [""])[0]),
             },
         )
 
@@ -149,6 +162,8 @@ class SignIn:
                 "max_auth_age": max_age,
                 "within": duration(max_age),
                 "user": ctx.session.user,
+                "provider": ctx.session.provider,
+                "provider_label": self._provider(ctx.session.provider).label,
             },
         )
 
@@ -194,13 +209,50 @@ class SignIn:
             "ended": "Your CQRS session has ended: you signed out, or it was ended elsewhere.",
         }.get(reason, "")
 
+    def _offered(self, name: str) -> list[dict[str, str]]:
+        """The buttons: none of their own with one provider (the page's one Sign In button),
+        else one per provider — or only the one a link named (``?provider=``)."""
+        providers = self.starter.providers
+        if not providers.several:
+            return []
+        return [choice for choice in providers.choices() if choice["name"] == name] or providers.choices()
+
+    def _provider(self, name: str) -> RelyingParty:
+        return self.starter.providers.named(name) or self.starter.providers.first
+
     def start(self, ctx: RequestContext) -> Decision:
         return self._start(ctx)
+
+    def start_link(self, ctx: RequestContext) -> Outcome:
+        """``GET /start?provider=…&rd=…``: a link for one provider (an intranet's "Sign in
+        with your smartcard"). A sign-in starts only from the CSRF-checked form, so the link
+        shows the sign-in page with that provider's button alone; without ``provider`` it is
+        405, as ever."""
+        query = parse_qs(ctx.request.query_string, max_num_fields=10)
+        if "provider" not in query:
+            return replies.method_not_allowed(ctx, ["POST"])
+        provider = self._chosen(ctx, query["provider"][0])
+        if provider is None:
+            return replies.bad_request(ctx, "unknown_provider")
+        return_path = safe_return_path(query.get("rd", [""])[0] or None, reserved_prefix=self.prefix)
+        url = replies.sign_in_url(self.prefix, return_path)
+        return Redirect(f"{url}{'&' if '?' in url else '?'}provider={provider.name}")
+
+    def _chosen(self, ctx: RequestContext, name: str) -> RelyingParty | None:
+        """The provider a form or link names: required when there are several."""
+        providers = self.starter.providers
+        found = providers.named(name) if name or not providers.several else None
+        if found is None:
+            ctx.audit("request_refused", reason="unknown_provider")
+        return found
 
     def _start(self, ctx: RequestContext) -> Flow:
         form = yield from self.csrf.checked_form(ctx, "start")
         if form is None:
             return replies.form_expired()
+        provider = self._chosen(ctx, form.get("provider", ""))
+        if provider is None:
+            return replies.bad_request(ctx, "unknown_provider")
         return_path = (
             safe_return_path(form.get("rd"), reserved_prefix=self.prefix) or self.default_return_path
         )
@@ -212,7 +264,7 @@ class SignIn:
         if max_age is None:
             ctx.audit("request_refused", reason="invalid_max_auth_age")
             return replies.bad_request(ctx, "invalid_max_auth_age")
-        return (yield from self.starter.begin(ctx, return_path, prompt, max_age))
+        return (yield from self.starter.begin(ctx, return_path, prompt, max_age, provider))
 
 
 def duration(seconds: int) -> str:

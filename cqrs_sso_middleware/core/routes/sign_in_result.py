@@ -20,6 +20,7 @@ import base64
 import binascii
 import datetime
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import quote
@@ -42,6 +43,7 @@ ResultKind = Literal[
     "too_many_groups",
     "no_auth_time",
     "not_fresh",
+    "assurance_too_low",
 ]
 _KINDS: tuple[ResultKind, ...] = get_args(ResultKind)
 _ASSOCIATED = b"cqrs-sso.sign-in-result.v1"
@@ -60,6 +62,7 @@ class SignInResult:
     return_path: str = "/"
     email: str = ""
     organisation: str = ""
+    provider: str = ""  # the name of the provider the sign-in was with ("": the first)
 
 
 class SignInResults:
@@ -74,6 +77,7 @@ class SignInResults:
         csrf: CsrfGuard,
         prefix: str,
         help_email: str,
+        services: Mapping[str, str] | None = None,
     ) -> None:
         self._ring = KeyRing(secret_keys, b"sign-in-result v1", deployment)
         self.name = names.result
@@ -81,13 +85,17 @@ class SignInResults:
         self.csrf = csrf
         self.prefix = prefix
         self.help_email = help_email
+        # Each provider's name in the pages' sentences, by provider name; "" is the first.
+        self.services = dict(services or {})
 
     # -- the callback's side -----------------------------------------------------------------
 
-    def no_account(self, ctx: RequestContext, identity: Identity, return_path: str) -> Outcome:
+    def no_account(
+        self, ctx: RequestContext, identity: Identity, return_path: str, provider: str = ""
+    ) -> Outcome:
         """Step 5 of the user guide, at sign-in or when a re-check finds the account gone."""
         result = SignInResult(
-            "no_account", int(ctx.now), return_path, identity.email, organisation_of(identity)
+            "no_account", int(ctx.now), return_path, identity.email, organisation_of(identity), provider
         )
         return self.show(ctx, result)
 
@@ -102,7 +110,14 @@ class SignInResults:
         return self.policy.delete_cookie(self.name)
 
     def _seal(self, result: SignInResult) -> str:
-        record = [result.kind, result.at, result.return_path, result.email, result.organisation]
+        record = [
+            result.kind,
+            result.at,
+            result.return_path,
+            result.email,
+            result.organisation,
+            result.provider,
+        ]
         sealed = self._ring.seal(json.dumps(record, separators=(",", ":")).encode(), _ASSOCIATED)
         return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 
@@ -111,12 +126,12 @@ class SignInResults:
             opened = self._ring.open(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)), _ASSOCIATED)
             if opened is None:
                 return None
-            kind, at, return_path, email, organisation = json.loads(opened)
+            kind, at, return_path, email, organisation, provider = json.loads(opened)
         except (binascii.Error, ValueError, TypeError):
             return None
         if kind not in _KINDS or not isinstance(at, int) or now - at > RESULT_LIFETIME_SECONDS:
             return None
-        return SignInResult(kind, at, str(return_path), str(email), str(organisation))
+        return SignInResult(kind, at, str(return_path), str(email), str(organisation), str(provider))
 
     # -- GET /sign_in_result ---------------------------------------------------------------
 
@@ -132,6 +147,7 @@ class SignInResults:
             return _json_reply(ctx, result.kind)
         retry_url = replies.sign_in_url(self.prefix, result.return_path)
         when = utc_words(result.at)
+        service = self.services.get(result.provider) or self.services.get("", "NHSmail")
         if result.kind == "no_account":
             return Page(
                 "no_account.html",
@@ -141,7 +157,9 @@ class SignInResults:
                     "organisation": result.organisation,
                     "csrf_token": self.csrf.token(ctx),
                     "return_path": result.return_path,
-                    "access_request_url": access_request_mailto(self.help_email, result, when),
+                    "access_request_url": access_request_mailto(self.help_email, result, when, service),
+                    "provider": result.provider,
+                    "service": service,
                 },
             )
         if result.kind == "cancelled":
@@ -154,9 +172,11 @@ class SignInResults:
             return Page("too_many_groups.html", 403, {"when": when})
         if result.kind == "no_auth_time":
             return Page("no_auth_time.html", 403, {"when": when})
+        if result.kind == "assurance_too_low":
+            return Page("assurance_too_low.html", 403, {"sign_in_url": retry_url})
         if result.kind == "not_fresh":
             return Page("not_fresh.html", 401, {"sign_in_url": retry_url})
-        return Page("sign_in_failed.html", 401, {"sign_in_url": retry_url})
+        return Page("sign_in_failed.html", 401, {"sign_in_url": retry_url, "service": service})
 
 
 def _json_reply(ctx: RequestContext, kind: ResultKind) -> Outcome:
@@ -171,6 +191,7 @@ def _json_reply(ctx: RequestContext, kind: ResultKind) -> Outcome:
         "too_many_groups": (403, "too_many_groups"),
         "no_auth_time": (403, "sign_in_time_unknown"),
         "not_fresh": (401, "sign_in_not_fresh"),
+        "assurance_too_low": (403, "assurance_too_low"),
     }[kind]
     return replies.json_error(status, error)
 
@@ -190,7 +211,7 @@ def utc_words(moment: int) -> str:
     return f"{when.day} {when:%B %Y, %H:%M} UTC"
 
 
-def access_request_mailto(help_email: str, result: SignInResult, when: str) -> str:
+def access_request_mailto(help_email: str, result: SignInResult, when: str, service: str = "NHSmail") -> str:
     """A ``mailto:`` link (RFC 6068) to the help desk, with the request already written:
     the verified NHSmail address, the organisation when the claims name one, and the time.
     Every part is percent-encoded as UTF-8 (RFC 6068 §2), line breaks as ``%0D%0A`` (§5)."""
@@ -198,9 +219,10 @@ def access_request_mailto(help_email: str, result: SignInResult, when: str) -> s
         "Hello,",
         "",
         "Please could you give me access to the Calculating Quality Reporting Service (CQRS).",
-        "I signed in to NHSmail successfully, but CQRS said no CQRS account is associated with my address.",
+        f"I signed in to {service} successfully, but CQRS said no CQRS account is associated "
+        "with my address.",
         "",
-        f"NHSmail address: {result.email}",
+        f"{'NHSmail' if service == 'NHSmail' else 'Email'} address: {result.email}",
         *([f"Organisation: {result.organisation}"] if result.organisation else []),
         f"Time of sign in: {when}",
         "",

@@ -16,21 +16,18 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from .. import replies
 from ..context import RequestContext
 from ..errors import ProviderError
 from ..identity import session_ref
-from ..oidc.client import RelyingParty
+from ..oidc.providers import Providers
 from ..protocol import Flow, HttpCall, Outcome, Page, Redirect, StoreEffect
 from ..security.csrf import CsrfGuard
 from ..sessions.keeper import SessionCookies, SessionKeeper
 from ..sessions.session import Session
-
-if TYPE_CHECKING:
-    from ...settings import Settings
 
 # How long after sending the browser to NHSmail's sign-out /signed_out still says it ended
 # there: the round trip takes seconds; a person who gave up at NHSmail is not told later.
@@ -42,17 +39,15 @@ class SignOut:
 
     def __init__(
         self,
-        settings: Settings,
-        rp: RelyingParty,
+        signed_out_url: str,
+        providers: Providers,
         csrf: CsrfGuard,
         keeper: SessionKeeper,
         cookies: SessionCookies,
     ) -> None:
-        self.client_id = settings.provider.client_id
-        self.at_provider = settings.provider.sign_out_at_provider
-        # Register this with NHSmail as the post-logout redirect URI.
-        self.signed_out_url = f"{settings.site.base_url}{settings.site.path_prefix}/signed_out"
-        self.rp = rp
+        # Register this with each provider as the post-logout redirect URI.
+        self.signed_out_url = signed_out_url
+        self.providers = providers
         self.csrf = csrf
         self.keeper = keeper
         self.cookies = cookies
@@ -119,17 +114,19 @@ class SignOut:
         """RP-Initiated Logout 1.0 §2: the provider's end_session_endpoint with our
         registered ``post_logout_redirect_uri``, ``id_token_hint`` when a server-side store
         kept the ID token, and Entra's ``logout_hint`` (the ``login_hint`` optional claim)
-        so that Entra skips its account picker. ``None`` when the provider cannot be asked."""
-        if not self.at_provider:
+        so that Entra skips its account picker. ``None`` when the provider cannot be asked.
+        The provider is the one the session came from (without a session: the first)."""
+        rp = self.providers.named(session.provider if session is not None else "") or self.providers.first
+        if not rp.settings.sign_out_at_provider:
             return None
         try:
-            metadata = yield from self.rp.metadata(ctx.now)
+            metadata = yield from rp.metadata(ctx.now)
         except ProviderError as error:
             ctx.audit("provider_unavailable", step="end_session", reason=str(error))
             return None  # our session has ended either way; the signed-out page says what to do
         if not metadata.end_session_endpoint:
             return None
-        params = {"client_id": self.client_id, "post_logout_redirect_uri": self.signed_out_url}
+        params = {"client_id": rp.settings.client_id, "post_logout_redirect_uri": self.signed_out_url}
         if session is not None:
             if session.id_token:
                 params["id_token_hint"] = session.id_token

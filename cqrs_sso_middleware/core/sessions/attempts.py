@@ -59,10 +59,18 @@ class LoginAttempt:
     # shared_devices): the callback then needs the token's auth_time to show it, never the
     # prompt=login this attempt asked for, which sits in a URL the browser can edit.
     fresh_sign_in: bool = False
+    # The provider this attempt was sent to (its name): the callback redeems the code there
+    # and validates the ID token against it only. "": the first provider.
+    provider: str = ""
 
     @classmethod
     def start(
-        cls, return_path: str, now: float, max_age: int = 0, fresh_sign_in: bool = False
+        cls,
+        return_path: str,
+        now: float,
+        max_age: int = 0,
+        fresh_sign_in: bool = False,
+        provider: str = "",
     ) -> LoginAttempt:
         return cls(
             state=secrets.token_urlsafe(STATE_BYTES),
@@ -73,6 +81,7 @@ class LoginAttempt:
             expires_at=int(now) + ATTEMPT_LIFETIME_SECONDS,
             max_age=max_age,
             fresh_sign_in=fresh_sign_in,
+            provider=provider,
         )
 
     @property
@@ -112,6 +121,7 @@ class AttemptCookies:
                 str(attempt.expires_at),
                 _b64(attempt.return_path.encode("utf-8")),
                 f"{attempt.max_age}-{int(attempt.fresh_sign_in)}",
+                attempt.provider,
             )
         )
         signed = self._signer.sign(f"{attempt.state}.{body}").decode("ascii")
@@ -122,10 +132,17 @@ class AttemptCookies:
         try:
             # itsdangerous compares signatures in constant time (hmac.compare_digest).
             body = self._signer.unsign(f"{state}.{value}").decode("ascii")
-            nonce, verifier, expires, path, step = body[len(state) + 1 :].split(".")
+            nonce, verifier, expires, path, step, provider = body[len(state) + 1 :].split(".")
             max_age, _, asked = step.partition("-")
             return LoginAttempt(
-                state, nonce, verifier, _unb64(path).decode(), int(expires), int(max_age), asked == "1"
+                state,
+                nonce,
+                verifier,
+                _unb64(path).decode(),
+                int(expires),
+                int(max_age),
+                asked == "1",
+                provider,
             )
         except (BadSignature, ValueError, UnicodeError):
             return None

@@ -76,7 +76,8 @@ def store_kind(session_store: str) -> str:
 class LoadedSession:
     session: Session | None
     expired: str | None = None  # "idle" / "max" when a session was found but had timed out
-    # "other_deployment" when a session was found that another deployment made.
+    # "other_deployment" when a session was found that another deployment made;
+    # "other_provider" when it came from a provider this deployment no longer has.
     refused: str | None = None
 
 
@@ -91,10 +92,13 @@ class SessionKeeper:
         deployment: Deployment,
         key_prefix: str = "cqrs_sso:",
         deciding_roles: frozenset[str] = frozenset(),
+        providers: frozenset[str] = frozenset(),
     ) -> None:
         self.kind = store_kind(session_store)
         self.stateless = self.kind == "cookie"
         self.deployment = deployment
+        # The names of the configured providers ("" is the first); empty: any (one provider).
+        self.providers = providers | {""} if providers else frozenset()
         self.codec = SessionCookieCodec(secret_keys, deployment, deciding_roles)
         self.records = SessionRecordCipher(secret_keys, deployment)
         self.timeouts = timeouts
@@ -175,6 +179,8 @@ class SessionKeeper:
         object: one identity test per request, not a comparison of strings."""
         if session.deployment is not self.deployment:
             return "other_deployment"
+        if self.providers and session.provider not in self.providers:
+            return "other_provider"
         return self.timeouts.expired(session, now)
 
     # -- server-side stores (effects) ------------------------------------------------------
@@ -275,7 +281,7 @@ class SessionKeeper:
 
 
 def _not_loaded(reason: str | None) -> LoadedSession:
-    if reason == "other_deployment":
+    if reason in ("other_deployment", "other_provider"):
         return LoadedSession(None, refused=reason)
     return LoadedSession(None, expired=reason)
 

@@ -11,10 +11,12 @@ Where the record lives is the store's business (``sessions/keeper.py``):
   server-side, so it can be revoked. The record is encrypted too (a store dump or backup
   shows no name, address or token), and bound to the key it is stored under.
 
-Every session belongs to one **deployment**: the configured issuer and client id. Both go
+Every session belongs to one **deployment**: the (first) provider's issuer and client id. Both go
 into the key derivation (HKDF ``info``) and the AEAD associated data of cookies and records,
 and the record names its deployment, so a cookie or record made by another deployment that
-shares ``secret_keys`` or a Redis is refused, not admitted until some later check.
+shares ``secret_keys`` or a Redis is refused, not admitted until some later check. Within
+the deployment, the record also names the provider the person signed in with (sealed with
+the rest), and a provider no longer configured has no sessions.
 
 Time-outs are checked on every request: ``idle`` since the session was last renewed and
 ``max`` since sign-in. Renewal (sliding) happens only when a quarter of the idle time-out
@@ -75,15 +77,26 @@ class Session:
     # When the person last proved who they are at the provider (OIDC Core auth_time, or the
     # time of a prompt=login sign-in); 0: not known. Step-up rules compare it.
     auth_time: int = 0
+    # The name of the provider the person signed in with: re-checks, step-ups and logout go
+    # to that provider only. "": the first (a record from before providers were named).
+    provider: str = ""
 
     @classmethod
     def start(
-        cls, user: User, now: float, deployment: Deployment, id_token: str = "", auth_time: int = 0
+        cls,
+        user: User,
+        now: float,
+        deployment: Deployment,
+        id_token: str = "",
+        auth_time: int = 0,
+        provider: str = "",
     ) -> Session:
         moment = int(now)
         # A fresh id at every sign-in: a session fixed before sign-in is never reused. 256
         # random bits: with a server-side store this id is the whole cookie.
-        return cls(secrets.token_urlsafe(32), user, moment, moment, moment, deployment, id_token, auth_time)
+        return cls(
+            secrets.token_urlsafe(32), user, moment, moment, moment, deployment, id_token, auth_time, provider
+        )
 
 
 # How long a session's cookie (and a store's record) outlives the session: time-outs are
@@ -164,6 +177,8 @@ def session_record(
     }
     if session.id_token:
         payload["idt"] = session.id_token
+    if session.provider:
+        payload["pv"] = session.provider
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -193,6 +208,7 @@ def session_from_record(record: bytes) -> Session | None:
             deployment=Deployment(str(issuer), str(client_id)),
             id_token=str(data.get("idt", "")),
             auth_time=int(data.get("at", 0)),
+            provider=str(data.get("pv", "")),
         )
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
