@@ -6,6 +6,10 @@ CQRS sign-on user guide: the message centre); ``new.user@nhs.net`` has NHSmail b
 account (step 5: "no CQRS account is associated with …"); ``approver@nhs.net`` has an
 account and the NHSmail app role CQRS.Approver, which the demo's access rules ask for on
 /approvals. Any other address or a wrong password is refused by the provider (step 4).
+
+The demo's sign-in page offers a second provider too, shaped like NHS CIS2 (the NHS Care
+Identity): the same people, with national RBAC roles; the approver's CIS2 job role
+``R8001`` is mapped to CQRS.Approver (``role_mapping``), so /approvals opens either way.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.applications import Starlette
@@ -29,7 +33,7 @@ from werkzeug.wrappers import Response as WSGIResponse
 from .core.identity import Account, Identity, User
 from .drivers.asgi import ASGISSOMiddleware
 from .drivers.wsgi import SSOMiddleware
-from .provider import DemoClient, DemoUser, NHSmailLikeProvider
+from .provider import Cis2LikeProvider, DemoClient, DemoUser, NHSmailLikeProvider, one_server
 from .serving import BackgroundASGIServer, BackgroundWSGIServer, bind_socket
 from .settings import Settings
 
@@ -40,6 +44,34 @@ DEMO_TENANT_ID = "8e1f2b4c-3d5a-4f6e-9a7b-0c1d2e3f4a5b"
 DEMO_CLIENT_ID = "cqrs-demo-client"
 DEMO_CLIENT_SECRET = "cqrs-demo-client-secret"  # noqa: S105 - a published demo value
 DEMO_PASSWORD = "cqrs-demo"  # noqa: S105 - a published demo value
+DEMO_CIS2_REALM = "cis2"
+DEMO_CIS2_CLIENT_ID = "cqrs-demo-cis2-client"
+DEMO_CIS2_CLIENT_SECRET = "cqrs-demo-cis2-client-secret"  # noqa: S105 - a published demo value
+# National RBAC assignments of the demo people at the CIS2-like provider (the first is the
+# role each selects at sign-in).
+DEMO_NRBAC_ROLES: dict[str, tuple[dict[str, Any], ...]] = {
+    "gp.user@nhs.net": (
+        {
+            **{"person_roleid": "555021935107", "role_code": "S8000:G8000:R8000"},
+            **{"role_name": '"Clinical":"Clinical Provision":"Clinical Practitioner Access Role"'},
+            **{"org_code": "Y00001", "org_name": "Demo Surgery", "activity_codes": ["B0264", "B0360"]},
+        },
+    ),
+    "approver@nhs.net": (
+        {
+            **{"person_roleid": "555021935108", "role_code": "S8000:G8001:R8001"},
+            **{"role_name": '"Admin":"Management":"Practice Manager"'},
+            **{"org_code": "QWE", "org_name": "Demo ICB", "activity_codes": ["B0172"]},
+        },
+    ),
+    "new.user@nhs.net": (
+        {
+            **{"person_roleid": "555021935109", "role_code": "S8000:G8000:R8000"},
+            **{"role_name": '"Clinical":"Clinical Provision":"Clinical Practitioner Access Role"'},
+            **{"org_code": "Y00002", "org_name": "Riverside Practice"},
+        },
+    ),
+}
 GP_USER = "gp.user@nhs.net"
 NEW_USER = "new.user@nhs.net"
 APPROVER = "approver@nhs.net"
@@ -135,11 +167,52 @@ def demo_provider(provider_url: str, app_url: str) -> NHSmailLikeProvider:
     return NHSmailLikeProvider(provider_url, DEMO_TENANT_ID, demo_users(), [client], sends_auth_time=True)
 
 
-def demo_settings(provider_url: str, app_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
+def demo_cis2_provider(provider_url: str, app_url: str) -> Cis2LikeProvider:
+    """The CIS2-like provider: the same people, with national RBAC roles."""
+    client = DemoClient(
+        DEMO_CIS2_CLIENT_ID,
+        DEMO_CIS2_CLIENT_SECRET,
+        redirect_uris=(f"{app_url}/oauth2/callback/cis2",),
+        post_logout_redirect_uris=(f"{app_url}/oauth2/signed_out",),
+        backchannel_logout_uri=f"{app_url}/oauth2/backchannel_logout",
+    )
+    users = [replace(user, nrbac_roles=DEMO_NRBAC_ROLES.get(user.email, ())) for user in demo_users()]
+    return Cis2LikeProvider(provider_url, DEMO_CIS2_REALM, users, [client])
+
+
+def demo_providers(provider_url: str) -> list[dict[str, Any]]:
+    """``providers`` of the two-provider demo: NHSmail first, then the CIS2-like one."""
+    return [
+        {
+            "name": "nhsmail",
+            "issuer": f"{provider_url}/{DEMO_TENANT_ID}/v2.0",
+            "client_id": DEMO_CLIENT_ID,
+            "client_secret": DEMO_CLIENT_SECRET,
+        },
+        {
+            "name": "cis2",
+            "profile": "cis2",
+            "issuer": f"{provider_url}/{DEMO_CIS2_REALM}/oauth2",
+            "client_id": DEMO_CIS2_CLIENT_ID,
+            "client_secret": DEMO_CIS2_CLIENT_SECRET,
+            "role_mapping": {"cis2:R8001": "CQRS.Approver"},
+        },
+    ]
+
+
+def demo_settings(
+    provider_url: str, app_url: str, *, two_providers: bool = False, **overrides: Any
+) -> Settings:
+    """The demo's settings: NHSmail alone, or (``two_providers``) NHSmail and CIS2."""
+    provider: dict[str, Any] = {
         "issuer": f"{provider_url}/{DEMO_TENANT_ID}/v2.0",
         "client_id": DEMO_CLIENT_ID,
         "client_secret": DEMO_CLIENT_SECRET,
+    }
+    if two_providers:
+        provider = {"providers": demo_providers(provider_url)}
+    values: dict[str, Any] = {
+        **provider,
         "secret_keys": (secrets.token_urlsafe(32),),
         "base_url": app_url,
         "account_lookup": demo_account_lookup,
@@ -160,6 +233,7 @@ class DemoStack:
     provider_server: BackgroundASGIServer
     app_server: BackgroundASGIServer | BackgroundWSGIServer
     wsgi_middleware: SSOMiddleware | None = None
+    cis2: Cis2LikeProvider | None = None  # the second provider, on the same server
 
     def stop(self) -> None:
         self.app_server.stop()  # the ASGI middleware closes its client at lifespan shutdown
@@ -185,8 +259,10 @@ def start_demo(
     provider_port: int = PROVIDER_PORT,
     variant: Literal["asgi", "wsgi"] = "asgi",
     host: str = "127.0.0.1",
+    two_providers: bool = True,
 ) -> DemoStack:
-    """Start provider and app on loopback; ports 0 pick free ones (tests)."""
+    """Start provider and app on loopback; ports 0 pick free ones (tests). The sign-in page
+    offers NHSmail and the CIS2-like provider, or (``two_providers=False``) NHSmail alone."""
     provider_sock = bind_or_explain(host, provider_port, "--provider-port (make demo PROVIDER_PORT=…)")
     provider_url = "http://{}:{}".format(*provider_sock.getsockname()[:2])
     try:
@@ -196,7 +272,8 @@ def start_demo(
         raise
     app_url = "http://{}:{}".format(*app_sock.getsockname()[:2])
     provider = demo_provider(provider_url, app_url)
-    settings = demo_settings(provider_url, app_url)
+    cis2 = demo_cis2_provider(provider_url, app_url) if two_providers else None
+    settings = demo_settings(provider_url, app_url, two_providers=two_providers)
     app_server: BackgroundASGIServer | BackgroundWSGIServer
     wsgi_middleware = None
     if variant == "wsgi":
@@ -204,10 +281,11 @@ def start_demo(
         app_server = BackgroundWSGIServer(wsgi_middleware, app_sock)
     else:
         app_server = BackgroundASGIServer(ASGISSOMiddleware(message_centre_asgi(), settings), app_sock)
-    provider_server = BackgroundASGIServer(provider.app, provider_sock)
+    served = one_server(provider, cis2) if cis2 is not None else provider.app
+    provider_server = BackgroundASGIServer(served, provider_sock)
     provider_server.start()
     app_server.start()
-    return DemoStack(provider, provider_server, app_server, wsgi_middleware)
+    return DemoStack(provider, provider_server, app_server, wsgi_middleware, cis2)
 
 
 def run_demo(
@@ -220,6 +298,7 @@ def run_demo(
 CQRS single sign-on demo ({variant.upper()} app)
   CQRS demo app (Message centre):   {stack.app_server.url}
   NHSmail-like provider (demo only): {stack.provider_server.url}   issuer {stack.provider.issuer}
+  CIS2-like provider (demo only):    issuer {stack.cis2.issuer if stack.cis2 else "-"}
 
   The provider's demo application: client id '{DEMO_CLIENT_ID}', secret '{DEMO_CLIENT_SECRET}',
   allowed callback {stack.app_server.url}/oauth2/callback
@@ -229,6 +308,10 @@ CQRS single sign-on demo ({variant.upper()} app)
     {APPROVER:<20} has a CQRS account and the NHSmail app role CQRS.Approver: /approvals opens
     {NEW_USER:<20} has no CQRS account: "no CQRS account is associated with …"
     any other address or a wrong password is refused by the NHSmail sign-in page
+
+  The sign-in page has two buttons: "Sign in with NHSmail" and "Sign in with your NHS Care
+  Identity" (the CIS2-like provider: the same people and password, with national RBAC roles;
+  the approver's job role R8001 is mapped to CQRS.Approver).
 
   Access rules: /approvals needs CQRS.Approver, /admin needs CQRS.Admin (nobody has it),
   /declarations needs a sign-in at most 15 minutes old: after that, NHSmail asks for the

@@ -26,13 +26,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from .client_auth import ClientAuthentication
+from .keys import SigningKeys
 from .logout import SSO_COOKIE, SingleSignOnSession, frontchannel_url, logout_token, signed_out_page
 from .model import (
     CODE_LIFETIME_SECONDS,
@@ -50,8 +51,10 @@ from .pages import DEMO_NOTICE, WRONG_CREDENTIALS, login_page, page
 log = logging.getLogger("cqrs_sso.provider")
 
 
-class NHSmailLikeProvider:
+class NHSmailLikeProvider(SigningKeys):
     """The provider's state and its Starlette app (``.app``)."""
+
+    service = "NHSmail account"  # what its sign-in page asks for
 
     def __init__(
         self,
@@ -72,6 +75,7 @@ class NHSmailLikeProvider:
         self.faults = ProviderFaults()
         self._pairwise_salt = secrets.token_bytes(16)
         self._codes: dict[str, CodeGrant] = {}
+        self.access_grants: dict[str, CodeGrant] = {}  # what each access token was issued for
         # Like Entra: a browser that signed in once is let through again without a password
         # until it signs out here. Tests that sign in many times in one browser turn it off.
         self.single_sign_on = single_sign_on
@@ -84,23 +88,10 @@ class NHSmailLikeProvider:
         # Every code and token handed out, so tests can prove none of them reaches a log.
         self.issued_secrets: list[str] = []
         self.client_auth = ClientAuthentication(self.clients, self._endpoint("token"), clock)
-        self.signing_key = self._new_key()
+        self.signing_key = self.new_key()
         self.published_keys: list[RSAKey] = [self.signing_key]
         self.app = Starlette(routes=self._routes())
         log.warning("cqrs-sso provider: %s (issuer %s)", DEMO_NOTICE, self.issuer)
-
-    # -- keys -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _new_key() -> RSAKey:
-        kid = b64url(secrets.token_bytes(12))
-        return RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
-
-    def rotate_keys(self, *, retire_old: bool = False) -> RSAKey:
-        """Sign with a new key; keep publishing the old one unless ``retire_old``."""
-        self.signing_key = self._new_key()
-        self.published_keys = [self.signing_key] if retire_old else [self.signing_key, *self.published_keys]
-        return self.signing_key
 
     @property
     def cookie_path(self) -> str:
@@ -183,7 +174,7 @@ class NHSmailLikeProvider:
                 user = self.users.get(sso.email)
                 if user is not None:  # Entra's silent single sign-on: no password asked
                     return self._issue_code(client, redirect_uri, user, params, state, sso)
-            return HTMLResponse(login_page(params, error=""))
+            return HTMLResponse(login_page(params, error="", service=self.service))
         if params.get("action") == "cancel":
             # What Entra sends when the person cancels: access_denied with error_subcode=cancel
             # (MSAL recognises a cancel by the subcode).
@@ -192,7 +183,7 @@ class NHSmailLikeProvider:
             )
         user = self.users.get(params.get("login", "").strip().lower())
         if user is None or not hmac.compare_digest(user.password.encode(), params.get("passwd", "").encode()):
-            return HTMLResponse(login_page(params, error=WRONG_CREDENTIALS))
+            return HTMLResponse(login_page(params, error=WRONG_CREDENTIALS, service=self.service))
         sso = SingleSignOnSession(user.email.lower(), started_at=self.clock())
         cookie = secrets.token_urlsafe(24)
         self.sso_sessions[cookie] = sso
@@ -228,8 +219,12 @@ class NHSmailLikeProvider:
             sid=sso.sid,
             auth_time=int(sso.started_at),
         )
-        query = {"code": code, **({"state": state} if state else {})}
+        query = {"code": code, **({"state": state} if state else {}), **self.response_params()}
         return RedirectResponse(f"{redirect_uri}?{urlencode(query)}", status_code=302)
+
+    def response_params(self) -> dict[str, str]:
+        """What the authorization response adds (Entra: nothing; RFC 9207's ``iss`` elsewhere)."""
+        return {}
 
     @staticmethod
     def _authorize_problem(params: dict[str, str]) -> str:
@@ -288,6 +283,7 @@ class NHSmailLikeProvider:
             return Response(faults.token_body, media_type="application/json", headers=headers)
         access_token = secrets.token_urlsafe(32)
         self.issued_secrets.append(access_token)
+        self.access_grants[access_token] = grant
         return JSONResponse(
             {
                 "token_type": "Bearer",
@@ -313,8 +309,24 @@ class NHSmailLikeProvider:
     def id_token_for(
         self, user: DemoUser, client_id: str, nonce: str | None, sid: str = "", **overrides: Any
     ) -> str:
-        """An Entra-v2.0-shaped ID token signed with the current key, with the optional
-        claims ``sid`` and ``login_hint`` an NHSmail registration can ask for."""
+        """An ID token signed with the current key (``token_claims``), with ``nonce`` and
+        ``sid``, the test's overrides and the faults."""
+        claims = self.token_claims(user, client_id)
+        if nonce:
+            claims["nonce"] = nonce
+        if sid:
+            claims["sid"] = sid
+        claims.update(self.faults.claim_overrides)
+        claims.update(overrides)
+        header = {"alg": "RS256", "kid": self.signing_key.kid, "typ": "JWT"}
+        token = jwt.encode(header, claims, self.signing_key, algorithms=["RS256"])
+        self.issued_secrets.append(token)
+        rewrite = self.faults.id_token_rewrite
+        return rewrite(token) if rewrite is not None else token
+
+    def token_claims(self, user: DemoUser, client_id: str) -> dict[str, Any]:
+        """Entra-v2.0-shaped claims, with the optional ``login_hint`` an NHSmail
+        registration can ask for."""
         now = int(self.clock())
         claims: dict[str, Any] = {
             "aud": client_id,
@@ -337,20 +349,7 @@ class NHSmailLikeProvider:
             claims["companyName"] = user.company_name
         if user.roles:
             claims["roles"] = list(user.roles)  # Entra app roles assigned to the user
-        if nonce:
-            claims["nonce"] = nonce
-        if sid:
-            claims["sid"] = sid
-        claims.update(self.faults.claim_overrides)
-        claims.update(overrides)
-        header = {"alg": "RS256", "kid": self.signing_key.kid, "typ": "JWT"}
-        token = jwt.encode(header, claims, self.signing_key, algorithms=["RS256"])
-        self.issued_secrets.append(token)
-        rewrite = self.faults.id_token_rewrite
-        return rewrite(token) if rewrite is not None else token
-
-    def key_set(self) -> KeySet:
-        return KeySet(list(self.published_keys))
+        return claims
 
     # -- logout -------------------------------------------------------------------------------
 

@@ -31,6 +31,9 @@ class DemoUser:
     # from the directory's company (organisation) attribute.
     company_name: str = ""
     roles: tuple[str, ...] = ()  # app roles assigned in the enterprise application
+    # CIS2-like provider: national RBAC role assignments (``nhsid_nrbac_roles`` entries, with
+    # ``org_name`` for ``nhsid_user_orgs``); the first is the role selected at sign-in.
+    nrbac_roles: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

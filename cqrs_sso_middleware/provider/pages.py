@@ -46,7 +46,7 @@ _CARRIED = (
 )
 
 
-def login_page(params: dict[str, str], error: str) -> str:
+def login_page(params: dict[str, str], error: str, service: str = "NHSmail account") -> str:
     hidden = "".join(
         f'<input type="hidden" name="{name}" value="{html.escape(params[name])}">'
         for name in _CARRIED
@@ -56,7 +56,7 @@ def login_page(params: dict[str, str], error: str) -> str:
     alert = f'<p class="error" role="alert" id="error">{html.escape(error)}</p>' if error else ""
     described = ' aria-describedby="error" aria-invalid="true"' if error else ""
     body = (
-        "<h1>Sign in with your NHSmail account</h1>"
+        f"<h1>Sign in with your {html.escape(service)}</h1>"
         f'{alert}<form method="post">{hidden}'
         f'<label for="login">Email Address</label>'
         f'<input id="login" name="login" type="email" autocomplete="username"'
@@ -67,4 +67,4 @@ def login_page(params: dict[str, str], error: str) -> str:
         '<button type="submit" name="action" value="cancel" class="secondary" formnovalidate>Cancel</button>'
         "</form>"
     )
-    return page("Sign in with your NHSmail account", body)
+    return page(f"Sign in with your {service}", body)
