@@ -112,7 +112,7 @@ class Router:
             Deployment(settings.provider.issuer, settings.provider.client_id),
             session.session_key_prefix,
             frozenset(role for rule in settings.access.access_rules for role in rule.roles),
-            frozenset(party.name for party in self.providers.all) if self.providers.several else frozenset(),
+            frozenset(party.name for party in self.providers.all),
         )
         self.cookies = SessionCookies(self.keeper, names, policy)
         writer = SessionWriter(self.keeper, self.cookies)

@@ -175,3 +175,24 @@ def test_huge_claims_are_dropped_to_keep_the_cookie_under_4k() -> None:
     decoded = codec.decode(value)
     assert decoded is not None
     assert decoded.user.email == "gp.user@nhs.net"
+
+
+def keeper_of(*providers: str) -> SessionKeeper:
+    timeouts = SessionTimeouts(3600, 12 * 3600)
+    return SessionKeeper("cookie", (NEW_KEY,), timeouts, DEPLOYMENT, providers=frozenset(providers))
+
+
+def test_a_session_records_its_provider_and_one_from_a_provider_no_longer_configured_is_refused() -> None:
+    """Sessions are bound to (deployment, provider): removing a provider from the settings
+    ends its sessions, though the cookie still opens under the deployment's keys."""
+    both = keeper_of("nhsmail", "cis2")
+    cookie = both.codec.encode(Session.start(user(), NOW, both.deployment, provider="cis2"))
+    loaded = both.from_cookie([cookie], NOW + 1)
+    assert loaded.session is not None and loaded.session.provider == "cis2"
+    assert keeper_of("nhsmail").from_cookie([cookie], NOW + 1).refused == "other_provider"
+
+
+def test_a_session_from_before_providers_were_named_belongs_to_the_first() -> None:
+    keeper = keeper_of("nhsmail", "cis2")
+    cookie = keeper.codec.encode(Session.start(user(), NOW, keeper.deployment))
+    assert keeper.from_cookie([cookie], NOW + 1).session is not None

@@ -97,7 +97,8 @@ class SessionKeeper:
         self.kind = store_kind(session_store)
         self.stateless = self.kind == "cookie"
         self.deployment = deployment
-        # The names of the configured providers ("" is the first); empty: any (one provider).
+        # The names of the configured providers; "" (a record from before providers were
+        # named) is the first. Empty: any (a keeper that only reads, as `cqrs-sso sessions`).
         self.providers = providers | {""} if providers else frozenset()
         self.codec = SessionCookieCodec(secret_keys, deployment, deciding_roles)
         self.records = SessionRecordCipher(secret_keys, deployment)
