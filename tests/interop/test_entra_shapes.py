@@ -15,11 +15,11 @@ from joserfc.jwk import KeySet, RSAKey
 
 from cqrs_sso_middleware import Account, Settings
 from cqrs_sso_middleware.core.errors import ProviderError, TokenRejected
+from cqrs_sso_middleware.core.oidc.metadata import parse_provider_metadata
+from cqrs_sso_middleware.core.oidc.tokens import TokenExpectations, validate_id_token
 from cqrs_sso_middleware.core.profiles.base import ProviderProfile as GenericProfile
 from cqrs_sso_middleware.core.profiles.cis2 import Cis2Profile
 from cqrs_sso_middleware.core.profiles.entra import EntraProfile
-from cqrs_sso_middleware.core.oidc.metadata import parse_provider_metadata
-from cqrs_sso_middleware.core.oidc.tokens import TokenExpectations, validate_id_token
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TENANT = "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4"
