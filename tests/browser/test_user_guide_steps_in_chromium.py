@@ -30,6 +30,9 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 WCAG_21_A_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+# The demo's sign-in page offers two providers: step 2's "Sign In" is NHSmail's button.
+NHSMAIL_BUTTON = "Sign in with NHSmail"
+CIS2_BUTTON = "Sign in with your NHS Care Identity"
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,7 @@ def test_five_user_guide_steps_with_the_mouse(browser: Any, demo: DemoStack, scr
     page.get_by_role("heading", name="Welcome to the Calculating Quality Reporting Service (CQRS)").wait_for()
     screens.capture(page, "step1-sign-in-page")
 
-    page.get_by_role("button", name="Sign In").click()  # step 2
+    page.get_by_role("button", name=NHSMAIL_BUTTON).click()  # step 2
     page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
     screens.capture(page, "step2-nhsmail-login")
 
@@ -108,7 +111,7 @@ def test_five_user_guide_steps_with_the_mouse(browser: Any, demo: DemoStack, scr
     screens.capture(page, "signed-out")
 
     page.get_by_role("link", name="Sign in again").click()  # step 5
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name=NHSMAIL_BUTTON).click()
     page.get_by_label("Email Address").fill(NEW_USER)
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
@@ -131,7 +134,7 @@ def test_five_user_guide_steps_with_the_mouse(browser: Any, demo: DemoStack, scr
 
     context.clear_cookies()  # another person: no NHSmail session in this browser
     page.goto(app + "/")  # the person cancels at NHSmail
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name=NHSMAIL_BUTTON).click()
     page.get_by_role("button", name="Cancel").click()
     page.get_by_role("heading", name="You cancelled signing in").wait_for()
     screens.capture(page, "cancelled")
@@ -154,7 +157,7 @@ def test_keyboard_only_sign_in(browser: Any, demo: DemoStack, screens: Screens) 
                 return
         raise AssertionError(f"Tab never reached {text!r}")
 
-    tab_to("Sign In")
+    tab_to(NHSMAIL_BUTTON)
     screens.capture(page, "keyboard-sign-in-focused")
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
@@ -179,11 +182,11 @@ def test_second_tab_signs_in_while_the_first_is_mid_flow(browser: Any, demo: Dem
     first, second = context.new_page(), context.new_page()
     app = demo.app_server.url
     first.goto(app + "/messages")
-    first.get_by_role("button", name="Sign In").click()
+    first.get_by_role("button", name=NHSMAIL_BUTTON).click()
     first.get_by_label("Email Address").wait_for()  # the first tab waits at NHSmail
 
     second.goto(app + "/")
-    second.get_by_role("button", name="Sign In").click()
+    second.get_by_role("button", name=NHSMAIL_BUTTON).click()
     second.get_by_label("Email Address").fill(GP_USER)
     second.get_by_label("Password").fill(DEMO_PASSWORD)
     second.get_by_role("button", name="Sign in", exact=True).click()
@@ -204,7 +207,7 @@ def test_unavailable_page_when_the_provider_is_down(browser: Any, screens: Scree
         context = browser.new_context(bypass_csp=True)  # lets the test inject axe-core
         page = context.new_page()
         page.goto(stack.app_server.url + "/")
-        page.get_by_role("button", name="Sign In").click()
+        page.get_by_role("button", name=NHSMAIL_BUTTON).click()
         page.get_by_role("heading", name="Sign in is temporarily unavailable").wait_for()
         screens.capture(page, "unavailable")
         context.close()
@@ -215,7 +218,7 @@ def test_unavailable_page_when_the_provider_is_down(browser: Any, screens: Scree
 
 def sign_in(page: Any, app: str, email: str = GP_USER) -> None:
     page.goto(app + "/")
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name=NHSMAIL_BUTTON).click()
     page.get_by_label("Email Address").fill(email)
     page.get_by_label("Password").fill(DEMO_PASSWORD)
     page.get_by_role("button", name="Sign in", exact=True).click()
@@ -245,7 +248,7 @@ def test_shared_pc_sign_out_asks_the_next_person_for_a_password(
     assert "also signed out of your NHSmail account" in page.inner_text("main")
     screens.capture(page, "cqrs-signed-out")
     page.get_by_role("link", name="Sign in again").click()
-    page.get_by_role("button", name="Sign In").click()
+    page.get_by_role("button", name=NHSMAIL_BUTTON).click()
     page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
     assert page.get_by_label("Password").is_visible()
     screens.capture(page, "next-person-asked-for-password")
@@ -312,5 +315,34 @@ def test_an_approver_reaches_approvals_is_refused_admin_and_steps_up_for_declara
     page.get_by_role("heading", name="Declarations").wait_for()
     assert page.url == app + "/declarations"
     screens.capture(page, "declarations-after-step-up")
+    context.close()
+    screens.assert_accessible()
+
+
+def test_the_chooser_signs_in_with_either_provider(browser: Any, demo: DemoStack, screens: Screens) -> None:
+    """Two buttons on the CQRS page; the NHS Care Identity one goes to the CIS2-like
+    provider and back, with the person's national RBAC role mapped to a CQRS role; after
+    signing out, the NHSmail button signs the same person in through NHSmail."""
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    app = demo.app_server.url
+    page.goto(app + "/approvals")
+    page.get_by_role("button", name=CIS2_BUTTON).wait_for()
+    screens.capture(page, "chooser")
+    page.get_by_role("button", name=CIS2_BUTTON).click()
+    page.get_by_role("heading", name="Sign in with your NHS Care Identity").wait_for()
+    screens.capture(page, "cis2-login")
+    page.get_by_label("Email Address").fill(APPROVER)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("heading", name="Approvals").wait_for()
+    roles = page.inner_text("main")
+    assert "cis2:R8001" in roles and "CQRS.Approver" in roles  # role_mapping at work
+    screens.capture(page, "cis2-approvals")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="You have signed out of CQRS").wait_for()
+    page.get_by_role("link", name="Sign in again").click()
+    page.get_by_role("button", name=NHSMAIL_BUTTON).click()
+    page.get_by_role("heading", name="Sign in with your NHSmail account").wait_for()
     context.close()
     screens.assert_accessible()
