@@ -58,7 +58,8 @@ class OidcProvider:
     def config(self) -> dict[str, Any]:
         callback = f"{APP_ORIGIN}/oauth2/callback"
         common = {
-            "redirect_uris": [callback],
+            # The second URI: oidc-provider as the second of two providers (its own callback).
+            "redirect_uris": [callback, f"{callback}/independent"],
             "post_logout_redirect_uris": [f"{APP_ORIGIN}/oauth2/sign_out"],
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],

@@ -158,6 +158,12 @@ def launch_proxy(
         "CQRS_SSO_UPSTREAM": upstream,
         **env,
     }
+    if "CQRS_SSO_PROVIDERS" in env:
+        # Several providers: the first is this provider with the client just registered
+        # ("{client_id}" in the JSON), instead of the flat variables.
+        for flat in ("CQRS_SSO_ISSUER", "CQRS_SSO_CLIENT_ID", "CQRS_SSO_CLIENT_SECRET"):
+            environment.pop(flat)
+        environment["CQRS_SSO_PROVIDERS"] = env["CQRS_SSO_PROVIDERS"].replace("{client_id}", client_id)
     log_path = folder / f"proxy-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
