@@ -116,7 +116,7 @@ def run_sessions_command(settings: Settings, action: str, email: str | None, eve
     try:
         found = list(admin.sessions(None if everyone else email))
         if action == "list":
-            _print_sessions(found, settings.session.display_store)
+            _print_sessions(found, settings.session.display_store, settings.provider.provider_name)
             return 0
         revoked = sum(admin.revoke(stored) for stored in found)
         print(f"revoked {revoked} session(s)" + (f" of {email}" if email and not everyone else ""))
@@ -131,14 +131,15 @@ def run_sessions_command(settings: Settings, action: str, email: str | None, eve
         admin.close()
 
 
-def _print_sessions(found: list[StoredSession], where: str) -> None:
-    header = ("session", "email", "account", "signed in (UTC)", "last seen (UTC)", "expires in")
-    print("{:12}  {:32}  {:12}  {:19}  {:19}  {}".format(*header))
+def _print_sessions(found: list[StoredSession], where: str, first_provider: str = "nhsmail") -> None:
+    header = ("session", "email", "account", "provider", "signed in (UTC)", "last seen (UTC)", "expires in")
+    print("{:12}  {:32}  {:12}  {:10}  {:19}  {:19}  {}".format(*header))
     for stored in sorted(found, key=lambda s: (s.session.user.email, s.session.created_at)):
         user = stored.session.user
         signed_in, last_seen = _when(stored.session.created_at), _when(stored.session.renewed_at)
+        provider = stored.session.provider or first_provider  # "": from before providers had names
         print(
-            f"{stored.ref:12}  {user.email:32}  {user.account.account_id:12}  "
+            f"{stored.ref:12}  {user.email:32}  {user.account.account_id:12}  {provider:10}  "
             f"{signed_in:19}  {last_seen:19}  {stored.ttl_seconds}s"
         )
     print(f"{len(found)} session(s) in {where}")

@@ -80,6 +80,7 @@ def test_list_and_revoke_one_persons_sessions(
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("gp.user@nhs.net") == 2 and "other.user@nhs.net" in listed.stdout
     assert "3 session(s)" in listed.stdout
+    assert "provider" in listed.stdout.splitlines()[0] and listed.stdout.count(" nhsmail ") == 3
     assert not any(session_id in listed.stdout + listed.stderr for session_id in ids)  # never the cookie
     assert "1 session(s)" in cli(config, "list", "--email", "OTHER.user@nhs.net").stdout
     revoked = cli(config, "revoke", "--email", "gp.user@nhs.net")
