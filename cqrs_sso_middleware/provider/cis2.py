@@ -50,6 +50,7 @@ class Cis2LikeProvider(NHSmailLikeProvider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("sends_auth_time", True)  # CIS2 always sends auth_time
         super().__init__(*args, **kwargs)
+        self.userinfo_overrides: dict[str, Any] = {}  # tests: a UserInfo answer gone wrong
 
     @property
     def issuer(self) -> str:
@@ -133,5 +134,6 @@ class Cis2LikeProvider(NHSmailLikeProvider):
                 "selected_roleid": user.nrbac_roles[0]["person_roleid"] if user.nrbac_roles else "",
                 "nhsid_nrbac_roles": roles,
                 "nhsid_user_orgs": [{"org_code": c, "org_name": n} for c, n in orgs.items()],
+                **self.userinfo_overrides,
             }
         )

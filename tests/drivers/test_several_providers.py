@@ -66,6 +66,7 @@ def cis2(cis2_server: Cis2LikeProvider) -> Iterator[Cis2LikeProvider]:
     yield cis2_server
     cis2_server.achieved_acr = "AAL3_ANY"
     cis2_server.faults.claim_overrides = {}
+    cis2_server.userinfo_overrides = {}
 
 
 def two_providers(nhsmail: NHSmailLikeProvider, cis2: Cis2LikeProvider) -> list[dict[str, Any]]:
@@ -184,6 +185,14 @@ def test_an_assurance_level_below_the_one_asked_is_refused(two: Journey, cis2: C
 def test_a_token_without_acr_is_refused(two: Journey, cis2: Cis2LikeProvider) -> None:
     cis2.faults.claim_overrides = {"acr": None}
     assert sign_in_with(two, "cis2").status == 403
+
+
+def test_userinfo_about_another_person_is_refused(two: Journey, cis2: Cis2LikeProvider) -> None:
+    """OIDC Core §5.3.4: UserInfo whose sub is not the ID token's is not used at all."""
+    cis2.userinfo_overrides = {"sub": "someone-else", "nhsid_nrbac_roles": []}
+    page = sign_in_with(two, "cis2")
+    assert page.status == 401
+    assert two.open("/messages").status == 303
 
 
 def test_a_code_from_one_provider_is_refused_at_an_attempt_sent_to_the_other(
