@@ -87,7 +87,9 @@ def click_through(stack: DemoStack, email: str, password: str = DEMO_PASSWORD) -
     browser = httpx.Client(follow_redirects=True, timeout=10, headers=HTML)
     sign_in = browser.get(stack.app_server.url + "/")
     assert "Welcome to the Calculating Quality Reporting Service (CQRS)" in sign_in.text  # step 1
-    login = browser.post(stack.app_server.url + "/oauth2/start", data=form_fields(sign_in.text))  # step 2
+    # Step 2: the demo offers NHSmail and the CIS2-like provider; the NHSmail button.
+    chosen = {**form_fields(sign_in.text), "provider": "nhsmail"}
+    login = browser.post(stack.app_server.url + "/oauth2/start", data=chosen)
     assert "Sign in with your NHSmail account" in login.text
     fields = {**form_fields(login.text), "login": email, "passwd": password, "action": "sign_in"}
     return browser, browser.post(str(login.url).split("?")[0], data=fields)
