@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from .audit import audit
 from .core.interpreter import StoreOnly, run_sync
 from .core.protocol import StoreGet, StoreReply
-from .core.sessions.keeper import SessionKeeper, StoreProblem
-from .core.sessions.session import Deployment, Session, SessionTimeouts
+from .core.sessions.keeper import StoreProblem
+from .core.sessions.session import Session
+from .runtime import Runtime
 from .settings import Settings
-from .stores import open_store, store_kind
+from .stores import store_kind
 from .stores.redis import RedisStore
 
 
@@ -36,23 +37,15 @@ class StoredSession:
 
 
 class SessionAdmin:
-    """Lists and revokes the sessions of one deployment's Redis store."""
+    """Lists and revokes the sessions of one deployment's Redis store, with the runtime's
+    own session keeper (the same keys, deployment and record format as the service)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        session = settings.session
-        timeouts = SessionTimeouts(session.session_idle_seconds, session.session_max_seconds)
-        self.keeper = SessionKeeper(
-            session.session_store,
-            session.secret_keys,
-            timeouts,
-            Deployment(settings.provider.issuer, settings.provider.client_id),
-            session.session_key_prefix,
-        )
-        store = open_store(session)
+    def __init__(self, runtime: Runtime) -> None:
+        store = runtime.store
         if not isinstance(store, RedisStore):
             raise TypeError("the sessions command needs a Redis store")
         self.store = store
+        self.keeper = runtime.sessions.keeper
 
     def sessions(self, email: str | None = None) -> Iterator[StoredSession]:
         """Every stored session, or only those of ``email`` (``None``: every one)."""
@@ -72,9 +65,6 @@ class SessionAdmin:
             return False
         audit("session_revoked", email=stored.session.user.email, session=stored.ref, by=by)
         return True
-
-    def close(self) -> None:
-        self.store.close()
 
 
 def _is_email_address(value: str) -> bool:
@@ -107,16 +97,17 @@ def _refusal(settings: Settings, action: str, email: str | None, everyone: bool)
     return None
 
 
-def run_sessions_command(settings: Settings, action: str, email: str | None, everyone: bool) -> int:
+def run_sessions_command(runtime: Runtime, action: str, email: str | None, everyone: bool) -> int:
+    settings = runtime.settings
     refusal = _refusal(settings, action, email, everyone)
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
-    admin = SessionAdmin(settings)
+    admin = SessionAdmin(runtime)
     try:
         found = list(admin.sessions(None if everyone else email))
         if action == "list":
-            _print_sessions(found, settings.session.display_store, settings.provider.provider_name)
+            _print_sessions(found, settings.session.display_store, runtime.providers.first.name)
             return 0
         revoked = sum(admin.revoke(stored) for stored in found)
         print(f"revoked {revoked} session(s)" + (f" of {email}" if email and not everyone else ""))
@@ -127,8 +118,6 @@ def run_sessions_command(settings: Settings, action: str, email: str | None, eve
             file=sys.stderr,
         )
         return 1
-    finally:
-        admin.close()
 
 
 def _print_sessions(found: list[StoredSession], where: str, first_provider: str = "nhsmail") -> None:

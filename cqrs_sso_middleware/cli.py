@@ -13,10 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .core.errors import ConfigError
-
 if TYPE_CHECKING:
-    from .settings import Settings
+    pass
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -61,18 +59,6 @@ def _proxy(args: argparse.Namespace) -> int:
     return serve(args.config, args.upstream, args.listen, args.workers)
 
 
-def _load_settings(config_file: str | None) -> Settings | None:
-    """Settings, or ``None`` after printing one ``config error:`` line per problem."""
-    from .settings import Settings
-
-    try:
-        return Settings.load(config_file)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(f"config error: {problem}", file=sys.stderr)
-        return None
-
-
 def _check_config(args: argparse.Namespace) -> int:
     from .config_check import check_config
 
@@ -81,11 +67,15 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _sessions(args: argparse.Namespace) -> int:
     from .admin import run_sessions_command
+    from .runtime import load_or_explain
 
-    settings = _load_settings(args.config)
-    if settings is None:
+    runtime = load_or_explain(args.config)
+    if runtime is None:
         return 1
-    return run_sessions_command(settings, args.action, args.email, getattr(args, "all", False))
+    try:
+        return run_sessions_command(runtime, args.action, args.email, getattr(args, "all", False))
+    finally:
+        runtime.close()
 
 
 def _new_secret(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ def check_config(config_file: str | None, out: TextIO = sys.stdout, err: TextIO 
         for party in runtime.providers.all:
             if runtime.providers.several:
                 print(
-                    f"provider:      {party.name} ({party.settings.provider_profile}), button "
+                    f"provider:      {party.name} ({party.profile.kind}), button "
                     f'"Sign in with {party.label}"',
                     file=out,
                 )
@@ -64,14 +64,14 @@ def check_config(config_file: str | None, out: TextIO = sys.stdout, err: TextIO 
 
 
 def _describe_provider(party: RelyingParty, out: TextIO) -> None:
-    provider = party.settings
+    provider = party.registration
     print(f"issuer:        {provider.issuer}", file=out)
     print(f"client id:     {provider.client_id}", file=out)
-    where = "NHSmail" if provider.provider_profile == "entra" else "the provider"
+    where = "NHSmail" if provider.profile.kind == "entra" else "the provider"
     print(f"redirect URI:  {party.redirect_uri}  (register this with {where})", file=out)
     method = str(provider.token_auth_method)
     if provider.token_auth_method == "private_key_jwt":  # noqa: S105 - a method name
-        method += f" ({provider.client_assertion_algorithm})"
+        method += f" ({provider.assertion_algorithm})"
     print(f"token auth:    {method}", file=out)
 
 
@@ -99,7 +99,7 @@ def _describe(settings: Settings, out: TextIO, err: TextIO) -> None:
 
 
 def _metadata(runtime: Runtime, party: RelyingParty, err: TextIO) -> ProviderMetadata | None:
-    issuer = party.settings.issuer
+    issuer = party.registration.issuer
     try:
         metadata: ProviderMetadata = run_sync(party.metadata(time.time()), SyncEffects(runtime))
         return metadata
@@ -111,7 +111,7 @@ def _metadata(runtime: Runtime, party: RelyingParty, err: TextIO) -> ProviderMet
 def _credentials(
     runtime: Runtime, party: RelyingParty, metadata: ProviderMetadata, out: TextIO, err: TextIO
 ) -> bool:
-    provider = party.settings
+    provider = party.registration
     reply = runtime.provider_http.call(party.credential_probe(metadata, time.time()))
     if isinstance(reply, HttpFailure):
         print(f"provider error: token endpoint: {reply.reason}", file=err)

@@ -51,7 +51,7 @@ from prometheus_client.registry import Collector
 
 from .core.protocol import AuditEvent, Respond
 from .core.responses import json_response, text_response
-from .runtime import Observers
+from .observers import Observers
 
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 

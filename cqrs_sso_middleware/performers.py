@@ -35,7 +35,8 @@ from .core.protocol import (
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from .runtime import Runtime, TimingObserver
+    from .observers import TimingObserver
+    from .runtime import Runtime
 
 
 _STORE_COMMANDS = {

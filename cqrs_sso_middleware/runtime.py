@@ -20,9 +20,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .audit import AuditObserver, AuditSink, ensure_log_output
+from .audit import AuditSink, ensure_log_output
+from .composition import build_router, providers_of, session_parts
 from .core.claim_headers import ClaimHeaders
 from .core.errors import ConfigError
 from .core.oidc.client_auth import ClientAssertionSigner
@@ -38,8 +39,10 @@ from .core.responses import ResponseWriter, content_security_policy, provider_or
 from .core.router import Router
 from .core.security.cookies import CookieNames
 from .core.security.headers import IdentityHeaders
+from .core.sessions.keeper import SessionParts
 from .lookups import AccountLookup, resolve_account_lookup
-from .lookups.runner import LookupObserver, LookupRunner
+from .lookups.runner import LookupRunner
+from .observers import NO_OBSERVERS, Observers
 from .pages import JinjaPages
 from .provider_calls import ProviderHttp
 from .settings import Settings
@@ -47,26 +50,7 @@ from .settings.schema import ProviderSettings
 from .stores import StoreBackend, open_store, store_kind, store_label
 from .tracing import Tracing
 
-if TYPE_CHECKING:
-    from .metrics import MetricsEndpoint, SSOMetrics
-
 AsyncProviderCall = Callable[[HttpCall], Awaitable[HttpResult]]
-
-
-# (what, seconds, succeeded): a store command ("get", "put"…) or a provider endpoint.
-TimingObserver = Callable[[str, float, bool], None]
-
-
-@dataclass(frozen=True)
-class Observers:
-    """Who hears what the runtime does (metrics): audit events, each lookup's time and
-    result, each store command's and provider call's, and the kind of store in use."""
-
-    audit: tuple[AuditObserver, ...] = ()
-    lookups: tuple[LookupObserver, ...] = ()
-    store: tuple[TimingObserver, ...] = ()
-    provider: tuple[TimingObserver, ...] = ()
-    store_kind: tuple[Callable[[str], None], ...] = ()
 
 
 @dataclass
@@ -80,8 +64,10 @@ class Runtime:
     responses: ResponseWriter
     cookie_names: CookieNames
     identity_headers: IdentityHeaders
-    # Every provider's client (the router's own): config-check and admin take them from here.
+    # Every provider's client and the session machinery, the router's own: config-check
+    # and admin take them from here.
     providers: Providers
+    sessions: SessionParts
     # The async face's provider calls: httpx by default; the proxy gives its own client.
     provider_call: AsyncProviderCall = field(repr=False)
     observers: Observers = field(default_factory=Observers, repr=False)
@@ -95,14 +81,15 @@ class Runtime:
         *,
         clock: Callable[[], float] = time.time,
         store: StoreBackend | None = None,
-        observers: Observers = Observers(),
-        provider_call: AsyncProviderCall | None = None,
+        observers: Observers = NO_OBSERVERS,
+        provider_call: Callable[[ProviderHttp], AsyncProviderCall] | None = None,
         pages: JinjaPages | None = None,
         tracing: Tracing | None = None,
     ) -> Runtime:
         """Build every resource ``settings`` names. ``store`` shares one store between two
-        runtimes (two instances of a service in one test); ``provider_call`` replaces the
-        async provider client (the proxy's own)."""
+        runtimes (two instances of a service in one test); ``provider_call`` makes the async
+        provider client from the runtime's httpx one (the proxy's own, which falls back to
+        httpx for what it cannot make)."""
         ensure_log_output()
         problems: list[str] = []
         lookup = _lookup(settings, problems)
@@ -112,10 +99,13 @@ class Runtime:
             raise ConfigError(problems)
         assert lookup is not None and store is not None
         proxy = settings.proxy
-        router = Router(
+        providers = providers_of(settings, signers)
+        sessions = session_parts(settings, providers)
+        router = build_router(
             settings,
+            providers,
+            sessions,
             clock=clock,
-            signers=signers,
             store_description=store_kind(settings.session.session_store),
         )
         pages = pages or JinjaPages(settings.pages.templates_dir)
@@ -142,15 +132,16 @@ class Runtime:
                 ),
                 page_defaults(settings),
             ),
-            cookie_names=CookieNames(settings.session.cookie_name, secure=settings.site.is_https),
-            providers=router.providers,
+            cookie_names=sessions.cookies.names,
+            providers=providers,
+            sessions=sessions,
             identity_headers=IdentityHeaders(
                 proxy.user_header,
                 proxy.email_header,
                 proxy.account_header,
                 ClaimHeaders(settings.access.claim_headers),
             ),
-            provider_call=provider_call or provider_http.acall,
+            provider_call=provider_call(provider_http) if provider_call else provider_http.acall,
             observers=observers,
             tracing=tracing or Tracing.from_environment(),
         )
@@ -305,19 +296,8 @@ def _signer(provider: ProviderSettings, problems: list[str]) -> ClientAssertionS
         return None
 
 
-def metrics_endpoint(metrics: SSOMetrics | None, settings: Settings) -> MetricsEndpoint | None:
-    """The ``metrics_path`` a driver answers itself (for ``metrics_allow``), when it was
-    given metrics and the path is not switched off (nor served on ``metrics_listen``, the
-    proxy's listener of its own: ``proxy/metrics_listener.py``)."""
-    if metrics is None or not settings.proxy.metrics_path or settings.proxy.metrics_listen:
-        return None
-    from .metrics import MetricsEndpoint
-
-    return MetricsEndpoint(metrics, settings.proxy.metrics_path, settings.proxy.metrics_allow)
-
-
 def runtime_for(
-    settings: Settings | None, runtime: Runtime | None, observers: Observers = Observers()
+    settings: Settings | None, runtime: Runtime | None, observers: Observers = NO_OBSERVERS
 ) -> Runtime:
     """What the drivers are given: a runtime, or settings to build one from (heard by
     ``observers``: a runtime given ready-made has its own)."""

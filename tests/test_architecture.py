@@ -96,6 +96,10 @@ def test_no_class_has_more_than_25_methods_counting_those_it_inherits_from_the_p
                 "pages",
                 "django",
                 "demo",
+                # Handlers get small configuration objects from the composition root
+                # (composition.py), never the whole Settings.
+                "settings",
+                "composition",
             ),
             id="core-is-sans-io",
         ),
@@ -111,6 +115,68 @@ def test_layers_import_one_way(layer: str, forbidden: tuple[str, ...]) -> None:
     names = tuple(f"cqrs_sso_middleware.{f}" for f in forbidden)
     found = {relative(path): sorted(i for i in imports_of(path) if i.startswith(names)) for path in paths}
     assert {k: v for k, v in found.items() if v} == {}
+
+
+def _import_graph(layers: bool) -> dict[str, set[str]]:
+    """Who imports whom inside the package (imports under ``TYPE_CHECKING`` and inside
+    functions included: a loop there is a loop in the design). ``layers``: modules folded
+    into their top-level module or sub-package (``core``, ``settings``, ``runtime``…)."""
+    names: dict[str, Path] = {}
+    for path in modules():
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def node(name: str) -> str:
+        parts = name.split(".")
+        return parts[1] if layers and len(parts) > 1 else name
+
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        if layers and name == "cqrs_sso_middleware":
+            continue  # the package's own face re-exports the layers; nothing imports it back
+        found = {node(i) for i in imports_of(path) if i in names and i != "cqrs_sso_middleware"}
+        graph.setdefault(node(name), set()).update(found - {node(name)})
+    return graph
+
+
+def _loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected parts of ``graph`` with more than one member (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while (w := stack.pop()) != v:
+                part.append(w)
+            if part:
+                found.append(sorted([v, *part]))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+@pytest.mark.parametrize("layers", [False, True], ids=["modules", "layers"])
+def test_there_is_no_import_loop(layers: bool) -> None:
+    """Neither between modules nor between layers: settings read core value types and the
+    core never reads settings; metrics and the runtime meet in ``observers``."""
+    assert _loops(_import_graph(layers)) == []
+
+
+def test_the_loop_finder_finds_a_loop() -> None:
+    assert _loops({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_the_core_opens_no_socket_and_imports_no_framework() -> None:

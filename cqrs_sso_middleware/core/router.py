@@ -23,15 +23,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from . import replies
-from .accounts import AccountCheck
-from .claim_headers import ClaimHeaders
 from .context import RequestContext
-from .oidc.client import RelyingParty
-from .oidc.client_auth import ClientAssertionSigner
-from .oidc.providers import Providers
 from .protocol import (
     AuditEvent,
     Decision,
@@ -41,28 +35,12 @@ from .protocol import (
     PassThrough,
     is_flow,
 )
-from .routes.access import Access, ForwardAuth
-from .routes.authorise import Authorise
-from .routes.callback import Callback
-from .routes.logout_channels import LogoutChannels
-from .routes.probes import Probes
-from .routes.sign_in import SignIn, SignInStarter
-from .routes.sign_in_result import SignInResults
-from .routes.sign_out import SignOut
-from .security.cookies import CookieNames, CookiePolicy, cookie_values
-from .security.csrf import CsrfGuard
-from .security.original_uri import OriginalUri
+from .security.cookies import cookie_values
 from .security.paths import PathRefused, PublicPaths, normalise_path
-from .sessions.attempts import AttemptCookies
-from .sessions.keeper import LoadedSession, SessionCookies, SessionKeeper, SessionWriter, StoreProblem
-from .sessions.session import Deployment, SessionTimeouts
-
-if TYPE_CHECKING:
-    from ..settings import Settings
+from .sessions.keeper import LoadedSession, SessionParts, StoreProblem
+from .sessions.session import SessionTimeouts
 
 Handler = Callable[[RequestContext], Decision]
-# nginx's auth_request subrequest keeps the original method.
-_FORWARD_AUTH_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,114 +54,32 @@ class Route:
 
 
 class Router:
-    """One deployment's decisions. Built once (by ``runtime.Runtime``); ``handle`` per request."""
+    """One deployment's decisions: ``handle`` per request. Built once, with its handlers
+    already made (``composition.build_router``): it only chooses among them."""
 
     def __init__(
         self,
-        settings: Settings,
+        routes: Mapping[tuple[str, str], Route],
+        protected: Route,
+        probes: Mapping[str, Route],
         *,
+        base_url: str,
+        prefix: str,
+        public: PublicPaths,
+        sessions: SessionParts,
+        timeouts: SessionTimeouts,
         clock: Callable[[], float] = time.time,
-        signers: Mapping[str, ClientAssertionSigner] | None = None,
-        store_description: str = "",
     ) -> None:
-        site, session = settings.site, settings.session
+        self.routes = dict(routes)  # (method, endpoint under prefix): route
+        self.probes = dict(probes)  # the health and readiness paths
+        self._protected = protected
+        self.base_url = base_url.lower()
+        self.prefix = prefix
+        self.public = public
+        self.keeper = sessions.keeper
+        self.cookies = sessions.cookies
+        self.timeouts = timeouts
         self.clock = clock
-        self.base_url = site.base_url.lower()
-        self.prefix = site.path_prefix
-        self.public = PublicPaths(site.public_paths, site.case_insensitive_paths)
-        policy = CookiePolicy(secure=site.is_https)
-        names = CookieNames(session.cookie_name, secure=site.is_https)
-        self.timeouts = SessionTimeouts(session.session_idle_seconds, session.session_max_seconds)
-        signers = signers or {}
-        self.providers = Providers(
-            [
-                RelyingParty(
-                    provider,
-                    callback_uri(site.redirect_uri, provider.provider_name, first=n == 0),
-                    signers.get(provider.provider_name),
-                )
-                for n, provider in enumerate(settings.providers)
-            ]
-        )
-        self.keeper = SessionKeeper(
-            session.session_store,
-            session.secret_keys,
-            self.timeouts,
-            Deployment(settings.provider.issuer, settings.provider.client_id),
-            session.session_key_prefix,
-            frozenset(role for rule in settings.access.access_rules for role in rule.roles),
-            frozenset(party.name for party in self.providers.all),
-        )
-        self.cookies = SessionCookies(self.keeper, names, policy)
-        writer = SessionWriter(self.keeper, self.cookies)
-        accounts = AccountCheck(settings.lookup.account_recheck_seconds)
-        attempts = AttemptCookies(session.secret_keys, names.attempt_prefix)
-        csrf = CsrfGuard(session.secret_keys, site.base_url, names, policy)
-        starter = SignInStarter(self.providers, attempts, policy, names)
-        original = OriginalUri(settings.proxy.forward_auth_uri_header)
-        authorise = Authorise(settings, original)
-        sign_in = SignIn(settings, starter, csrf, self.cookies, authorise.rules, original)
-        results = SignInResults(
-            session.secret_keys,
-            self.keeper.deployment,
-            names,
-            policy,
-            csrf,
-            self.prefix,
-            settings.pages.help_email,
-            {"": self.providers.first.service, **{party.name: party.service for party in self.providers.all}},
-        )
-        callback = Callback(
-            settings.lookup.allowed_email_domains,
-            self.providers,
-            attempts,
-            policy,
-            self.keeper,
-            writer,
-            accounts,
-            results,
-        )
-        self.access = Access(
-            settings, starter, accounts, self.keeper, writer, self.cookies, results, authorise
-        )
-        forward_auth = ForwardAuth(
-            settings, self.access, self.public, ClaimHeaders(settings.access.claim_headers), original
-        )
-        sign_out = SignOut(
-            f"{site.base_url}{self.prefix}/signed_out", self.providers, csrf, self.keeper, self.cookies
-        )
-        logout = LogoutChannels(self.providers, self.keeper, self.cookies)
-        probes = Probes(self.providers, self.keeper, store_description or self.keeper.kind)
-        self._protected = Route(self.access.protected, session=True, renews=True)
-        self.routes: dict[tuple[str, str], Route] = {
-            ("GET", "/sign_in"): Route(sign_in.page, session=True),
-            ("POST", "/start"): Route(sign_in.start, api=False),
-            ("GET", "/start"): Route(sign_in.start_link, api=False),
-            # The session is loaded so that a step-up can keep it (routes/callback.py). The
-            # first provider answers at /callback, each other one at /callback/<name>.
-            **{
-                ("GET", callback_path(party.name, first=n == 0)): Route(callback.at(party.name), session=True)
-                for n, party in enumerate(self.providers.all)
-            },
-            ("GET", "/sign_in_result"): Route(results.page),
-            ("GET", "/forbidden"): Route(authorise.page, session=True),
-            ("GET", "/sign_out"): Route(sign_out.page, session=True),
-            ("POST", "/sign_out"): Route(sign_out.post, session=True, api=False),
-            ("GET", "/signed_out"): Route(sign_out.signed_out),
-            ("GET", "/frontchannel_logout"): Route(logout.front),
-            ("POST", "/backchannel_logout"): Route(logout.back, api=True),
-            ("GET", "/userinfo"): Route(self.access.userinfo, session=True, api=True),
-            ("GET", "/static/cqrs.css"): Route(probes.stylesheet),
-            **{
-                (method, "/auth"): Route(forward_auth, session=True, renews=True, api=True)
-                for method in _FORWARD_AUTH_METHODS
-            },
-        }
-        self.probes: dict[str, Route] = {}
-        if site.health_path:
-            self.probes[site.health_path] = Route(probes.healthz, api=True)
-        if site.ready_path:
-            self.probes[site.ready_path] = Route(probes.readyz, api=True)
 
     # -- 1–3: origin, path, route ----------------------------------------------------------------
 

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings as django_settings
 
 from ..drivers.wsgi import SSOMiddleware
-from ..runtime import Observers, Runtime
+from ..observers import Observers
+from ..runtime import Runtime
 from ..settings import Settings
 
 if TYPE_CHECKING:

@@ -20,8 +20,9 @@ from ..core.interpreter import run_async
 from ..core.protocol import IncomingRequest, PassThrough, ReadForm, Respond, is_flow
 from ..core.responses import internal_error
 from ..performers import AsyncEffects
-from ..runtime import Observers, Runtime, metrics_endpoint, runtime_for
+from ..runtime import Runtime
 from ..settings import Settings
+from . import driver_parts
 
 if TYPE_CHECKING:
     from ..metrics import SSOMetrics
@@ -102,12 +103,9 @@ class ASGISSOMiddleware:
         metrics: SSOMetrics | None = None,
     ) -> None:
         self.app = app
-        self.runtime = runtime_for(settings, runtime, metrics.observers() if metrics else Observers())
-        self._router = self.runtime.router
+        parts = driver_parts(settings, runtime, metrics)
+        self.runtime, self._router, self._metrics, self._tracing, self._session_cookie = parts
         self._is_identity = self.runtime.identity_headers.is_identity
-        self._metrics = metrics_endpoint(metrics, self.runtime.settings)
-        self._tracing = self.runtime.tracing
-        self._session_cookie = self.runtime.cookie_names.session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._tracing is not None and scope["type"] == "http":

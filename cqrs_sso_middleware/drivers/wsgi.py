@@ -19,8 +19,9 @@ from ..core.protocol import IncomingRequest, PassThrough, ReadForm, Respond, is_
 from ..core.responses import internal_error
 from ..core.security.request_numbers import whole_number
 from ..performers import SyncEffects
-from ..runtime import Observers, Runtime, metrics_endpoint, runtime_for
+from ..runtime import Runtime
 from ..settings import Settings
+from . import driver_parts
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -102,12 +103,9 @@ class SSOMiddleware:
         metrics: SSOMetrics | None = None,
     ) -> None:
         self.app = app
-        self.runtime = runtime_for(settings, runtime, metrics.observers() if metrics else Observers())
-        self._router = self.runtime.router
+        parts = driver_parts(settings, runtime, metrics)
+        self.runtime, self._router, self._metrics, self._tracing, self._session_cookie = parts
         self._strip = self.runtime.identity_headers.environ_keys
-        self._metrics = metrics_endpoint(metrics, self.runtime.settings)
-        self._tracing = self.runtime.tracing
-        self._session_cookie = self.runtime.cookie_names.session
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._tracing is not None:

@@ -81,17 +81,21 @@ def create_proxy_app(
     ``/metrics``) → reverse proxy. ``tracing``: spans to this instead of the ``OTEL_*``
     variables' choice."""
     metrics = SSOMetrics(proxy=True)
-    # Provider calls go over the proxy's own HTTP/1.1 client; httpx takes those it cannot
-    # make (a provider behind an outbound proxy).
-    fallback = ProviderHttp(settings.provider.http_timeout_seconds)
-    provider = PooledProviderClient(settings.provider.http_timeout_seconds, fallback=fallback.acall)
+    # Provider calls go over the proxy's own HTTP/1.1 client; the runtime's httpx client
+    # takes those it cannot make (a provider behind an outbound proxy).
+    pooled: list[PooledProviderClient] = []
+
+    def provider_client(http: ProviderHttp) -> PooledProviderClient:
+        pooled.append(PooledProviderClient(http.timeout_seconds, fallback=http.acall))
+        return pooled[0]
+
     runtime = Runtime.from_settings(
         settings,
         observers=metrics.observers(),
-        provider_call=provider,
+        provider_call=provider_client,
         tracing=tracing,
     )
-    forward = ReverseProxy(runtime, metrics, closing=(provider.close, fallback.close, metrics.flush))
+    forward = ReverseProxy(runtime, metrics, closing=(pooled[0].close, metrics.flush))
     app: ASGIApp = ASGISSOMiddleware(forward, runtime=runtime, metrics=metrics)
     if settings.site.ready_path:
         app = ReadinessWhileStopping(app, settings.site.ready_path, stopping or threading.Event())

@@ -16,7 +16,7 @@ import base64
 import json
 from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from joserfc.jwk import KeySet
@@ -27,6 +27,7 @@ from ..sessions.attempts import LoginAttempt
 from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
 from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
 from .provider_errors import STANDARD_ANSWERS, AnswerRules, ProviderAnswer, read_answer
+from .registration import ClientRegistration
 from .tokens import (
     LOGOUT_TOKEN_ALGORITHMS,
     LogoutRequest,
@@ -42,9 +43,6 @@ from .tokens import (
 METADATA_MAX_AGE_SECONDS = 24 * 3600
 METADATA_RETRY_SECONDS = 5.0
 MAX_PROVIDER_REPLY_BYTES = 1024 * 1024
-
-if TYPE_CHECKING:
-    from ...settings.schema import ProviderSettings
 
 Step = Generator[HttpCall, EffectResult, Any]
 T = TypeVar("T")
@@ -91,22 +89,21 @@ class RelyingParty:
 
     def __init__(
         self,
-        settings: ProviderSettings,
-        redirect_uri: str,
+        registration: ClientRegistration,
         signer: ClientAssertionSigner | None = None,
         state: ProviderState | None = None,
     ) -> None:
-        self.settings = settings
-        self.name = settings.provider_name
-        self.label = settings.label
-        self.profile = settings.profile
-        # The service's name in the pages' sentences ("Sign in to NHSmail failed").
-        self.service = self.profile.service or settings.label
-        self.redirect_uri = redirect_uri
+        self.registration = registration
+        self.name = registration.name
+        self.label = registration.label
+        self.profile = registration.profile
+        self.service = registration.service
+        self.redirect_uri = registration.redirect_uri
         self.state = state or ProviderState()
         # private_key_jwt: the key is loaded (and checked) when the runtime is built.
-        self._assertions = signer if settings.token_auth_method == "private_key_jwt" else None  # noqa: S105
-        if settings.token_auth_method == "private_key_jwt" and signer is None:  # noqa: S105
+        keyed = registration.token_auth_method == "private_key_jwt"  # noqa: S105 - a method name
+        self._assertions = signer if keyed else None
+        if keyed and signer is None:
             raise ConfigError(["private_key_file: private_key_jwt needs the key"])
 
     # -- discovery ----------------------------------------------------------------------
@@ -121,11 +118,13 @@ class RelyingParty:
                 return state.metadata  # stale but last good: better than failing
             raise ProviderError(state.metadata_error or "provider metadata unavailable")
         try:
-            result = yield HttpCall("GET", discovery_url(self.settings.issuer), "metadata")
+            result = yield HttpCall("GET", discovery_url(self.registration.issuer), "metadata")
             reply = _expect_reply(result, "provider metadata")
             if reply.status != 200:
                 raise ProviderError(f"provider metadata: HTTP {reply.status}")
-            metadata = parse_provider_metadata(reply.body, self.settings.issuer, self.profile.issuer_alias)
+            metadata = parse_provider_metadata(
+                reply.body, self.registration.issuer, self.profile.issuer_alias
+            )
         except ProviderError as error:
             state.metadata_failed_at, state.metadata_error = now, str(error)
             if state.metadata is not None:
@@ -161,12 +160,12 @@ class RelyingParty:
         fresh = attempt.fresh_sign_in
         query = urlencode(
             {
-                **self.settings.extra_authorize_params,
+                **self.registration.extra_authorize_params,
                 **self.profile.authorization_params(),
-                "client_id": self.settings.client_id,
+                "client_id": self.registration.client_id,
                 "response_type": "code",
                 "redirect_uri": self.redirect_uri,
-                "scope": " ".join(self.settings.scopes),
+                "scope": " ".join(self.registration.scopes),
                 "state": attempt.state,
                 "nonce": attempt.nonce,
                 "code_challenge": attempt.code_challenge,
@@ -183,7 +182,7 @@ class RelyingParty:
     # -- token request and ID token ------------------------------------------------------
 
     def _token_call(self, metadata: ProviderMetadata, code: str, verifier: str, now: float) -> HttpCall:
-        settings = self.settings
+        client = self.registration
         form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -192,18 +191,18 @@ class RelyingParty:
         ]
         headers = [("Accept", "application/json")]
         if self._assertions is not None:
-            assertion = self._assertions.assertion(settings.client_id, metadata.token_endpoint, now)
+            assertion = self._assertions.assertion(client.client_id, metadata.token_endpoint, now)
             form += [
-                ("client_id", settings.client_id),
+                ("client_id", client.client_id),
                 ("client_assertion_type", ASSERTION_TYPE),
                 ("client_assertion", assertion),
             ]
-        elif settings.token_auth_method == "client_secret_post":  # noqa: S105 - a method name
-            form += [("client_id", settings.client_id), ("client_secret", settings.client_secret)]
+        elif client.token_auth_method == "client_secret_post":  # noqa: S105 - a method name
+            form += [("client_id", client.client_id), ("client_secret", client.client_secret)]
         else:
             # RFC 6749 §2.3.1: both parts form-urlencoded before base64, a detail often missed.
-            user = quote(settings.client_id, safe="")
-            password = quote(settings.client_secret, safe="")
+            user = quote(client.client_id, safe="")
+            password = quote(client.client_secret, safe="")
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             headers.append(("Authorization", f"Basic {token}"))
         return HttpCall("POST", metadata.token_endpoint, "token", tuple(form), tuple(headers))
@@ -282,10 +281,10 @@ class RelyingParty:
     ) -> TokenExpectations:
         return TokenExpectations(
             issuer=metadata.issuer,
-            client_id=self.settings.client_id,
+            client_id=self.registration.client_id,
             nonce=nonce,
             algorithms=algorithms,
-            leeway_seconds=self.settings.clock_leeway_seconds,
+            leeway_seconds=self.registration.clock_leeway_seconds,
         )
 
     def _verified(

@@ -51,7 +51,7 @@ class Providers:
         """The provider whose issuer is ``issuer`` (as configured, or as its metadata
         announces it); a provider whose metadata cannot be had now is skipped."""
         for party in self.all:
-            if party.settings.issuer == issuer:
+            if party.registration.issuer == issuer:
                 return party
         for party in self.all:
             try:

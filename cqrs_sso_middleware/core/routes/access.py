@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from .. import replies
@@ -21,40 +21,36 @@ from ..protocol import Decision, Effect, Empty, Flow, JsonReply, Outcome, PassTh
 from ..security.header_values import header_value
 from ..security.original_uri import AmbiguousOriginalUri, OriginalUri
 from ..security.paths import PathRefused, PublicPaths
-from ..security.redirects import safe_return_path
-from ..sessions.keeper import SessionCookies, SessionKeeper, SessionWriter
+from ..security.redirects import ReturnPaths
+from ..sessions.keeper import SessionParts
 from ..sessions.session import Session
 from .authorise import Authorise
 from .sign_in import SignInStarter
 from .sign_in_result import SignInResults
 
-if TYPE_CHECKING:
-    from ...settings import Settings
-
 
 class Access:
-    """Protected paths and ``/userinfo``; ``recheck`` is shared with forward-auth."""
+    """Protected paths and ``/userinfo``; ``recheck`` is shared with forward-auth.
+    ``auto_redirect``: a person without a session goes straight to the provider (with one
+    provider) instead of the sign-in page."""
 
     def __init__(
         self,
-        settings: Settings,
+        paths: ReturnPaths,
+        auto_redirect: bool,
         starter: SignInStarter,
         accounts: AccountCheck,
-        keeper: SessionKeeper,
-        writer: SessionWriter,
-        cookies: SessionCookies,
+        sessions: SessionParts,
         results: SignInResults,
         authorise: Authorise,
     ) -> None:
+        self.paths = paths
+        self.prefix = paths.prefix
+        self.auto_redirect = auto_redirect
         self.authorise = authorise
-        self.prefix = settings.site.path_prefix
-        self.default_return_path = settings.site.default_return_path
-        self.auto_redirect = settings.site.auto_redirect
         self.starter = starter
         self.accounts = accounts
-        self.keeper = keeper
-        self.writer = writer
-        self.cookies = cookies
+        self.keeper, self.writer, self.cookies = sessions
         self.results = results
 
     def protected(self, ctx: RequestContext) -> Decision:
@@ -113,10 +109,7 @@ class Access:
         return user
 
     def _return_path(self, ctx: RequestContext) -> str:
-        path = ctx.request.path  # normalised, still percent-encoded
-        if ctx.request.query_string:
-            path = f"{path}?{ctx.request.query_string}"
-        return safe_return_path(path, reserved_prefix=self.prefix) or self.default_return_path
+        return self.paths.of_request(ctx.request.path, ctx.request.query_string)
 
     def userinfo(self, ctx: RequestContext) -> Outcome:
         """The signed-in user as JSON, for the app's own scripts."""
@@ -150,19 +143,19 @@ class ForwardAuth:
 
     def __init__(
         self,
-        settings: Settings,
         access: Access,
         public: PublicPaths,
-        claim_headers: ClaimHeaders,
         original: OriginalUri,
+        claim_headers: ClaimHeaders,
+        account_header: str,
     ) -> None:
-        self.prefix = settings.site.path_prefix
-        self.default_return_path = settings.site.default_return_path
-        self.account_header = settings.proxy.account_header
+        self.paths = access.paths
+        self.prefix = access.prefix
         self.access = access
         self.public = public
-        self.claim_headers = claim_headers
         self.original = original
+        self.claim_headers = claim_headers
+        self.account_header = account_header
 
     def __call__(self, ctx: RequestContext) -> Decision:
         original = self.original.target(ctx.request.headers)
@@ -205,7 +198,7 @@ class ForwardAuth:
         return self.allowed(user)
 
     def _return_path(self, ctx: RequestContext) -> str:
-        return self.original.return_path(ctx.request.headers, self.prefix) or self.default_return_path
+        return self.original.return_path(ctx.request.headers, self.prefix) or self.paths.default
 
     def _rechecked(self, ctx: RequestContext, session: Session, original: str | None) -> Flow:
         user = yield from self.access.recheck(ctx, session)

@@ -16,8 +16,7 @@ knows (a role some access rule names, or one with a ``role_labels`` entry), in i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs
 
 from .. import replies
@@ -37,23 +36,26 @@ from ..security.original_uri import OriginalUri
 from ..sessions.session import Session
 from .sign_in_result import help_desk_mailto, organisation_of, utc_words
 
-if TYPE_CHECKING:
-    from ...settings import Settings
-
 
 class Authorise:
-    """The access rules of one deployment, and the answers that refuse."""
+    """The access rules of one deployment, and the answers that refuse. ``help_email``
+    receives the access requests the 403 page offers to write."""
 
-    def __init__(self, settings: Settings, original: OriginalUri | None = None) -> None:
-        self.rules = AccessRules(settings.access.access_rules, settings.site.case_insensitive_paths)
-        self.labels = dict(settings.access.role_labels)
+    def __init__(
+        self,
+        rules: AccessRules,
+        role_labels: Mapping[str, str],
+        original: OriginalUri,
+        prefix: str,
+        help_email: str,
+    ) -> None:
+        self.rules = rules
+        self.labels = dict(role_labels)
         # The roles a 403 page may name: every other name came from somebody's query.
-        self.known_roles = frozenset(
-            [*self.labels, *(role for rule in settings.access.access_rules for role in rule.roles)]
-        )
-        self.original = original or OriginalUri(settings.proxy.forward_auth_uri_header)
-        self.prefix = settings.site.path_prefix
-        self.help_email = settings.pages.help_email
+        self.known_roles = frozenset([*self.labels, *(role for rule in rules.rules for role in rule.roles)])
+        self.original = original
+        self.prefix = prefix
+        self.help_email = help_email
 
     def __bool__(self) -> bool:
         return bool(self.rules)

@@ -37,7 +37,7 @@ from ..oidc.tokens import auth_time_of
 from ..protocol import EffectResult, Flow, HttpCall, Outcome, Redirect, StoreEffect
 from ..security.cookies import CookiePolicy
 from ..sessions.attempts import AttemptCookies, LoginAttempt
-from ..sessions.keeper import SessionKeeper, SessionWriter
+from ..sessions.keeper import SessionParts
 from ..sessions.session import Session
 from .sign_in_result import ResultKind, SignInResult, SignInResults
 
@@ -55,8 +55,7 @@ class Callback:
         providers: Providers,
         attempts: AttemptCookies,
         policy: CookiePolicy,
-        keeper: SessionKeeper,
-        writer: SessionWriter,
+        sessions: SessionParts,
         accounts: AccountCheck,
         results: SignInResults,
     ) -> None:
@@ -64,8 +63,7 @@ class Callback:
         self.providers = providers
         self.attempts = attempts
         self.policy = policy
-        self.keeper = keeper
-        self.writer = writer
+        self.keeper, self.writer, _ = sessions
         self.accounts = accounts
         self.results = results
 
@@ -92,7 +90,7 @@ class Callback:
         try:
             answer = yield from rp.redeem_code(code, attempt, ctx.now)
             fresh_since = attempt.started_at if attempt.fresh_sign_in else 0
-            leeway = rp.settings.clock_leeway_seconds
+            leeway = rp.registration.clock_leeway_seconds
             auth_time = auth_time_of(answer.claims, attempt.max_age, fresh_since, leeway, ctx.now)
         except ProviderMisconfigured as error:
             ctx.audit("provider_misconfigured", step="token", **error.answer.audit_fields())

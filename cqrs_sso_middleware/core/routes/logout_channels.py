@@ -22,20 +22,19 @@ from ..oidc.providers import Providers
 from ..oidc.tokens import unverified_issuer
 from ..protocol import Flow, JsonReply, Outcome, Page, ReadForm
 from ..responses import provider_origin
-from ..sessions.keeper import SessionCookies, SessionKeeper, StoreProblem
+from ..sessions.keeper import SessionParts, StoreProblem
 
 MAX_LOGOUT_TOKEN_FORM_BYTES = 16 * 1024
 
 
 class LogoutChannels:
-    def __init__(self, providers: Providers, keeper: SessionKeeper, cookies: SessionCookies) -> None:
+    def __init__(self, providers: Providers, sessions: SessionParts) -> None:
         self.providers = providers
         # The iframe may be framed by a provider's origin only (CSP frame-ancestors).
         self.provider_origins = " ".join(
-            dict.fromkeys(provider_origin(party.settings.issuer) for party in providers.all)
+            dict.fromkeys(provider_origin(party.registration.issuer) for party in providers.all)
         )
-        self.keeper = keeper
-        self.cookies = cookies
+        self.keeper, _, self.cookies = sessions
 
     # -- front-channel logout: the provider's iframe ---------------------------------------
 

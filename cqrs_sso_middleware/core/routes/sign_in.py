@@ -8,7 +8,6 @@ nonce, PKCE verifier, in a cookie of its own — and sends the browser to the pr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from .. import replies
@@ -21,13 +20,11 @@ from ..protocol import Decision, Flow, Outcome, Page, Redirect
 from ..security.cookies import CookieNames, CookiePolicy
 from ..security.csrf import CsrfGuard
 from ..security.original_uri import OriginalUri
-from ..security.redirects import safe_return_path
+from ..security.redirects import ReturnPaths
 from ..security.request_numbers import MIN_AUTH_AGE_SECONDS, auth_age
 from ..sessions.attempts import AttemptCookies, LoginAttempt
 from ..sessions.keeper import SessionCookies
-
-if TYPE_CHECKING:
-    from ...settings import Settings
+from ..sessions.session import SessionTimeouts
 
 
 class SignInStarter:
@@ -76,7 +73,7 @@ class SignInStarter:
                 "provider_unavailable", step="metadata", reason=str(error), **self.providers.audit_fields(rp)
             )
             return replies.unavailable(ctx)
-        fresh = rp.settings.shared_devices or bool(max_age)
+        fresh = rp.registration.shared_devices or bool(max_age)
         prompt = "login" if fresh else prompt
         attempt = LoginAttempt.start(return_path, ctx.now, max_age, fresh_sign_in=fresh, provider=rp.name)
         name, value = self.attempts.cookie_name(attempt.state), self.attempts.encode(attempt)
@@ -93,23 +90,24 @@ class SignInStarter:
 
 
 class SignIn:
-    """``GET /sign_in`` and ``POST /start``."""
+    """``GET /sign_in`` and ``POST /start``. ``timeouts`` name the lifetimes the page's
+    notices speak of; ``rules`` say when a signed-in person must sign in again first."""
 
     def __init__(
         self,
-        settings: Settings,
+        paths: ReturnPaths,
+        timeouts: SessionTimeouts,
         starter: SignInStarter,
         csrf: CsrfGuard,
         cookies: SessionCookies,
-        rules: AccessRules | None = None,
-        original: OriginalUri | None = None,
+        rules: AccessRules,
+        original: OriginalUri,
     ) -> None:
-        self.rules = rules or AccessRules(())
-        self.original = original or OriginalUri(settings.proxy.forward_auth_uri_header)
-        self.prefix = settings.site.path_prefix
-        self.default_return_path = settings.site.default_return_path
-        self.idle_seconds = settings.session.session_idle_seconds
-        self.max_seconds = settings.session.session_max_seconds
+        self.paths = paths
+        self.prefix = paths.prefix
+        self.timeouts = timeouts
+        self.rules = rules
+        self.original = original
         self.starter = starter
         self.csrf = csrf
         self.cookies = cookies
@@ -120,9 +118,9 @@ class SignIn:
         # Behind nginx, `error_page 401 = /oauth2/sign_in` keeps the original URI in
         # X-Original-URI (safer than ?rd=$request_uri, which nginx does not escape).
         return_path = (
-            safe_return_path(query_rd or None, reserved_prefix=self.prefix)
+            self.paths.safe(query_rd or None)
             or self.original.return_path(ctx.request.headers, self.prefix)
-            or self.default_return_path
+            or self.paths.default
         )
         asked = query.get("max_auth_age", [""])[0]
         asked_age = auth_age(asked) if asked else None
@@ -188,7 +186,7 @@ class SignIn:
         original = self.original.raw(ctx.request.headers)
         if not isinstance(original, str) or original.startswith(self.prefix + "/"):
             return 0
-        in_place_of = safe_return_path(original, reserved_prefix=self.prefix)
+        in_place_of = self.paths.safe(original)
         return MIN_AUTH_AGE_SECONDS if in_place_of == return_path else 0
 
     def _notice(self, ctx: RequestContext) -> str:
@@ -202,9 +200,10 @@ class SignIn:
             reason = next(iter(ctx.cookies.get(self.cookies.names.notice, [])), "")
             if reason:
                 ctx.set_cookies.append(self.cookies.clear_notice())
+        idle, longest = duration(self.timeouts.idle_seconds), duration(self.timeouts.max_seconds)
         return {
-            "idle": f"You were signed out because you had not used CQRS for {duration(self.idle_seconds)}.",
-            "max": f"You were signed out because you had been signed in for {duration(self.max_seconds)}, "
+            "idle": f"You were signed out because you had not used CQRS for {idle}.",
+            "max": f"You were signed out because you had been signed in for {longest}, "
             "the longest a CQRS session can last.",
             "ended": "Your CQRS session has ended: you signed out, or it was ended elsewhere.",
         }.get(reason, "")
@@ -234,7 +233,7 @@ class SignIn:
         provider = self._chosen(ctx, query["provider"][0])
         if provider is None:
             return replies.bad_request(ctx, "unknown_provider")
-        return_path = safe_return_path(query.get("rd", [""])[0] or None, reserved_prefix=self.prefix)
+        return_path = self.paths.safe(query.get("rd", [""])[0] or None)
         url = replies.sign_in_url(self.prefix, return_path)
         return Redirect(f"{url}{'&' if '?' in url else '?'}provider={provider.name}")
 
@@ -253,9 +252,7 @@ class SignIn:
         provider = self._chosen(ctx, form.get("provider", ""))
         if provider is None:
             return replies.bad_request(ctx, "unknown_provider")
-        return_path = (
-            safe_return_path(form.get("rd"), reserved_prefix=self.prefix) or self.default_return_path
-        )
+        return_path = self.paths.or_default(form.get("rd"))
         # "Sign in with a different NHSmail account", from the no-account page: NHSmail shows
         # its account picker instead of signing the same person in again silently.
         prompt = "select_account" if form.get("account") == "another" else ""

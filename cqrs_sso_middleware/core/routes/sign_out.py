@@ -26,7 +26,7 @@ from ..identity import session_ref
 from ..oidc.providers import Providers
 from ..protocol import Flow, HttpCall, Outcome, Page, Redirect, StoreEffect
 from ..security.csrf import CsrfGuard
-from ..sessions.keeper import SessionCookies, SessionKeeper
+from ..sessions.keeper import SessionParts
 from ..sessions.session import Session
 
 # How long after sending the browser to NHSmail's sign-out /signed_out still says it ended
@@ -42,15 +42,13 @@ class SignOut:
         signed_out_url: str,
         providers: Providers,
         csrf: CsrfGuard,
-        keeper: SessionKeeper,
-        cookies: SessionCookies,
+        sessions: SessionParts,
     ) -> None:
         # Register this with each provider as the post-logout redirect URI.
         self.signed_out_url = signed_out_url
         self.providers = providers
         self.csrf = csrf
-        self.keeper = keeper
-        self.cookies = cookies
+        self.keeper, _, self.cookies = sessions
 
     def page(self, ctx: RequestContext) -> Outcome:
         if ctx.session is None:
@@ -117,7 +115,7 @@ class SignOut:
         so that Entra skips its account picker. ``None`` when the provider cannot be asked.
         The provider is the one the session came from (without a session: the first)."""
         rp = self.providers.named(session.provider if session is not None else "") or self.providers.first
-        if not rp.settings.sign_out_at_provider:
+        if not rp.registration.sign_out_at_provider:
             return None
         try:
             metadata = yield from rp.metadata(ctx.now)
@@ -126,7 +124,7 @@ class SignOut:
             return None  # our session has ended either way; the signed-out page says what to do
         if not metadata.end_session_endpoint:
             return None
-        params = {"client_id": rp.settings.client_id, "post_logout_redirect_uri": self.signed_out_url}
+        params = {"client_id": rp.registration.client_id, "post_logout_redirect_uri": self.signed_out_url}
         if session is not None:
             if session.id_token:
                 params["id_token_hint"] = session.id_token

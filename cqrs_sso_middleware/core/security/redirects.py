@@ -10,6 +10,7 @@ drop tabs and newlines inside URLs, and some apps decode a path again before red
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 from .paths import PathRefused, normalise_target
@@ -72,3 +73,22 @@ def _fully_decoded(candidate: str) -> str | None:
 def _is_under(path: str, prefix: str) -> bool:
     path_only = path.split("?", 1)[0].split("#", 1)[0]
     return path_only == prefix or path_only.startswith(prefix.rstrip("/") + "/")
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnPaths:
+    """Where one deployment sends people back to: a safe same-origin path outside its own
+    endpoints (``prefix``), or else ``default`` (``default_return_path``)."""
+
+    prefix: str
+    default: str
+
+    def safe(self, candidate: str | None) -> str | None:
+        return safe_return_path(candidate, reserved_prefix=self.prefix)
+
+    def or_default(self, candidate: str | None) -> str:
+        return self.safe(candidate) or self.default
+
+    def of_request(self, path: str, query_string: str) -> str:
+        """The request's own path (normalised, still percent-encoded) and query."""
+        return self.or_default(f"{path}?{query_string}" if query_string else path)

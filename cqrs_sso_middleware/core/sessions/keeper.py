@@ -29,6 +29,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from ..context import RequestContext
 from ..identity import Identity
@@ -345,3 +346,12 @@ class SessionWriter:
         if cookie is not None:
             ctx.set_cookies.append(cookie)
         ctx.session, ctx.kept = session, None
+
+
+class SessionParts(NamedTuple):
+    """One deployment's session machinery, as the handlers that end or rewrite sessions
+    take it: where sessions live, how one is written, and their cookies."""
+
+    keeper: SessionKeeper
+    writer: SessionWriter
+    cookies: SessionCookies
