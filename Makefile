@@ -17,7 +17,7 @@ PROVIDER_PORT ?= 8001
 LOCK := requirements/constraints.txt
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: demo test lint typecheck unit venv clean fuzz node-deps docs upgrade-deps
+.PHONY: demo test lint typecheck unit venv clean fuzz node-deps docs upgrade-deps unasync
 
 # A stamp, not bin/python: that is a symlink, and make reads the interpreter's own date.
 $(VENV)/.bootstrapped: $(LOCK)
@@ -42,8 +42,13 @@ demo: $(VENV)/.installed-runtime
 	$(BIN)/cqrs-sso demo --port $(PORT) --provider-port $(PROVIDER_PORT)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check cqrs_sso_middleware tests benchmarks examples
-	$(BIN)/ruff format --check cqrs_sso_middleware tests benchmarks examples
+	$(BIN)/ruff check cqrs_sso_middleware tests benchmarks examples scripts
+	$(BIN)/ruff format --check cqrs_sso_middleware tests benchmarks examples scripts
+
+# The sync twin of each _async module (cqrs_sso_middleware/_async/__init__.py says why);
+# tests/test_generated_sync_code.py fails when one is stale.
+unasync: $(VENV)/.installed-test
+	$(BIN)/python scripts/generate_sync.py
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy

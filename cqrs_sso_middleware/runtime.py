@@ -44,12 +44,13 @@ from .lookups import AccountLookup, resolve_account_lookup
 from .lookups.runner import LookupRunner
 from .observers import NO_OBSERVERS, Observers
 from .pages import JinjaPages
-from .provider_calls import ProviderHttp
+from .provider_http import ProviderHttp
 from .settings import Settings
 from .settings.schema import ProviderSettings
 from .stores import StoreBackend, open_store, store_kind, store_label
 from .tracing import Tracing
 
+ProviderCall = Callable[[HttpCall], HttpResult]
 AsyncProviderCall = Callable[[HttpCall], Awaitable[HttpResult]]
 
 
@@ -68,8 +69,9 @@ class Runtime:
     # and admin take them from here.
     providers: Providers
     sessions: SessionParts
-    # The async face's provider calls: httpx by default; the proxy gives its own client.
-    provider_call: AsyncProviderCall = field(repr=False)
+    # The provider calls of each face: httpx by default; the proxy gives its own async client.
+    provider_call: ProviderCall = field(repr=False)
+    provider_acall: AsyncProviderCall = field(repr=False)
     observers: Observers = field(default_factory=Observers, repr=False)
     # OpenTelemetry spans (tracing.py), or None: off, and nothing is spent on it.
     tracing: Tracing | None = field(default=None, repr=False)
@@ -141,7 +143,8 @@ class Runtime:
                 proxy.account_header,
                 ClaimHeaders(settings.access.claim_headers),
             ),
-            provider_call=provider_call(provider_http) if provider_call else provider_http.acall,
+            provider_call=provider_http.call,
+            provider_acall=provider_call(provider_http) if provider_call else provider_http.acall,
             observers=observers,
             tracing=tracing or Tracing.from_environment(),
         )

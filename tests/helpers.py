@@ -291,9 +291,9 @@ def record_provider_requests(client: AppClient) -> list[str]:
     seen: list[str] = []
     provider_http = client.middleware.runtime.provider_http  # type: ignore[attr-defined]
     if client.driver == "wsgi":
-        provider_http.sync_client.event_hooks["request"].append(lambda request: seen.append(str(request.url)))
+        provider_http.sync.client.event_hooks["request"].append(lambda request: seen.append(str(request.url)))
     else:
-        http = provider_http.async_client
+        http = provider_http.async_.client
 
         async def record(request: httpx.Request) -> None:
             seen.append(str(request.url))

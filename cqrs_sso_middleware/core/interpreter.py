@@ -10,7 +10,7 @@ same lines with and without ``await`` (the httpcore habit), so they cannot drift
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Never, NoReturn, Protocol, TypeVar
 
 from .protocol import (
     Effect,
@@ -57,8 +57,14 @@ class AsyncPerformer(Protocol):
     def store(self, effect: StoreEffect) -> Awaitable[StoreResult]: ...
 
 
-def unknown_effect(effect: Any) -> NoReturn:
-    """Typed ``Never``: mypy reports a match that does not handle every effect."""
+def unknown_effect(effect: Never) -> NoReturn:
+    """The last case of a ``match`` over a closed union (``typing.assert_never`` with a
+    ``TypeError``): once every member has its case, ``effect`` is ``Never`` here, so a
+    member without one is a mypy error. At run time, something outside the union."""
+    raise TypeError(f"no performer for the effect {effect!r}")
+
+
+def _refused(effect: object) -> NoReturn:
     raise TypeError(f"no performer for the effect {effect!r}")
 
 
@@ -121,10 +127,10 @@ class StoreOnly:
         self.store = store
 
     def http(self, call: HttpCall) -> HttpResult:
-        unknown_effect(call)
+        _refused(call)
 
     def read_form(self, effect: ReadForm) -> bytes | None:
-        unknown_effect(effect)
+        _refused(effect)
 
     def look_up(self, effect: LookUpAccount) -> LookupResult:
-        unknown_effect(effect)
+        _refused(effect)

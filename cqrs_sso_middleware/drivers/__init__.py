@@ -6,7 +6,7 @@ path they answer themselves, tracing, and the session cookie's name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from ..observers import Observers
 from ..runtime import Runtime, runtime_for
@@ -16,6 +16,28 @@ if TYPE_CHECKING:
     from ..metrics import MetricsEndpoint, SSOMetrics
     from ..settings import Settings
     from ..tracing import Tracing
+
+
+App = TypeVar("App")
+
+
+class Driver(Generic[App]):
+    """What both drivers are built from: the wrapped ``app``, and ``Settings`` (the driver
+    builds its runtime) or a ``Runtime`` (shared, or built with a test's clock or store);
+    ``metrics`` hear the runtime and answer ``metrics_path``."""
+
+    def __init__(
+        self,
+        app: App,
+        settings: Settings | None = None,
+        *,
+        runtime: Runtime | None = None,
+        metrics: SSOMetrics | None = None,
+    ) -> None:
+        self.app = app
+        parts = driver_parts(settings, runtime, metrics)
+        self.runtime, self._router, self._metrics, self._tracing, self._session_cookie = parts
+        self._identity_headers = self.runtime.identity_headers
 
 
 class DriverParts(NamedTuple):

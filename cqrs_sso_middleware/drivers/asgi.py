@@ -21,11 +21,10 @@ from ..core.protocol import IncomingRequest, PassThrough, ReadForm, Respond, is_
 from ..core.responses import internal_error
 from ..performers import AsyncEffects
 from ..runtime import Runtime
-from ..settings import Settings
-from . import driver_parts
+from . import Driver
 
 if TYPE_CHECKING:
-    from ..metrics import SSOMetrics
+    pass
 
 log = logging.getLogger("cqrs_sso")
 _PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
@@ -75,7 +74,7 @@ class _Effects(AsyncEffects):
                 return bytes(body)
 
 
-class ASGISSOMiddleware:
+class ASGISSOMiddleware(Driver[ASGIApp]):
     """NHSmail sign-in in front of any ASGI app (Starlette, FastAPI, Django ASGI, …).
 
     Every HTTP or websocket request that is not under ``path_prefix`` and not in
@@ -93,19 +92,6 @@ class ASGISSOMiddleware:
 
     Give it ``Settings`` (it builds its runtime) or a ``Runtime``.
     """
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        settings: Settings | None = None,
-        *,
-        runtime: Runtime | None = None,
-        metrics: SSOMetrics | None = None,
-    ) -> None:
-        self.app = app
-        parts = driver_parts(settings, runtime, metrics)
-        self.runtime, self._router, self._metrics, self._tracing, self._session_cookie = parts
-        self._is_identity = self.runtime.identity_headers.is_identity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._tracing is not None and scope["type"] == "http":
@@ -125,7 +111,7 @@ class ASGISSOMiddleware:
             await send_response(self._metrics.answer(client[0] if client else None), send)
             return
         scope = dict(scope)
-        is_identity = self._is_identity
+        is_identity = self._identity_headers.is_identity
         # Every identity header starts with x or r: other names skip the normalising (hot path).
         scope["headers"] = [
             (k, v) for k, v in scope["headers"] if k[:1] not in (b"x", b"r", b"X", b"R") or not is_identity(k)

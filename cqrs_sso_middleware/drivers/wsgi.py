@@ -20,13 +20,11 @@ from ..core.responses import internal_error
 from ..core.security.request_numbers import whole_number
 from ..performers import SyncEffects
 from ..runtime import Runtime
-from ..settings import Settings
-from . import driver_parts
+from . import Driver
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment  # noqa: F401 - a quoted base
 
-    from ..metrics import SSOMetrics
 
 log = logging.getLogger("cqrs_sso")
 _PCHAR = "/:@!$&'()*+,;=-._~"  # RFC 3986 §3.3: left as they are when re-encoding a path
@@ -75,7 +73,7 @@ class _Effects(SyncEffects):
         return body
 
 
-class SSOMiddleware:
+class SSOMiddleware(Driver["WSGIApplication"]):
     """NHSmail sign-in in front of any WSGI app (Flask, Django, …).
 
     Every request that is not under ``path_prefix`` and not in ``public_paths`` needs a
@@ -94,26 +92,13 @@ class SSOMiddleware:
     test's clock or store).
     """
 
-    def __init__(
-        self,
-        app: WSGIApplication,
-        settings: Settings | None = None,
-        *,
-        runtime: Runtime | None = None,
-        metrics: SSOMetrics | None = None,
-    ) -> None:
-        self.app = app
-        parts = driver_parts(settings, runtime, metrics)
-        self.runtime, self._router, self._metrics, self._tracing, self._session_cookie = parts
-        self._strip = self.runtime.identity_headers.environ_keys
-
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if self._tracing is not None:
             return self._tracing.wsgi(self._serve, environ, start_response, self._session_cookie)
         return self._serve(environ, start_response)
 
     def _serve(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        for key in self._strip:
+        for key in self._identity_headers.environ_keys:
             environ.pop(key, None)
         environ.pop("REMOTE_USER", None)
         if self._metrics is not None and environ.get("PATH_INFO") == self._metrics.path:

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..core.responses import json_response
 from ..drivers.asgi import ASGISSOMiddleware, send_response
 from ..metrics import MetricsEndpoint, SSOMetrics
-from ..provider_calls import ProviderHttp
+from ..provider_http import ProviderHttp
 from ..runtime import Runtime
 from ..settings import Settings
 from ..tracing import Tracing, traced

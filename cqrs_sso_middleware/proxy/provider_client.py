@@ -25,7 +25,7 @@ import httpx
 
 from ..core.oidc.client import MAX_PROVIDER_REPLY_BYTES
 from ..core.protocol import HttpCall, HttpFailure, HttpReply
-from ..provider_calls import USER_AGENT
+from ..provider_http import USER_AGENT
 from .upstream import UpstreamError, UpstreamPool
 
 ProviderCall = Callable[[HttpCall], Awaitable[HttpReply | HttpFailure]]

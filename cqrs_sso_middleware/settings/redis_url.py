@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
+from .schema_base import display_url
+
 Topology = Literal["standalone", "sentinel", "cluster"]
 _SCHEMES: dict[str, tuple[Topology, bool]] = {
     "redis": ("standalone", False),
@@ -52,7 +54,7 @@ class RedisLocation:
     def display(self) -> str:
         """The URL as it may be shown: a password replaced by ``***``."""
         if self.topology == "standalone":
-            return _masked_standalone(self.url)
+            return display_url(self.url)
         scheme = self.url.split("://", 1)[0]
         auth = f"{self.username}:***@" if self.password else (f"{self.username}@" if self.username else "")
         hosts = ",".join(_host_port(host, port) for host, port in self.nodes)
@@ -130,12 +132,3 @@ def _db(text: str) -> int:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _masked_standalone(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()

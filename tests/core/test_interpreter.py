@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,3 +108,37 @@ def test_a_store_only_step_refuses_any_other_effect() -> None:
 
 def iter_store() -> Generator[Any, Any, object]:
     return (yield StoreGet("absent"))
+
+
+MATCH_WITHOUT_STORE_PING = """
+from cqrs_sso_middleware.core.interpreter import unknown_effect
+from cqrs_sso_middleware.core.protocol import (
+    Effect, HttpCall, LookUpAccount, ReadForm, StoreClaim, StoreDelete, StoreGet, StoreMembers, StorePut,
+)
+
+def kind(effect: Effect) -> str:
+    match effect:
+        case HttpCall() | ReadForm() | LookUpAccount():
+            return "not the store"
+        case StoreGet() | StorePut() | StoreDelete() | StoreClaim() | StoreMembers():
+            return "the store"
+        case _:
+            unknown_effect(effect)
+"""
+
+
+def test_mypy_reports_a_match_that_forgets_an_effect(tmp_path: Path) -> None:
+    """``unknown_effect`` takes ``Never``: a match over the effect union (the interpreter's,
+    the stores', the Redis plan's) that leaves one out does not type-check."""
+    from mypy import api
+
+    (tmp_path / "forgets.py").write_text(MATCH_WITHOUT_STORE_PING, encoding="utf-8")
+    complete = MATCH_WITHOUT_STORE_PING.replace("StorePut,\n", "StorePut, StorePing,\n").replace(
+        "StoreMembers():", "StoreMembers() | StorePing():"
+    )
+    (tmp_path / "complete.py").write_text(complete, encoding="utf-8")
+    options = ["--follow-imports=silent", "--cache-dir", str(tmp_path / "cache"), "--no-error-summary"]
+    out, _, status = api.run([*options, str(tmp_path / "forgets.py")])
+    assert status == 1 and 'has incompatible type "StorePing"' in out, out
+    out, _, status = api.run([*options, str(tmp_path / "complete.py")])
+    assert status == 0, out

@@ -44,7 +44,7 @@ def traced(
     runtime = client.middleware.runtime
     sent: list[tuple[str, str]] = []
     # What reaches the provider's HTTP client: the headers of every call.
-    sync_call, async_call = runtime.provider_http.call, runtime.provider_call
+    sync_call, async_call = runtime.provider_call, runtime.provider_acall
 
     def recording(call: HttpCall) -> Any:
         sent.extend(call.headers)
@@ -54,8 +54,8 @@ def traced(
         sent.extend(call.headers)
         return await async_call(call)
 
-    runtime.provider_http.call = recording
-    runtime.provider_call = arecording
+    runtime.provider_call = recording
+    runtime.provider_acall = arecording
     yield make_journey(client), sent
     provider.shutdown()
 
