@@ -154,14 +154,22 @@ def message_centre_wsgi(environ: WSGIEnvironment, start_response: StartResponse)
     return WSGIResponse(body, content_type="text/html; charset=utf-8")(environ, start_response)
 
 
-def demo_provider(provider_url: str, app_url: str) -> NHSmailLikeProvider:
-    client = DemoClient(
-        DEMO_CLIENT_ID,
-        DEMO_CLIENT_SECRET,
-        redirect_uris=(f"{app_url}/oauth2/callback",),
+def demo_client(client_id: str, secret: str, app_url: str, callback: str, channel: str) -> DemoClient:
+    """The demo app's registration with one provider: its callback under ``/oauth2``, and
+    the logout it is told of (``channel``: ``frontchannel`` or ``backchannel``)."""
+    logout = f"{app_url}/oauth2/{channel}_logout"
+    return DemoClient(
+        client_id,
+        secret,
+        redirect_uris=(f"{app_url}/oauth2/{callback}",),
         post_logout_redirect_uris=(f"{app_url}/oauth2/signed_out",),
-        frontchannel_logout_uri=f"{app_url}/oauth2/frontchannel_logout",
+        frontchannel_logout_uri=logout if channel == "frontchannel" else "",
+        backchannel_logout_uri=logout if channel == "backchannel" else "",
     )
+
+
+def demo_provider(provider_url: str, app_url: str) -> NHSmailLikeProvider:
+    client = demo_client(DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, app_url, "callback", "frontchannel")
     # The demo's registration has the auth_time optional claim, which its step-up rule on
     # /declarations needs (docs/nhsmail.md asks NHSmail's helpdesk for it).
     return NHSmailLikeProvider(provider_url, DEMO_TENANT_ID, demo_users(), [client], sends_auth_time=True)
@@ -169,13 +177,8 @@ def demo_provider(provider_url: str, app_url: str) -> NHSmailLikeProvider:
 
 def demo_cis2_provider(provider_url: str, app_url: str) -> Cis2LikeProvider:
     """The CIS2-like provider: the same people, with national RBAC roles."""
-    client = DemoClient(
-        DEMO_CIS2_CLIENT_ID,
-        DEMO_CIS2_CLIENT_SECRET,
-        redirect_uris=(f"{app_url}/oauth2/callback/cis2",),
-        post_logout_redirect_uris=(f"{app_url}/oauth2/signed_out",),
-        backchannel_logout_uri=f"{app_url}/oauth2/backchannel_logout",
-    )
+    secret = DEMO_CIS2_CLIENT_SECRET
+    client = demo_client(DEMO_CIS2_CLIENT_ID, secret, app_url, "callback/cis2", "backchannel")
     users = [replace(user, nrbac_roles=DEMO_NRBAC_ROLES.get(user.email, ())) for user in demo_users()]
     return Cis2LikeProvider(provider_url, DEMO_CIS2_REALM, users, [client])
 

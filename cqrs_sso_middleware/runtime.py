@@ -14,10 +14,9 @@ first request.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from .observers import NO_OBSERVERS, Observers
 from .pages import JinjaPages
 from .provider_http import ProviderHttp
 from .settings import Settings
+from .settings.loading import ConfigFile, Environ
 from .settings.schema import ProviderSettings
 from .stores import StoreBackend, open_store, store_kind, store_label
 from .tracing import Tracing
@@ -150,12 +150,7 @@ class Runtime:
         )
 
     @classmethod
-    def load(
-        cls,
-        config_file: str | os.PathLike[str] | None = None,
-        environ: Mapping[str, str] | None = None,
-        **overrides: Any,
-    ) -> Runtime:
+    def load(cls, config_file: ConfigFile = None, environ: Environ = None, **overrides: Any) -> Runtime:
         """Settings from their sources, then the runtime, with every problem of both in one
         ``ConfigError``: a lookup file that is missing is reported with a mistyped setting,
         not after it is fixed."""
@@ -311,9 +306,7 @@ def runtime_for(
     return Runtime.from_settings(settings, observers=observers)  # type: ignore[arg-type]
 
 
-def load_or_explain(
-    config_file: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
-) -> Runtime | None:
+def load_or_explain(config_file: ConfigFile, environ: Environ = None) -> Runtime | None:
     """``Runtime.load``, or ``None`` after one ``config error:`` line per problem on stderr
     (the command line's way to fail: a sentence per problem, never a traceback)."""
     try:

@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from joserfc import jwt
@@ -37,11 +37,13 @@ from .keys import SigningKeys
 from .logout import SSO_COOKIE, SingleSignOnSession, frontchannel_url, logout_token, signed_out_page
 from .model import (
     CODE_LIFETIME_SECONDS,
+    ENDPOINT_METHODS,
     ID_TOKEN_LIFETIME_SECONDS,
     CodeGrant,
     DemoClient,
     DemoUser,
     ProviderFaults,
+    authorize_problem,
     b64url,
     discovery_document,
     read_form,
@@ -55,6 +57,15 @@ class NHSmailLikeProvider(SigningKeys):
     """The provider's state and its Starlette app (``.app``)."""
 
     service = "NHSmail account"  # what its sign-in page asks for
+    # Where things are under ``<base_url>/<tenant_id>``: the issuer, and each endpoint (the
+    # name of the method that answers it: its URL in the discovery document).
+    issuer_path: ClassVar[str] = "/v2.0"
+    endpoint_paths: ClassVar[dict[str, str]] = {
+        "jwks": "/discovery/v2.0/keys",
+        "authorize": "/oauth2/v2.0/authorize",
+        "token": "/oauth2/v2.0/token",
+        "logout": "/oauth2/v2.0/logout",
+    }
 
     def __init__(
         self,
@@ -99,22 +110,22 @@ class NHSmailLikeProvider(SigningKeys):
 
     @property
     def issuer(self) -> str:
-        return f"{self.base_url}/{self.tenant_id}/v2.0"
+        return f"{self.base_url}/{self.tenant_id}{self.issuer_path}"
 
     def _endpoint(self, name: str) -> str:
-        return f"{self.base_url}/{self.tenant_id}/oauth2/v2.0/{name}"
+        return f"{self.base_url}/{self.tenant_id}{self.endpoint_paths[name]}"
 
     # -- routes -----------------------------------------------------------------------------
 
     def _routes(self) -> list[Route]:
-        t = "/{tenant}"
+        discovery = "/{tenant}" + self.issuer_path + "/.well-known/openid-configuration"
         return [
             Route("/", self.home),
-            Route(t + "/v2.0/.well-known/openid-configuration", self.discovery),
-            Route(t + "/discovery/v2.0/keys", self.jwks),
-            Route(t + "/oauth2/v2.0/authorize", self.authorize, methods=["GET", "POST"]),
-            Route(t + "/oauth2/v2.0/token", self.token, methods=["POST"]),
-            Route(t + "/oauth2/v2.0/logout", self.logout, methods=["GET", "POST"]),
+            Route(discovery, self.discovery),
+            *(
+                Route("/{tenant}" + path, getattr(self, name), methods=ENDPOINT_METHODS[name])
+                for name, path in self.endpoint_paths.items()
+            ),
         ]
 
     def _right_tenant(self, request: Request) -> bool:
@@ -128,9 +139,8 @@ class NHSmailLikeProvider(SigningKeys):
             return Response("fault", status_code=self.faults.metadata_status)
         if not self._right_tenant(request):
             return JSONResponse({"error": "invalid_tenant"}, status_code=400)
-        endpoints = {name: self._endpoint(name) for name in ("authorize", "token", "logout")}
-        jwks_uri = f"{self.base_url}/{self.tenant_id}/discovery/v2.0/keys"
-        return JSONResponse(discovery_document(self.issuer, endpoints, jwks_uri))
+        endpoints = {name: self._endpoint(name) for name in self.endpoint_paths}
+        return JSONResponse(discovery_document(self.issuer, endpoints, self._endpoint("jwks")))
 
     async def jwks(self, request: Request) -> Response:
         if self.faults.jwks_status is not None:
@@ -160,7 +170,7 @@ class NHSmailLikeProvider(SigningKeys):
                 page("Sign in error", "<p>Unknown application or reply address (AADSTS50011).</p>"), 400
             )
         state = params.get("state")
-        problem = self._authorize_problem(params)
+        problem = authorize_problem(params)
         if problem:
             return self._redirect_error(redirect_uri, state, "invalid_request", problem)
         if request.method == "GET":
@@ -225,16 +235,6 @@ class NHSmailLikeProvider(SigningKeys):
     def response_params(self) -> dict[str, str]:
         """What the authorization response adds (Entra: nothing; RFC 9207's ``iss`` elsewhere)."""
         return {}
-
-    @staticmethod
-    def _authorize_problem(params: dict[str, str]) -> str:
-        if params.get("response_type") != "code":
-            return "AADSTS70000: response_type must be code"
-        if "openid" not in params.get("scope", "").split():
-            return "AADSTS70011: scope must include openid"
-        if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
-            return "AADSTS9002325: Proof Key for Code Exchange is required (S256)"
-        return ""
 
     @staticmethod
     def _redirect_error(

@@ -18,11 +18,10 @@ Connect interface:
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from .app import NHSmailLikeProvider
 from .model import ID_TOKEN_LIFETIME_SECONDS, DemoUser, discovery_document
@@ -37,7 +36,6 @@ CIS2_SCOPES = [
     "selectedrole",
 ]
 ACR_VALUES = ["AAL3_ANY", "AAL2_OR_AAL3_ANY", "AAL2_ANY", "AAL1_USERPASS"]
-_PATHS = {"authorize": "authorize", "token": "access_token", "logout": "connect/endSession"}
 
 
 class Cis2LikeProvider(NHSmailLikeProvider):
@@ -46,38 +44,27 @@ class Cis2LikeProvider(NHSmailLikeProvider):
 
     service = "NHS Care Identity"
     achieved_acr = "AAL3_ANY"  # what the person's sign-in reached (a smartcard)
+    issuer_path: ClassVar[str] = "/oauth2"
+    endpoint_paths: ClassVar[dict[str, str]] = {
+        "jwks": "/oauth2/connect/jwk_uri",
+        "authorize": "/oauth2/authorize",
+        "token": "/oauth2/access_token",
+        "userinfo": "/oauth2/userinfo",
+        "logout": "/oauth2/connect/endSession",
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("sends_auth_time", True)  # CIS2 always sends auth_time
         super().__init__(*args, **kwargs)
         self.userinfo_overrides: dict[str, Any] = {}  # tests: a UserInfo answer gone wrong
 
-    @property
-    def issuer(self) -> str:
-        return f"{self.base_url}/{self.tenant_id}/oauth2"
-
-    def _endpoint(self, name: str) -> str:
-        return f"{self.issuer}/{_PATHS.get(name, name)}"
-
-    def _routes(self) -> list[Route]:
-        t = "/{tenant}/oauth2"
-        return [
-            Route("/", self.home),
-            Route(t + "/.well-known/openid-configuration", self.discovery),
-            Route(t + "/connect/jwk_uri", self.jwks),
-            Route(t + "/authorize", self.authorize, methods=["GET", "POST"]),
-            Route(t + "/access_token", self.token, methods=["POST"]),
-            Route(t + "/userinfo", self.userinfo, methods=["GET"]),
-            Route(t + "/connect/endSession", self.logout, methods=["GET", "POST"]),
-        ]
-
     async def discovery(self, request: Request) -> Response:
         if self.faults.metadata_status is not None:
             return Response("fault", status_code=self.faults.metadata_status)
         if not self._right_tenant(request):
             return JSONResponse({"error": "invalid_realm"}, status_code=400)
-        endpoints = {name: self._endpoint(name) for name in _PATHS}
-        document = discovery_document(self.issuer, endpoints, self._endpoint("connect/jwk_uri"))
+        endpoints = {name: self._endpoint(name) for name in self.endpoint_paths}
+        document = discovery_document(self.issuer, endpoints, self._endpoint("jwks"))
         document.pop("tenant_region_scope", None)
         document.update(
             userinfo_endpoint=self._endpoint("userinfo"),

@@ -144,3 +144,24 @@ def public_key_of(pem: str) -> RSAKey:
         certificate = x509.load_pem_x509_certificate(pem.encode())
         pem = certificate.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
     return RSAKey.import_key(pem)
+
+
+# The HTTP methods each endpoint answers (OIDC Core §3.1.2.1: authorize by GET or POST).
+ENDPOINT_METHODS = {
+    "jwks": ["GET"],
+    "authorize": ["GET", "POST"],
+    "token": ["POST"],
+    "userinfo": ["GET"],
+    "logout": ["GET", "POST"],
+}
+
+
+def authorize_problem(params: dict[str, str]) -> str:
+    """Why an authorization request is refused ("": it is not), in Entra's words."""
+    if params.get("response_type") != "code":
+        return "AADSTS70000: response_type must be code"
+    if "openid" not in params.get("scope", "").split():
+        return "AADSTS70011: scope must include openid"
+    if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+        return "AADSTS9002325: Proof Key for Code Exchange is required (S256)"
+    return ""

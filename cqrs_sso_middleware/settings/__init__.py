@@ -17,7 +17,17 @@ from typing import Any, cast
 
 from ..core.errors import ConfigError
 from .access import AccessSettings
-from .loading import ENV_PREFIX, SETTINGS, load_values, phrased, typed, typed_table, unknown_variables
+from .loading import (
+    ENV_PREFIX,
+    SETTINGS,
+    ConfigFile,
+    Environ,
+    load_values,
+    phrased,
+    typed,
+    typed_table,
+    unknown_variables,
+)
 from .providers import TABLE_ALIASES
 from .schema import (
     SECTIONS,
@@ -105,12 +115,7 @@ class Settings:
         return tuple(built)
 
     @classmethod
-    def load(
-        cls,
-        config_file: str | os.PathLike[str] | None = None,
-        environ: Mapping[str, str] | None = None,
-        **overrides: Any,
-    ) -> Settings:
+    def load(cls, config_file: ConfigFile = None, environ: Environ = None, **overrides: Any) -> Settings:
         """Arguments > environment > TOML file > defaults (see ``loading``). A ``CQRS_SSO_*``
         variable that names no setting is logged as a warning (a typo would otherwise be
         silently ignored)."""
@@ -123,10 +128,7 @@ class Settings:
 
     @classmethod
     def read(
-        cls,
-        config_file: str | os.PathLike[str] | None = None,
-        environ: Mapping[str, str] | None = None,
-        **overrides: Any,
+        cls, config_file: ConfigFile = None, environ: Environ = None, **overrides: Any
     ) -> tuple[Settings, list[str]]:
         """The settings as far as they go, and every problem (``Runtime.load`` adds those of
         the resources, so that a deployer sees them all in one pass)."""
@@ -142,7 +144,7 @@ class Settings:
         return settings, phrased(problems, sources, config_file)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, environ: Environ = None, **overrides: Any) -> Settings:
         return cls.load(None, environ, **overrides)
 
     @classmethod
@@ -150,6 +152,6 @@ class Settings:
         return cls.load(path, {}, **overrides)
 
     @staticmethod
-    def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    def unknown_variables(environ: Environ = None) -> list[str]:
         """Warnings for ``CQRS_SSO_*`` variables that name no setting."""
         return unknown_variables(os.environ if environ is None else environ)

@@ -5,36 +5,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..core.authorisation import AccessRule
 from ..core.claim_headers import ClaimHeaders
 from ..core.security.headers import STANDARD_IDENTITY_HEADERS
 from ..core.security.paths import compile_path_pattern
-from .schema_base import Problems, doc
+from .schema_base import Problems, setting
 
 
 @dataclass(frozen=True, kw_only=True)
 class AccessSettings:
     """Per-path rules on roles and on a recent sign-in, and claims handed on as headers."""
 
-    access_rules: tuple[AccessRule, ...] = field(
-        default=(),
-        metadata=doc(
-            "ordered rules, the first whose `paths` match decides: `roles` (any of) and/or `max_auth_age_seconds` (step-up); TOML: `[[access_rules]]` tables; variable: a JSON array — see docs/authorisation.md"
-        ),
+    access_rules: tuple[AccessRule, ...] = setting(
+        (),
+        "ordered rules, the first whose `paths` match decides: `roles` (any of) and/or `max_auth_age_seconds` (step-up); TOML: `[[access_rules]]` tables; variable: a JSON array — see docs/authorisation.md",
     )
-    role_labels: Mapping[str, str] = field(
-        default_factory=dict,
-        metadata=doc(
-            'role → the words the 403 page uses for it (`"CQRS.Approver" = "approver"`); TOML: a table; variable: a JSON object'
-        ),
+    role_labels: Mapping[str, str] = setting(
+        factory=dict,
+        text='role → the words the 403 page uses for it (`"CQRS.Approver" = "approver"`); TOML: a table; variable: a JSON object',
     )
-    claim_headers: Mapping[str, str] = field(
-        default_factory=dict,
-        metadata=doc(
-            "header → claim the proxy and forward-auth send upstream: an ID token claim, `roles`, or `account.id` / `account.email` / `account.roles` / `account.<attribute>`; TOML: a table; variable: a JSON object"
-        ),
+    claim_headers: Mapping[str, str] = setting(
+        factory=dict,
+        text="header → claim the proxy and forward-auth send upstream: an ID token claim, `roles`, or `account.id` / `account.email` / `account.roles` / `account.<attribute>`; TOML: a table; variable: a JSON object",
     )
 
     def check(self, problems: Problems) -> None:

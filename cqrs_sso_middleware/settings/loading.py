@@ -23,6 +23,10 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from ..core.authorisation import AccessRule, rules_from_value
 from .schema import SECTIONS
 
+# Where settings come from besides code: a TOML file, and the environment (os.environ).
+ConfigFile = str | os.PathLike[str] | None
+Environ = Mapping[str, str] | None
+
 ENV_PREFIX = "CQRS_SSO_"
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -326,7 +330,7 @@ def typed_table(
 
 
 def load_values(
-    config_file: str | os.PathLike[str] | None,
+    config_file: ConfigFile,
     environ: Mapping[str, str],
     overrides: Mapping[str, object],
 ) -> Sources:
@@ -341,7 +345,7 @@ def load_values(
     return sources
 
 
-def phrased(problems: list[str], sources: Sources, config_file: str | os.PathLike[str] | None) -> list[str]:
+def phrased(problems: list[str], sources: Sources, config_file: ConfigFile) -> list[str]:
     """Each problem said for where the value came from: a value that was set names its
     variable or TOML key; a value that was missing says how to set it, in the terms the
     deployer is using (a TOML file, or variables)."""

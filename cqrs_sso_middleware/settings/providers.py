@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from ..core.profiles import ProfileOptions, ProviderProfile, profile_for, profile_kinds
-from .schema_base import ENTRA_AUTHORITY, Problems, doc, is_loopback
+from .schema_base import ENTRA_AUTHORITY, Problems, is_loopback, setting
 
 TokenAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 AssertionAlgorithm = Literal["PS256", "RS256"]
@@ -42,102 +42,65 @@ def placeholder(value: str) -> bool:
 class ProviderSettings:
     """Who signs people in (NHSmail, or any OpenID provider) and how we authenticate to it."""
 
-    provider_name: str = field(
-        default="nhsmail",
-        metadata=doc(
-            "the provider's name (`name` in `[[providers]]`): `/oauth2/start?provider=<name>`, sessions and logs name it; lower-case letters, digits, `-`, `_`"
-        ),
+    provider_name: str = setting(
+        "nhsmail",
+        "the provider's name (`name` in `[[providers]]`): `/oauth2/start?provider=<name>`, sessions and logs name it; lower-case letters, digits, `-`, `_`",
     )
-    provider_label: str = field(
-        default="",
-        metadata=doc(
-            'what the sign-in button says after "Sign in with" (`label` in `[[providers]]`); unset: the profile\'s (`NHSmail`, `your NHS Care Identity`)'
-        ),
+    provider_label: str = setting(
+        "",
+        'what the sign-in button says after "Sign in with" (`label` in `[[providers]]`); unset: the profile\'s (`NHSmail`, `your NHS Care Identity`)',
     )
-    provider_profile: str = field(
-        default="entra",
-        metadata=doc(
-            "what kind of identity service it is (`profile` in `[[providers]]`): `entra` (NHSmail), `cis2` (NHS Care Identity) or `generic` (any OpenID provider)"
-        ),
+    provider_profile: str = setting(
+        "entra",
+        "what kind of identity service it is (`profile` in `[[providers]]`): `entra` (NHSmail), `cis2` (NHS Care Identity) or `generic` (any OpenID provider)",
     )
-    acr_values: str = field(
-        default="",
-        metadata=doc(
-            "`cis2`: the assurance level asked for and checked in the ID token's `acr`: `AAL3_ANY` (smartcard or equivalent), `AAL2_OR_AAL3_ANY` (the default), `AAL2_ANY`, `AAL1_USERPASS`"
-        ),
+    acr_values: str = setting(
+        "",
+        "`cis2`: the assurance level asked for and checked in the ID token's `acr`: `AAL3_ANY` (smartcard or equivalent), `AAL2_OR_AAL3_ANY` (the default), `AAL2_ANY`, `AAL1_USERPASS`",
     )
-    extra_authorize_params: Mapping[str, str] = field(
-        default_factory=lambda: MappingProxyType({}),
-        metadata=doc(
-            "more parameters of the authorization request, from an allow-list: `domain_hint`, `login_hint`, `ui_locales`, `display`"
-        ),
+    extra_authorize_params: Mapping[str, str] = setting(
+        factory=lambda: MappingProxyType({}),
+        text="more parameters of the authorization request, from an allow-list: `domain_hint`, `login_hint`, `ui_locales`, `display`",
     )
-    role_mapping: Mapping[str, str] = field(
-        default_factory=lambda: MappingProxyType({}),
-        metadata=doc(
-            'provider roles or groups to CQRS role names for `access_rules`, e.g. `{"cis2:R8000" = "practice_user"}`'
-        ),
+    role_mapping: Mapping[str, str] = setting(
+        factory=lambda: MappingProxyType({}),
+        text='provider roles or groups to CQRS role names for `access_rules`, e.g. `{"cis2:R8000" = "practice_user"}`',
     )
 
-    issuer: str = field(
-        default="", metadata=doc("OpenID issuer; metadata from `<issuer>/.well-known/openid-configuration`")
+    issuer: str = setting("", "OpenID issuer; metadata from `<issuer>/.well-known/openid-configuration`")
+    tenant: str = setting(
+        "", "NHSmail preset: the issuer becomes `https://login.microsoftonline.com/<tenant>/v2.0`"
     )
-    tenant: str = field(
-        default="",
-        metadata=doc("NHSmail preset: the issuer becomes `https://login.microsoftonline.com/<tenant>/v2.0`"),
+    client_id: str = setting("", "the client id NHSmail registered for this app", required=True)
+    client_secret: str = setting(
+        "", "client secret, for `client_secret_basic` / `client_secret_post`", secret=True
     )
-    client_id: str = field(
-        default="", metadata=doc("the client id NHSmail registered for this app", required=True)
+    private_key_file: str = setting(
+        "",
+        "PEM RSA private key (plus the certificate, whose thumbprint Entra finds it by) for `private_key_jwt` (`cqrs-sso certificate`)",
     )
-    client_secret: str = field(
-        default="",
-        repr=False,
-        metadata=doc("client secret, for `client_secret_basic` / `client_secret_post`", secret=True),
+    private_key_pem: str = setting("", "the key itself instead of a file (code or `_FILE` only)", secret=True)
+    client_assertion_algorithm: AssertionAlgorithm = setting(
+        "PS256",
+        "`private_key_jwt`: how the client assertion is signed; `PS256` with an `x5t#S256` header is Microsoft's current guidance, `RS256` (with `x5t`) for providers without PS256",
     )
-    private_key_file: str = field(
-        default="",
-        metadata=doc(
-            "PEM RSA private key (plus the certificate, whose thumbprint Entra finds it by) for `private_key_jwt` (`cqrs-sso certificate`)"
-        ),
+    token_auth_method: TokenAuthMethod | None = setting(
+        None,
+        "`client_secret_basic`, `client_secret_post` or `private_key_jwt`; unset: basic, or `private_key_jwt` when a key is given",
     )
-    private_key_pem: str = field(
-        default="",
-        repr=False,
-        metadata=doc("the key itself instead of a file (code or `_FILE` only)", secret=True),
+    scopes: tuple[str, ...] = setting(
+        (),
+        "requested scopes; must include `openid`; unset: the profile's (`openid profile email`; `cis2` adds `nhsperson nationalrbacaccess associatedorgs selectedrole`)",
     )
-    client_assertion_algorithm: AssertionAlgorithm = field(
-        default="PS256",
-        metadata=doc(
-            "`private_key_jwt`: how the client assertion is signed; `PS256` with an `x5t#S256` header is Microsoft's current guidance, `RS256` (with `x5t`) for providers without PS256"
-        ),
+    clock_leeway_seconds: int = setting(180, "allowed clock skew for `exp` / `iat` / `nbf`")
+    http_timeout_seconds: float = setting(10.0, "time-out of each call to the provider")
+    shared_devices: bool = setting(
+        False,
+        "PCs shared between staff: every sign-in asks NHSmail for the password (`prompt=login`), so neither a remembered NHSmail session nor Windows' Primary Refresh Token lets the previous person through",
     )
-    token_auth_method: TokenAuthMethod | None = field(
-        default=None,
-        metadata=doc(
-            "`client_secret_basic`, `client_secret_post` or `private_key_jwt`; unset: basic, or `private_key_jwt` when a key is given"
-        ),
-    )
-    scopes: tuple[str, ...] = field(
-        default=(),
-        metadata=doc(
-            "requested scopes; must include `openid`; unset: the profile's (`openid profile email`; `cis2` adds `nhsperson nationalrbacaccess associatedorgs selectedrole`)"
-        ),
-    )
-    clock_leeway_seconds: int = field(
-        default=180, metadata=doc("allowed clock skew for `exp` / `iat` / `nbf`")
-    )
-    http_timeout_seconds: float = field(default=10.0, metadata=doc("time-out of each call to the provider"))
-    shared_devices: bool = field(
-        default=False,
-        metadata=doc(
-            "PCs shared between staff: every sign-in asks NHSmail for the password (`prompt=login`), so neither a remembered NHSmail session nor Windows' Primary Refresh Token lets the previous person through"
-        ),
-    )
-    sign_out_at_provider: bool = field(
-        default=True,
-        metadata=doc(
-            "sign-out also ends the NHSmail session (RP-initiated logout) when the provider has an `end_session_endpoint`"
-        ),
+    sign_out_at_provider: bool = setting(
+        True,
+        "sign-out also ends the NHSmail session (RP-initiated logout) when the provider has an `end_session_endpoint`",
     )
 
     def __post_init__(self) -> None:
@@ -229,11 +192,9 @@ TABLE_ALIASES = {"name": "provider_name", "label": "provider_label", "profile": 
 class ProviderList:
     """Several providers, one sign-in button each (see ``docs/providers.md``)."""
 
-    providers: tuple[Mapping[str, object], ...] = field(
-        default=(),
-        metadata=doc(
-            "`[[providers]]` tables (a JSON array in `CQRS_SSO_PROVIDERS`), each with `name`, `label`, `profile` and the provider settings above; instead of the flat provider settings"
-        ),
+    providers: tuple[Mapping[str, object], ...] = setting(
+        (),
+        "`[[providers]]` tables (a JSON array in `CQRS_SSO_PROVIDERS`), each with `name`, `label`, `profile` and the provider settings above; instead of the flat provider settings",
     )
 
     def check(self, problems: Problems) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,9 +24,9 @@ from .providers import ProviderList, ProviderSettings, placeholder, token_auth_m
 from .schema_base import (
     Problems,
     display_url,
-    doc,
     is_loopback,
     plain_path_or_empty,
+    setting,
 )
 from .served import PagesSettings, ProxySettings
 from .sessions import SessionSettings
@@ -49,36 +49,28 @@ __all__ = [
 class SiteSettings:
     """Where the protected service is, and which of its paths need no sign-in."""
 
-    base_url: str = field(
-        default="",
-        metadata=doc(
-            "public origin, e.g. `https://cqrs.example.nhs.uk`; https unless loopback; builds the redirect URI",
-            required=True,
-        ),
+    base_url: str = setting(
+        "",
+        "public origin, e.g. `https://cqrs.example.nhs.uk`; https unless loopback; builds the redirect URI",
+        required=True,
     )
-    path_prefix: str = field(default="/oauth2", metadata=doc("where the endpoints live"))
-    default_return_path: str = field(
-        default="/", metadata=doc("where users land when no safe return path is known (the message centre)")
+    path_prefix: str = setting("/oauth2", "where the endpoints live")
+    default_return_path: str = setting(
+        "/", "where users land when no safe return path is known (the message centre)"
     )
-    public_paths: tuple[str, ...] = field(
-        default=(),
-        metadata=doc(
-            "comma list of anchored globs (`*` within one segment, `**` across: `/static/**`) or `re:` regexes (fullmatch) on the normalised path; they pass without a session (see docs/proxy.md)"
-        ),
+    public_paths: tuple[str, ...] = setting(
+        (),
+        "comma list of anchored globs (`*` within one segment, `**` across: `/static/**`) or `re:` regexes (fullmatch) on the normalised path; they pass without a session (see docs/proxy.md)",
     )
-    case_insensitive_paths: bool = field(
-        default=False,
-        metadata=doc(
-            "match `public_paths` and `access_rules` without regard to letter case: turn on when the app or upstream serves `/ADMIN` as `/admin` (IIS, ASP.NET, Windows file servers), so that no spelling steps around a rule"
-        ),
+    case_insensitive_paths: bool = setting(
+        False,
+        "match `public_paths` and `access_rules` without regard to letter case: turn on when the app or upstream serves `/ADMIN` as `/admin` (IIS, ASP.NET, Windows file servers), so that no spelling steps around a rule",
     )
-    auto_redirect: bool = field(default=False, metadata=doc("skip the sign-in page, go straight to NHSmail"))
-    health_path: str = field(default="/healthz", metadata=doc("liveness probe (always 200); empty disables"))
-    ready_path: str = field(
-        default="/readyz",
-        metadata=doc(
-            "readiness probe (provider metadata loaded, session store reachable, else 503); empty disables"
-        ),
+    auto_redirect: bool = setting(False, "skip the sign-in page, go straight to NHSmail")
+    health_path: str = setting("/healthz", "liveness probe (always 200); empty disables")
+    ready_path: str = setting(
+        "/readyz",
+        "readiness probe (provider metadata loaded, session store reachable, else 503); empty disables",
     )
 
     def __post_init__(self) -> None:
@@ -132,37 +124,26 @@ AccountLookupSpec = Callable[..., Any] | str
 class LookupSettings:
     """How CQRS accounts are found for a signed-in person, and how often they are checked."""
 
-    account_lookup: AccountLookupSpec = field(
-        default="",
-        metadata=doc(
-            "`package.module:function`, `csv:PATH`, `json:PATH`, `sql:URL` (with `account_query`) or `http(s)://…{email}…`",
-            required=True,
-        ),
+    account_lookup: AccountLookupSpec = setting(
+        "",
+        "`package.module:function`, `csv:PATH`, `json:PATH`, `sql:URL` (with `account_query`) or `http(s)://…{email}…`",
+        required=True,
     )
-    account_query: str = field(
-        default="",
-        metadata=doc("for `sql:`: a `SELECT` using `:email` (and optionally `:oid`, `:tid`, `:sub`)"),
+    account_query: str = setting(
+        "", "for `sql:`: a `SELECT` using `:email` (and optionally `:oid`, `:tid`, `:sub`)"
     )
-    account_lookup_timeout_seconds: float = field(
-        default=5.0, metadata=doc("a slower lookup counts as failed (503)")
+    account_lookup_timeout_seconds: float = setting(5.0, "a slower lookup counts as failed (503)")
+    account_lookup_concurrency: int = setting(
+        16,
+        "lookups running at once per process; one more waits for a free place within its time-out, then fails (503)",
     )
-    account_lookup_concurrency: int = field(
-        default=16,
-        metadata=doc(
-            "lookups running at once per process; one more waits for a free place within its time-out, then fails (503)"
-        ),
+    account_cache_seconds: int = setting(
+        0,
+        'keep lookup answers (account or "no account", never failures) this long, per process, keyed by email and `oid`; `0` off',
     )
-    account_cache_seconds: int = field(
-        default=0,
-        metadata=doc(
-            'keep lookup answers (account or "no account", never failures) this long, per process, keyed by email and `oid`; `0` off'
-        ),
-    )
-    account_recheck_seconds: int = field(
-        default=900, metadata=doc("re-ask the lookup for signed-in users this often; `0` never")
-    )
-    allowed_email_domains: tuple[str, ...] = field(
-        default=(), metadata=doc("comma list, e.g. `nhs.net`; others see the no-account page; empty: any")
+    account_recheck_seconds: int = setting(900, "re-ask the lookup for signed-in users this often; `0` never")
+    allowed_email_domains: tuple[str, ...] = setting(
+        (), "comma list, e.g. `nhs.net`; others see the no-account page; empty: any"
     )
 
     def __post_init__(self) -> None:

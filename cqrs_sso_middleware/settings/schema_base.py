@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import field
+from typing import TypeVar, cast
 from urllib.parse import urlsplit
+
+T = TypeVar("T")
 
 ENTRA_AUTHORITY = "https://login.microsoftonline.com"
 GUIDE_HELP_EMAIL = "support@cqrs.co.uk"
@@ -18,6 +23,25 @@ Problems = list[str]
 def doc(text: str, *, secret: bool = False, required: bool = False) -> dict[str, object]:
     """A setting's description; ``secret`` ones are never shown and may come from a ``_FILE``."""
     return {"doc": text, "secret": secret, "required": required}
+
+
+def setting(
+    default: T | None = None,
+    text: str = "",
+    *,
+    factory: Callable[[], T] | None = None,
+    secret: bool = False,
+    required: bool = False,
+    shown: bool | None = None,
+) -> T:
+    """One setting: its default (or ``factory`` for a mutable one) and its description, the
+    source of docs/configuration.md. ``secret`` ones, and any with ``shown=False``, are left
+    out of the settings' ``repr`` (so out of logs and tracebacks)."""
+    metadata = doc(text, secret=secret, required=required)
+    show = not secret if shown is None else shown
+    if factory is not None:
+        return field(default_factory=factory, repr=show, metadata=metadata)
+    return field(default=cast(T, default), repr=show, metadata=metadata)
 
 
 def is_loopback(url: str) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .schema_base import GUIDE_HELP_EMAIL, GUIDE_HELP_PHONE, Problems, doc, plain_path_or_empty
+from .schema_base import GUIDE_HELP_EMAIL, GUIDE_HELP_PHONE, Problems, plain_path_or_empty, setting
 
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
 
@@ -17,20 +17,18 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9-]+")
 class PagesSettings:
     """What the sign-in and error pages say: the help desk and the links of the CQRS page."""
 
-    help_email: str = field(default=GUIDE_HELP_EMAIL, metadata=doc("help desk email on every page"))
-    help_phone: str = field(default=GUIDE_HELP_PHONE, metadata=doc("help desk phone on every page"))
-    help_url: str = field(
-        default="https://digital.nhs.uk/services/calculating-quality-reporting-service",
-        metadata=doc("the Help link on the sign-in page"),
+    help_email: str = setting(GUIDE_HELP_EMAIL, "help desk email on every page")
+    help_phone: str = setting(GUIDE_HELP_PHONE, "help desk phone on every page")
+    help_url: str = setting(
+        "https://digital.nhs.uk/services/calculating-quality-reporting-service",
+        "the Help link on the sign-in page",
     )
-    contact_url: str = field(
-        default="mailto:support@cqrs.co.uk", metadata=doc("the Contact Us link on the sign-in page")
+    contact_url: str = setting("mailto:support@cqrs.co.uk", "the Contact Us link on the sign-in page")
+    collections_url: str = setting(
+        "https://digital.nhs.uk/services/general-practice-gp-collections",
+        "the GP Collections Website link on the sign-in page",
     )
-    collections_url: str = field(
-        default="https://digital.nhs.uk/services/general-practice-gp-collections",
-        metadata=doc("the GP Collections Website link on the sign-in page"),
-    )
-    templates_dir: str = field(default="", metadata=doc("folder whose templates override the packaged ones"))
+    templates_dir: str = setting("", "folder whose templates override the packaged ones")
 
     def check(self, problems: Problems) -> None:
         for name in ("help_url", "contact_url", "collections_url"):
@@ -43,63 +41,44 @@ class PagesSettings:
 class ProxySettings:
     """``cqrs-sso proxy`` and forward-auth: where requests go and what the upstream is told."""
 
-    upstream: str = field(
-        default="",
-        metadata=doc(
-            "proxy mode: where authenticated requests go; empty: a sign-in and forward-auth service only"
-        ),
+    upstream: str = setting(
+        "", "proxy mode: where authenticated requests go; empty: a sign-in and forward-auth service only"
     )
-    listen: str = field(default="127.0.0.1:8080", metadata=doc("proxy mode: `host:port`"))
-    workers: int = field(default=1, metadata=doc("proxy mode: worker processes"))
-    trusted_proxies: tuple[str, ...] = field(
-        default=(),
-        metadata=doc(
-            "proxy mode: addresses or CIDRs whose `X-Forwarded-*` and `X-Real-IP` are believed; empty: nobody"
-        ),
+    listen: str = setting("127.0.0.1:8080", "proxy mode: `host:port`")
+    workers: int = setting(1, "proxy mode: worker processes")
+    trusted_proxies: tuple[str, ...] = setting(
+        (), "proxy mode: addresses or CIDRs whose `X-Forwarded-*` and `X-Real-IP` are believed; empty: nobody"
     )
-    shutdown_grace_seconds: int = field(
-        default=25,
-        metadata=doc(
-            "proxy mode: on SIGTERM, how long requests in flight may take to finish before the process exits (keep the orchestrator's stop timeout above it)"
-        ),
+    shutdown_grace_seconds: int = setting(
+        25,
+        "proxy mode: on SIGTERM, how long requests in flight may take to finish before the process exits (keep the orchestrator's stop timeout above it)",
     )
-    keep_alive_seconds: int = field(
-        default=75,
-        metadata=doc(
-            "proxy mode: how long an idle client connection is kept open; longer than the idle time-out of a load balancer in front (nginx's default: 75)"
-        ),
+    keep_alive_seconds: int = setting(
+        75,
+        "proxy mode: how long an idle client connection is kept open; longer than the idle time-out of a load balancer in front (nginx's default: 75)",
     )
-    upstream_timeout_seconds: float = field(
-        default=30.0, metadata=doc("proxy mode: no answer from the upstream within this → 504")
+    upstream_timeout_seconds: float = setting(
+        30.0, "proxy mode: no answer from the upstream within this → 504"
     )
-    metrics_path: str = field(
-        default="/metrics", metadata=doc("proxy mode: Prometheus metrics; empty disables")
+    metrics_path: str = setting("/metrics", "proxy mode: Prometheus metrics; empty disables")
+    metrics_allow: tuple[str, ...] = setting(
+        ("127.0.0.1/32", "::1/128"), "proxy mode: networks that may read the metrics"
     )
-    metrics_allow: tuple[str, ...] = field(
-        default=("127.0.0.1/32", "::1/128"), metadata=doc("proxy mode: networks that may read the metrics")
+    metrics_listen: str = setting(
+        "",
+        "proxy mode: `host:port` of a listener of its own for `metrics_path` (the main listener then answers it 404); use it behind a front proxy, whose address `metrics_allow` cannot tell from a client's",
     )
-    metrics_listen: str = field(
-        default="",
-        metadata=doc(
-            "proxy mode: `host:port` of a listener of its own for `metrics_path` (the main listener then answers it 404); use it behind a front proxy, whose address `metrics_allow` cannot tell from a client's"
-        ),
+    user_header: str = setting(
+        "X-Forwarded-User",
+        "header carrying the user's email to proxied apps (proxy) and in forward-auth answers",
     )
-    user_header: str = field(
-        default="X-Forwarded-User",
-        metadata=doc("header carrying the user's email to proxied apps (proxy) and in forward-auth answers"),
+    email_header: str = setting("X-Forwarded-Email", "header carrying the email to proxied apps")
+    account_header: str = setting(
+        "X-CQRS-Account", "header carrying the CQRS account id to proxied apps and nginx"
     )
-    email_header: str = field(
-        default="X-Forwarded-Email", metadata=doc("header carrying the email to proxied apps")
-    )
-    account_header: str = field(
-        default="X-CQRS-Account",
-        metadata=doc("header carrying the CQRS account id to proxied apps and nginx"),
-    )
-    forward_auth_uri_header: str = field(
-        default="X-Original-URI",
-        metadata=doc(
-            "the one header forward-auth believes for the original URI: `X-Original-URI` behind nginx (its example sets it), `X-Forwarded-Uri` behind Caddy and Traefik; a request that also carries the other with a different value is refused"
-        ),
+    forward_auth_uri_header: str = setting(
+        "X-Original-URI",
+        "the one header forward-auth believes for the original URI: `X-Original-URI` behind nginx (its example sets it), `X-Forwarded-Uri` behind Caddy and Traefik; a request that also carries the other with a different value is refused",
     )
 
     def check(self, problems: Problems) -> None:

@@ -4,78 +4,54 @@ how long they last, and the keys that protect them."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .redis_url import RedisLocation, RedisUrlError, parse_redis_url
-from .schema_base import MIN_SECRET_KEY_BYTES, Problems, doc
+from .schema_base import MIN_SECRET_KEY_BYTES, Problems, setting
 
 
 @dataclass(frozen=True, kw_only=True)
 class SessionSettings:
     """Where sessions live, how long they last, and the keys that protect them."""
 
-    secret_keys: tuple[str, ...] = field(
-        default=(),
-        repr=False,
-        metadata=doc(
-            "comma list (TOML: array); the first encrypts and signs, all are accepted (rotation); each ≥ 32 bytes (`cqrs-sso new-secret`)",
-            secret=True,
-            required=True,
-        ),
+    secret_keys: tuple[str, ...] = setting(
+        (),
+        "comma list (TOML: array); the first encrypts and signs, all are accepted (rotation); each ≥ 32 bytes (`cqrs-sso new-secret`)",
+        secret=True,
+        required=True,
     )
-    session_store: str = field(
-        default="cookie",
-        repr=False,  # a Redis URL may hold a password: see display_store
-        metadata=doc(
-            "`cookie` (stateless, encrypted; cannot be revoked), `memory` (one process), or Redis: `redis://` / `rediss://` (one server), `redis+sentinel://h:p,h:p/master` (Sentinel), `redis+cluster://h:p,h:p` (Cluster); `rediss+…` for TLS — see docs/sessions.md"
-        ),
+    session_store: str = setting(
+        "cookie",
+        "`cookie` (stateless, encrypted; cannot be revoked), `memory` (one process), or Redis: `redis://` / `rediss://` (one server), `redis+sentinel://h:p,h:p/master` (Sentinel), `redis+cluster://h:p,h:p` (Cluster); `rediss+…` for TLS — see docs/sessions.md",
+        shown=False,
     )
-    redis_password: str = field(
-        default="",
-        repr=False,
-        metadata=doc(
-            "the Redis data nodes' password; wins over one in the URL; never logged or shown", secret=True
-        ),
+    redis_password: str = setting(
+        "", "the Redis data nodes' password; wins over one in the URL; never logged or shown", secret=True
     )
-    redis_sentinel_password: str = field(
-        default="",
-        repr=False,
-        metadata=doc(
-            "the Sentinels' own password, when they require one (`requirepass` in sentinel.conf)", secret=True
-        ),
+    redis_sentinel_password: str = setting(
+        "", "the Sentinels' own password, when they require one (`requirepass` in sentinel.conf)", secret=True
     )
-    redis_tls_ca_file: str = field(
-        default="",
-        metadata=doc(
-            "TLS (`rediss…`): the CA bundle that signed the Redis servers' certificates; empty: the system's"
-        ),
+    redis_tls_ca_file: str = setting(
+        "", "TLS (`rediss…`): the CA bundle that signed the Redis servers' certificates; empty: the system's"
     )
-    redis_tls_cert_file: str = field(
-        default="",
-        metadata=doc("TLS: a client certificate, for servers that require one (`tls-auth-clients yes`)"),
+    redis_tls_cert_file: str = setting(
+        "", "TLS: a client certificate, for servers that require one (`tls-auth-clients yes`)"
     )
-    redis_tls_key_file: str = field(default="", metadata=doc("TLS: the client certificate's private key"))
-    redis_tls_check_hostname: bool = field(
-        default=True, metadata=doc("TLS: the server certificate must name the host connected to")
+    redis_tls_key_file: str = setting("", "TLS: the client certificate's private key")
+    redis_tls_check_hostname: bool = setting(
+        True, "TLS: the server certificate must name the host connected to"
     )
-    revocation_wait_seconds: float = field(
-        default=0.5,
-        metadata=doc(
-            "when the Redis primary has replicas, a sign-out or revocation waits this long for one replica to hold it (`WAIT 1`), so a fail-over cannot bring the session back; `0` never waits"
-        ),
+    revocation_wait_seconds: float = setting(
+        0.5,
+        "when the Redis primary has replicas, a sign-out or revocation waits this long for one replica to hold it (`WAIT 1`), so a fail-over cannot bring the session back; `0` never waits",
     )
-    session_store_timeout_seconds: float = field(
-        default=2.0, metadata=doc("a slower store answer counts as failed (503)")
+    session_store_timeout_seconds: float = setting(2.0, "a slower store answer counts as failed (503)")
+    session_key_prefix: str = setting(
+        "cqrs_sso:", "prefix of every key in Redis, to share one Redis between services"
     )
-    session_key_prefix: str = field(
-        default="cqrs_sso:",
-        metadata=doc("prefix of every key in Redis, to share one Redis between services"),
-    )
-    session_idle_seconds: int = field(default=3600, metadata=doc("idle time-out"))
-    session_max_seconds: int = field(default=43200, metadata=doc("absolute time-out"))
-    cookie_name: str = field(
-        default="cqrs_sso", metadata=doc("base cookie name (`__Host-` is prefixed on https)")
-    )
+    session_idle_seconds: int = setting(3600, "idle time-out")
+    session_max_seconds: int = setting(43200, "absolute time-out")
+    cookie_name: str = setting("cqrs_sso", "base cookie name (`__Host-` is prefixed on https)")
 
     @property
     def redis(self) -> RedisLocation | None:

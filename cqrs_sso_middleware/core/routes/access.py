@@ -7,7 +7,7 @@ renewed the session before the handler runs)."""
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -29,29 +29,19 @@ from .sign_in import SignInStarter
 from .sign_in_result import SignInResults
 
 
+@dataclass(eq=False)
 class Access:
     """Protected paths and ``/userinfo``; ``recheck`` is shared with forward-auth.
     ``auto_redirect``: a person without a session goes straight to the provider (with one
     provider) instead of the sign-in page."""
 
-    def __init__(
-        self,
-        paths: ReturnPaths,
-        auto_redirect: bool,
-        starter: SignInStarter,
-        accounts: AccountCheck,
-        sessions: SessionParts,
-        results: SignInResults,
-        authorise: Authorise,
-    ) -> None:
-        self.paths = paths
-        self.prefix = paths.prefix
-        self.auto_redirect = auto_redirect
-        self.authorise = authorise
-        self.starter = starter
-        self.accounts = accounts
-        self.keeper, self.writer, self.cookies = sessions
-        self.results = results
+    paths: ReturnPaths
+    auto_redirect: bool
+    starter: SignInStarter
+    accounts: AccountCheck
+    sessions: SessionParts
+    results: SignInResults
+    authorise: Authorise
 
     def protected(self, ctx: RequestContext) -> Decision:
         session = ctx.session
@@ -60,14 +50,14 @@ class Access:
                 return self._rechecked(ctx, session)
             return self._let_through(ctx, session, session.user)
         if ctx.request.is_websocket:
-            return replies.unauthenticated(self.prefix)
+            return replies.unauthenticated(self.paths.prefix)
         if ctx.api:
-            return replies.unauthenticated(self.prefix)
+            return replies.unauthenticated(self.paths.prefix)
         return_path = self._return_path(ctx)
         if self.auto_redirect and not self.starter.providers.several:
             # With several providers the person chooses: the sign-in page.
             return self.starter.begin(ctx, return_path)
-        return Redirect(replies.sign_in_url(self.prefix, return_path))
+        return Redirect(replies.sign_in_url(self.paths.prefix, return_path))
 
     def _rechecked(self, ctx: RequestContext, session: Session) -> Flow:
         user = yield from self.recheck(ctx, session)
@@ -93,17 +83,17 @@ class Access:
             return replies.unavailable(ctx)
         if account is None:
             ctx.audit("account_removed", email=session.user.email, session=session_ref(session.session_id))
-            if not self.keeper.stateless:
+            if not self.sessions.keeper.stateless:
                 # Ended where it lives, so no instance accepts this cookie again. A store
                 # failure raises StoreProblem: the router answers "temporarily unavailable".
-                yield from self.keeper.end(session)
+                yield from self.sessions.keeper.end(session)
             ctx.session, ctx.kept = None, None
-            ctx.set_cookies.append(self.cookies.clear())
+            ctx.set_cookies.append(self.sessions.cookies.clear())
             return self.results.no_account(
                 ctx, session.user.identity, self._return_path(ctx), session.provider
             )
         user = User(session.user.identity, account)
-        yield from self.writer.write(
+        yield from self.sessions.writer.write(
             ctx, replace(session, user=user, account_checked_at=int(ctx.now), renewed_at=int(ctx.now))
         )
         return user
@@ -114,7 +104,7 @@ class Access:
     def userinfo(self, ctx: RequestContext) -> Outcome:
         """The signed-in user as JSON, for the app's own scripts."""
         if ctx.session is None:
-            return replies.unauthenticated(self.prefix)
+            return replies.unauthenticated(self.paths.prefix)
         identity, account = ctx.session.user.identity, ctx.session.user.account
         return JsonReply(
             200,
@@ -133,6 +123,7 @@ class Access:
         )
 
 
+@dataclass(eq=False)
 class ForwardAuth:
     """``/auth`` for nginx ``auth_request``, Traefik ``forwardAuth`` and Caddy
     ``forward_auth``: ``202`` with the user in headers for a valid session, else ``401``;
@@ -141,21 +132,11 @@ class ForwardAuth:
     ``security.original_uri``) is judged like any path, and becomes the sign-in page's
     return path."""
 
-    def __init__(
-        self,
-        access: Access,
-        public: PublicPaths,
-        original: OriginalUri,
-        claim_headers: ClaimHeaders,
-        account_header: str,
-    ) -> None:
-        self.paths = access.paths
-        self.prefix = access.prefix
-        self.access = access
-        self.public = public
-        self.original = original
-        self.claim_headers = claim_headers
-        self.account_header = account_header
+    access: Access
+    public: PublicPaths
+    original: OriginalUri
+    claim_headers: ClaimHeaders
+    account_header: str
 
     def __call__(self, ctx: RequestContext) -> Decision:
         original = self.original.target(ctx.request.headers)
@@ -174,7 +155,7 @@ class ForwardAuth:
             return Empty(202, (("X-Accel-Expires", "0"),))
         session = ctx.session
         if session is None:
-            return replies.unauthenticated(self.prefix, self._return_path(ctx))
+            return replies.unauthenticated(self.access.paths.prefix, self._return_path(ctx))
         if self.access.accounts.recheck_due(session, ctx.now):
             return self._rechecked(ctx, session, original)
         return self._decide(ctx, session, session.user, original)
@@ -198,7 +179,10 @@ class ForwardAuth:
         return self.allowed(user)
 
     def _return_path(self, ctx: RequestContext) -> str:
-        return self.original.return_path(ctx.request.headers, self.prefix) or self.paths.default
+        return (
+            self.original.return_path(ctx.request.headers, self.access.paths.prefix)
+            or self.access.paths.default
+        )
 
     def _rechecked(self, ctx: RequestContext, session: Session, original: str | None) -> Flow:
         user = yield from self.access.recheck(ctx, session)
@@ -208,7 +192,7 @@ class ForwardAuth:
             return user
         # The account is gone and the session ended: the proxy in front sends the person
         # to the sign-in page, which explains.
-        return replies.unauthenticated(self.prefix)
+        return replies.unauthenticated(self.access.paths.prefix)
 
     def allowed(self, user: User) -> Empty:
         """202 with an empty body: nginx reads only the head of an ``auth_request`` answer

@@ -21,7 +21,7 @@ this one, nor its token checked with this one's keys.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -46,26 +46,17 @@ _CALLBACK_PARAMS = ("state", "code", "error", "iss")
 _ENDINGS: dict[str, ResultKind] = {"missing_auth_time": "no_auth_time", "auth_time_too_old": "not_fresh"}
 
 
+@dataclass(eq=False)
 class Callback:
     """``GET /callback``."""
 
-    def __init__(
-        self,
-        allowed_domains: tuple[str, ...],
-        providers: Providers,
-        attempts: AttemptCookies,
-        policy: CookiePolicy,
-        sessions: SessionParts,
-        accounts: AccountCheck,
-        results: SignInResults,
-    ) -> None:
-        self.allowed_domains = allowed_domains
-        self.providers = providers
-        self.attempts = attempts
-        self.policy = policy
-        self.keeper, self.writer, _ = sessions
-        self.accounts = accounts
-        self.results = results
+    allowed_domains: tuple[str, ...]
+    providers: Providers
+    attempts: AttemptCookies
+    policy: CookiePolicy
+    sessions: SessionParts
+    accounts: AccountCheck
+    results: SignInResults
 
     def at(self, provider: str) -> Callable[[RequestContext], Flow]:
         """The callback of ``provider``: only its own attempts are finished there."""
@@ -195,7 +186,7 @@ class Callback:
         if attempt.expired(ctx.now):
             return "expired_attempt"
         ttl = attempt.expires_at - int(ctx.now)
-        first_use = yield from self.keeper.claim(self.keeper.state_key(state), ttl)
+        first_use = yield from self.sessions.keeper.claim(self.sessions.keeper.state_key(state), ttl)
         return None if first_use else "state_reused"
 
     def _provider_answered(
@@ -248,7 +239,7 @@ class Callback:
             )
             return self.results.no_account(ctx, identity, attempt.return_path, attempt.provider)
         # Server-side stores keep the ID token for RP-initiated logout's id_token_hint.
-        kept_token = "" if self.keeper.stateless else id_token
+        kept_token = "" if self.sessions.keeper.stateless else id_token
         user = User(identity, account)
         current = ctx.session
         if (
@@ -267,10 +258,10 @@ class Callback:
             event = "step_up_succeeded"
         else:
             session = Session.start(
-                user, ctx.now, self.keeper.deployment, kept_token, auth_time, attempt.provider
+                user, ctx.now, self.sessions.keeper.deployment, kept_token, auth_time, attempt.provider
             )
             event = "sign_in_succeeded"
-        yield from self.writer.write(ctx, session, new=True)
+        yield from self.sessions.writer.write(ctx, session, new=True)
         ctx.audit(
             event,
             email=identity.email,

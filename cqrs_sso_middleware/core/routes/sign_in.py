@@ -8,6 +8,7 @@ nonce, PKCE verifier, in a cookie of its own — and sends the browser to the pr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from .. import replies
@@ -89,28 +90,18 @@ class SignInStarter:
         return Redirect(rp.authorization_url(metadata, attempt, prompt))
 
 
+@dataclass(eq=False)
 class SignIn:
     """``GET /sign_in`` and ``POST /start``. ``timeouts`` name the lifetimes the page's
     notices speak of; ``rules`` say when a signed-in person must sign in again first."""
 
-    def __init__(
-        self,
-        paths: ReturnPaths,
-        timeouts: SessionTimeouts,
-        starter: SignInStarter,
-        csrf: CsrfGuard,
-        cookies: SessionCookies,
-        rules: AccessRules,
-        original: OriginalUri,
-    ) -> None:
-        self.paths = paths
-        self.prefix = paths.prefix
-        self.timeouts = timeouts
-        self.rules = rules
-        self.original = original
-        self.starter = starter
-        self.csrf = csrf
-        self.cookies = cookies
+    paths: ReturnPaths
+    timeouts: SessionTimeouts
+    starter: SignInStarter
+    csrf: CsrfGuard
+    cookies: SessionCookies
+    rules: AccessRules
+    original: OriginalUri
 
     def page(self, ctx: RequestContext) -> Outcome:
         query = parse_qs(ctx.request.query_string)
@@ -119,7 +110,7 @@ class SignIn:
         # X-Original-URI (safer than ?rd=$request_uri, which nginx does not escape).
         return_path = (
             self.paths.safe(query_rd or None)
-            or self.original.return_path(ctx.request.headers, self.prefix)
+            or self.original.return_path(ctx.request.headers, self.paths.prefix)
             or self.paths.default
         )
         asked = query.get("max_auth_age", [""])[0]
@@ -131,7 +122,7 @@ class SignIn:
             return self._signed_in(ctx, return_path, asked_age)
         if ctx.api:
             # Behind nginx, API and XHR calls are sent here too: the same 401 as embedded.
-            return replies.unauthenticated(self.prefix, return_path)
+            return replies.unauthenticated(self.paths.prefix, return_path)
         return Page(
             "sign_in.html",
             200,
@@ -150,7 +141,7 @@ class SignIn:
         if not max_age:
             return Redirect(return_path)
         if ctx.api:
-            return replies.step_up_required(self.prefix, return_path, max_age)
+            return replies.step_up_required(self.paths.prefix, return_path, max_age)
         return Page(
             "step_up.html",
             401,
@@ -184,7 +175,7 @@ class SignIn:
         they are asked for a fresh sign-in instead (the shortest age a rule may ask, which
         meets every longer one). 0 when the page was asked for itself."""
         original = self.original.raw(ctx.request.headers)
-        if not isinstance(original, str) or original.startswith(self.prefix + "/"):
+        if not isinstance(original, str) or original.startswith(self.paths.prefix + "/"):
             return 0
         in_place_of = self.paths.safe(original)
         return MIN_AUTH_AGE_SECONDS if in_place_of == return_path else 0
@@ -234,7 +225,7 @@ class SignIn:
         if provider is None:
             return replies.bad_request(ctx, "unknown_provider")
         return_path = self.paths.safe(query.get("rd", [""])[0] or None)
-        url = replies.sign_in_url(self.prefix, return_path)
+        url = replies.sign_in_url(self.paths.prefix, return_path)
         return Redirect(f"{url}{'&' if '?' in url else '?'}provider={provider.name}")
 
     def _chosen(self, ctx: RequestContext, name: str) -> RelyingParty | None:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -34,21 +35,15 @@ from ..sessions.session import Session
 PROVIDER_SIGN_OUT_SECONDS = 300
 
 
+@dataclass(eq=False)
 class SignOut:
     """``GET`` and ``POST /sign_out``, ``GET /signed_out``."""
 
-    def __init__(
-        self,
-        signed_out_url: str,
-        providers: Providers,
-        csrf: CsrfGuard,
-        sessions: SessionParts,
-    ) -> None:
-        # Register this with each provider as the post-logout redirect URI.
-        self.signed_out_url = signed_out_url
-        self.providers = providers
-        self.csrf = csrf
-        self.keeper, _, self.cookies = sessions
+    # Register this with each provider as the post-logout redirect URI.
+    signed_out_url: str
+    providers: Providers
+    csrf: CsrfGuard
+    sessions: SessionParts
 
     def page(self, ctx: RequestContext) -> Outcome:
         if ctx.session is None:
@@ -59,14 +54,14 @@ class SignOut:
             {
                 "csrf_token": self.csrf.token(ctx),
                 "user": ctx.session.user,
-                "can_sign_out_everywhere": not self.keeper.stateless,
+                "can_sign_out_everywhere": not self.sessions.keeper.stateless,
             },
         )
 
     def signed_out(self, ctx: RequestContext) -> Outcome:
         # Changes nothing: POST /sign_out already ended the session. A GET that cleared the
         # cookie would let any link sign a person out (logout CSRF).
-        at_provider = bool(ctx.cookies.get(self.cookies.names.provider_signed_out))
+        at_provider = bool(ctx.cookies.get(self.sessions.cookies.names.provider_signed_out))
         return Page("signed_out.html", 200, {"at_provider": at_provider})
 
     def post(self, ctx: RequestContext) -> Flow:
@@ -85,25 +80,27 @@ class SignOut:
                 ended=ended,
             )
         ctx.session = None
-        ctx.set_cookies.append(self.cookies.clear())
+        ctx.set_cookies.append(self.sessions.cookies.clear())
         location = yield from self._provider_sign_out_url(ctx, session)
         if location is None:
             return Page("signed_out.html")
         ctx.audit("provider_sign_out_started")
-        policy = self.cookies.policy
+        policy = self.sessions.cookies.policy
         ctx.set_cookies.append(
-            policy.set_cookie(self.cookies.names.provider_signed_out, "1", max_age=PROVIDER_SIGN_OUT_SECONDS)
+            policy.set_cookie(
+                self.sessions.cookies.names.provider_signed_out, "1", max_age=PROVIDER_SIGN_OUT_SECONDS
+            )
         )
         return Redirect(location)
 
     def _end(self, session: Session | None, everywhere: bool) -> Generator[StoreEffect, Any, int]:
         """End the session (or all of this person's); how many ended. The cookie store
         cannot end anything but the browser's own cookie."""
-        if session is None or self.keeper.stateless:
+        if session is None or self.sessions.keeper.stateless:
             return 0
         if everywhere:
-            return (yield from self.keeper.end_all_of(session.user.identity))
-        yield from self.keeper.end(session)
+            return (yield from self.sessions.keeper.end_all_of(session.user.identity))
+        yield from self.sessions.keeper.end(session)
         return 1
 
     def _provider_sign_out_url(
