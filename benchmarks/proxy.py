@@ -75,7 +75,7 @@ def start(
     stack: ExitStack, command: list[str], env: dict[str, str] | None = None, log: Path | None = None
 ) -> subprocess.Popen[bytes]:
     out = log.open("wb") if log else subprocess.DEVNULL
-    process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def stop() -> None:
         process.send_signal(signal.SIGTERM)
@@ -93,7 +93,7 @@ def profiled(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
     command = ["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", str(seconds)]
     style = ["--format", "raw"] if out.suffix == ".txt" else []  # collapsed stacks, for reading as text
     arguments = [*command, *style, "--output", str(out), "--rate", "250"]
-    return subprocess.Popen(arguments, stdout=subprocess.DEVNULL)  # noqa: S603 - our own fixed command
+    return subprocess.Popen(arguments, stdout=subprocess.DEVNULL)
 
 
 def sign_in(
@@ -164,8 +164,8 @@ def wrk(url: str, cookie: str, seconds: int, connections: int) -> tuple[float, f
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if cookie:
         command[1:1] = ["-H", f"Cookie: {cookie}"]
-    subprocess.run([*command[:-1], "-d2s", url], capture_output=True, check=True)  # noqa: S603 - warm-up
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    subprocess.run([*command[:-1], "-d2s", url], capture_output=True, check=True)
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non2xx:

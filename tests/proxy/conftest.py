@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -85,6 +86,10 @@ class ProxyProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # The proxy runs in a process group of its own: a SIGKILL reaches the supervisor
+        # only, and its workers would outlive the test (and the suite) without this.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.returncode
 
 
@@ -179,6 +184,7 @@ def launch_proxy(
             env=environment,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     proxy = ProxyProcess(url, process, log_path)
     deadline = time.monotonic() + 20
