@@ -53,13 +53,15 @@ unasync: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-# The independent OpenID provider (oidc-provider) and axe-core for the interop and browser
-# tests. Installed only where Node.js is present; without it those tests skip (or fail
-# under CI=true, where .ci/run installs what is missing).
+# The independent OpenID provider (oidc-provider), axe-core and htmx (2 and 4) for the
+# interop and browser tests. Installed only where Node.js is present; without it those tests
+# skip (or fail under CI=true, where .ci/run installs what is missing). npm records what it
+# installed in node_modules/.package-lock.json: installed again whenever the lock is newer.
 NODE_DIR := tests/interop/provider
 node-deps:
 	@if command -v npm >/dev/null 2>&1; then \
-		[ -d $(NODE_DIR)/node_modules/oidc-provider ] || (cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error); \
+		[ $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json ] || \
+			(cd $(NODE_DIR) && npm ci --no-audit --no-fund --loglevel=error); \
 	else echo "npm not found: interop and browser tests will skip"; fi
 
 # pytest exits 5 when it collects no test; make treats every non-zero status as a failure,

@@ -31,6 +31,7 @@ from .core.routes.sign_in_result import SignInResults
 from .core.routes.sign_out import SignOut
 from .core.security.cookies import CookieNames, CookiePolicy
 from .core.security.csrf import CsrfGuard
+from .core.security.htmx import HtmxNavigation
 from .core.security.original_uri import OriginalUri
 from .core.security.paths import PublicPaths
 from .core.security.redirects import ReturnPaths
@@ -107,6 +108,7 @@ class _Shared:
     policy: CookiePolicy
     csrf: CsrfGuard
     paths: ReturnPaths
+    htmx: HtmxNavigation
     original: OriginalUri
 
 
@@ -120,13 +122,15 @@ def build_router(
 ) -> Router:
     site, keys = settings.site, settings.session.secret_keys
     names, policy = sessions.cookies.names, sessions.cookies.policy
+    paths = ReturnPaths(site.path_prefix, site.default_return_path)
     shared = _Shared(
         providers,
         sessions,
         names,
         policy,
         CsrfGuard(keys, site.base_url, names, policy),
-        ReturnPaths(site.path_prefix, site.default_return_path),
+        paths,
+        HtmxNavigation(site.base_url, paths),
         OriginalUri(settings.proxy.forward_auth_uri_header),
     )
     attempts = AttemptCookies(keys, names.attempt_prefix)
@@ -135,7 +139,7 @@ def build_router(
         AccessRules(settings.access.access_rules, site.case_insensitive_paths),
         settings.access.role_labels,
         shared.original,
-        site.path_prefix,
+        shared.htmx,
         settings.pages.help_email,
     )
     results = SignInResults(
@@ -149,7 +153,9 @@ def build_router(
         {"": providers.first.service, **{party.name: party.service for party in providers.all}},
     )
     accounts = AccountCheck(settings.lookup.account_recheck_seconds)
-    access = Access(shared.paths, site.auto_redirect, starter, accounts, sessions, results, authorise)
+    access = Access(
+        shared.paths, shared.htmx, site.auto_redirect, starter, accounts, sessions, results, authorise
+    )
     callback = Callback(
         settings.lookup.allowed_email_domains, providers, attempts, policy, sessions, accounts, results
     )
@@ -185,6 +191,7 @@ def _sign_in_routes(
 ) -> dict[tuple[str, str], Route]:
     sign_in = SignIn(
         shared.paths,
+        shared.htmx,
         timeouts,
         starter,
         shared.csrf,

@@ -24,25 +24,33 @@ def sign_in_url(prefix: str, return_path: str | None) -> str:
     return f"{prefix}/sign_in?rd={quote(return_path, safe='')}"
 
 
-def unauthenticated(prefix: str, return_path: str | None = None) -> JsonReply:
+def unauthenticated(prefix: str, return_path: str | None = None, *, navigate: bool = False) -> JsonReply:
     """401: no session. Names the sign-in page, in the body and in ``WWW-Authenticate``
-    (RFC 9110 §11.6.1 asks a 401 to carry one)."""
+    (RFC 9110 §11.6.1 asks a 401 to carry one); ``navigate``: in ``HX-Redirect`` too, for
+    htmx (``security.htmx``)."""
     url = sign_in_url(prefix, return_path)
     return JsonReply(
         401,
         {"error": "unauthenticated", "sign_in_url": url},
-        (("WWW-Authenticate", f'CQRS-SSO realm="CQRS", sign_in="{url}"'),),
+        (("WWW-Authenticate", f'CQRS-SSO realm="CQRS", sign_in="{url}"'), *_navigating(url, navigate)),
     )
 
 
-def step_up_required(prefix: str, return_path: str, max_age: int) -> JsonReply:
+def _navigating(url: str, navigate: bool) -> tuple[tuple[str, str], ...]:
+    return (("HX-Redirect", url),) if navigate else ()
+
+
+def step_up_required(prefix: str, return_path: str, max_age: int, *, navigate: bool = False) -> JsonReply:
     """401 for an API call to a path whose rule needs a more recent sign-in: the page that
     asks for it is named, as for ``unauthenticated``."""
     url = f"{sign_in_url(prefix, return_path)}&max_auth_age={max_age}"
     return JsonReply(
         401,
         {"error": "step_up_required", "sign_in_url": url, "max_auth_age": max_age},
-        (("WWW-Authenticate", f'CQRS-SSO realm="CQRS", sign_in="{url}", max_age="{max_age}"'),),
+        (
+            ("WWW-Authenticate", f'CQRS-SSO realm="CQRS", sign_in="{url}", max_age="{max_age}"'),
+            *_navigating(url, navigate),
+        ),
     )
 
 

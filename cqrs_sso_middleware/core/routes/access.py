@@ -19,6 +19,7 @@ from ..context import RequestContext
 from ..identity import User, session_ref
 from ..protocol import Decision, Effect, Empty, Flow, JsonReply, Outcome, PassThrough, Redirect
 from ..security.header_values import header_value
+from ..security.htmx import HtmxNavigation
 from ..security.original_uri import AmbiguousOriginalUri, OriginalUri
 from ..security.paths import PathRefused, PublicPaths
 from ..security.redirects import ReturnPaths
@@ -36,6 +37,7 @@ class Access:
     provider) instead of the sign-in page."""
 
     paths: ReturnPaths
+    htmx: HtmxNavigation
     auto_redirect: bool
     starter: SignInStarter
     accounts: AccountCheck
@@ -52,7 +54,8 @@ class Access:
         if ctx.request.is_websocket:
             return replies.unauthenticated(self.paths.prefix)
         if ctx.api:
-            return replies.unauthenticated(self.paths.prefix)
+            back = self.htmx.return_path(ctx.request, self._return_path(ctx))
+            return replies.unauthenticated(self.paths.prefix, back, navigate=back is not None)
         return_path = self._return_path(ctx)
         if self.auto_redirect and not self.starter.providers.several:
             # With several providers the person chooses: the sign-in page.

@@ -32,6 +32,7 @@ from ..authorisation import (
 from ..context import RequestContext
 from ..identity import User
 from ..protocol import IncomingRequest, Outcome, Page, Redirect
+from ..security.htmx import HtmxNavigation
 from ..security.original_uri import OriginalUri
 from ..sessions.session import Session
 from .sign_in_result import help_desk_mailto, organisation_of, utc_words
@@ -46,7 +47,7 @@ class Authorise:
         rules: AccessRules,
         role_labels: Mapping[str, str],
         original: OriginalUri,
-        prefix: str,
+        htmx: HtmxNavigation,
         help_email: str,
     ) -> None:
         self.rules = rules
@@ -54,7 +55,8 @@ class Authorise:
         # The roles a 403 page may name: every other name came from somebody's query.
         self.known_roles = frozenset([*self.labels, *(role for rule in rules.rules for role in rule.roles)])
         self.original = original
-        self.prefix = prefix
+        self.htmx = htmx
+        self.prefix = htmx.paths.prefix
         self.help_email = help_email
 
     def __bool__(self) -> bool:
@@ -96,8 +98,13 @@ class Authorise:
             )
             return replies.forbidden() if ctx.api else self.forbidden_page(ctx, user, found.rule, path)
         ctx.audit("step_up_required", email=user.email, path=path[:200], max_age=found.max_age)
-        if forward_auth or (ctx.api and not browser_navigation(ctx.request)):
+        if forward_auth:
             return replies.step_up_required(self.prefix, return_path, found.max_age)
+        if ctx.api and not browser_navigation(ctx.request):
+            back = self.htmx.return_path(ctx.request, return_path)
+            return replies.step_up_required(
+                self.prefix, back or return_path, found.max_age, navigate=back is not None
+            )
         # A browser's form POST too: it comes back to a GET of the path, never a replay.
         return Redirect(f"{replies.sign_in_url(self.prefix, return_path)}&max_auth_age={found.max_age}")
 

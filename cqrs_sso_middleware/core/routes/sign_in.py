@@ -20,6 +20,7 @@ from ..oidc.providers import Providers
 from ..protocol import Decision, Flow, Outcome, Page, Redirect
 from ..security.cookies import CookieNames, CookiePolicy
 from ..security.csrf import CsrfGuard
+from ..security.htmx import HtmxNavigation
 from ..security.original_uri import OriginalUri
 from ..security.redirects import ReturnPaths
 from ..security.request_numbers import MIN_AUTH_AGE_SECONDS, auth_age
@@ -96,6 +97,7 @@ class SignIn:
     notices speak of; ``rules`` say when a signed-in person must sign in again first."""
 
     paths: ReturnPaths
+    htmx: HtmxNavigation
     timeouts: SessionTimeouts
     starter: SignInStarter
     csrf: CsrfGuard
@@ -122,7 +124,8 @@ class SignIn:
             return self._signed_in(ctx, return_path, asked_age)
         if ctx.api:
             # Behind nginx, API and XHR calls are sent here too: the same 401 as embedded.
-            return replies.unauthenticated(self.paths.prefix, return_path)
+            back = self.htmx.return_path(ctx.request, return_path)
+            return replies.unauthenticated(self.paths.prefix, back or return_path, navigate=back is not None)
         return Page(
             "sign_in.html",
             200,
@@ -141,7 +144,10 @@ class SignIn:
         if not max_age:
             return Redirect(return_path)
         if ctx.api:
-            return replies.step_up_required(self.paths.prefix, return_path, max_age)
+            back = self.htmx.return_path(ctx.request, return_path)
+            return replies.step_up_required(
+                self.paths.prefix, back or return_path, max_age, navigate=back is not None
+            )
         return Page(
             "step_up.html",
             401,
