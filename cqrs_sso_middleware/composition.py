@@ -23,6 +23,7 @@ from .core.oidc.registration import ClientRegistration
 from .core.router import Route, Router, callback_path, callback_uri
 from .core.routes.access import Access, ForwardAuth
 from .core.routes.authorise import Authorise
+from .core.routes.bearer import BearerAccess
 from .core.routes.callback import Callback
 from .core.routes.logout_channels import LogoutChannels
 from .core.routes.probes import Probes
@@ -160,6 +161,7 @@ def build_router(
         settings.lookup.allowed_email_domains, providers, attempts, policy, sessions, accounts, results
     )
     public = PublicPaths(site.public_paths, site.case_insensitive_paths)
+    bearer = _bearer(settings, providers, accounts, authorise, access)
     routes = {
         **_sign_in_routes(shared, starter, authorise, sessions.keeper.timeouts),
         **_callback_routes(providers, callback),
@@ -167,7 +169,7 @@ def build_router(
         ("GET", "/forbidden"): Route(authorise.page, session=True),
         **_sign_out_routes(shared, f"{site.base_url}{site.path_prefix}/signed_out"),
         ("GET", "/userinfo"): Route(access.userinfo, session=True, api=True),
-        **_forward_auth_routes(settings, shared, access, public),
+        **_forward_auth_routes(settings, shared, access, public, bearer),
     }
     probes = Probes(providers, sessions.keeper, store_description or sessions.keeper.kind)
     routes[("GET", "/static/cqrs.css")] = Route(probes.stylesheet)
@@ -180,6 +182,8 @@ def build_router(
         base_url=site.base_url,
         prefix=site.path_prefix,
         public=public,
+        api=Route(bearer, session=True, renews=True, api=True) if bearer else None,
+        api_paths=bearer.paths if bearer else None,
         sessions=sessions,
         timeouts=sessions.keeper.timeouts,
         clock=clock,
@@ -227,8 +231,26 @@ def _sign_out_routes(shared: _Shared, signed_out_url: str) -> dict[tuple[str, st
     }
 
 
+def _bearer(
+    settings: Settings, providers: Providers, accounts: AccountCheck, authorise: Authorise, access: Access
+) -> BearerAccess | None:
+    """``api_paths``: access tokens for API clients, when configured."""
+    api, site = settings.access, settings.site
+    if not api.api_paths:
+        return None
+    return BearerAccess(
+        PublicPaths(api.api_paths, site.case_insensitive_paths),
+        providers,
+        frozenset(api.api_audiences),
+        frozenset(api.api_scopes),
+        accounts,
+        authorise.rules,
+        access.protected,
+    )
+
+
 def _forward_auth_routes(
-    settings: Settings, shared: _Shared, access: Access, public: PublicPaths
+    settings: Settings, shared: _Shared, access: Access, public: PublicPaths, bearer: BearerAccess | None
 ) -> dict[tuple[str, str], Route]:
     forward_auth = ForwardAuth(
         access,
@@ -236,6 +258,7 @@ def _forward_auth_routes(
         shared.original,
         ClaimHeaders(settings.access.claim_headers),
         settings.proxy.account_header,
+        bearer,
     )
     route = Route(forward_auth, session=True, renews=True, api=True)
     return {(method, "/auth"): route for method in _FORWARD_AUTH_METHODS}

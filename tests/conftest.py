@@ -43,6 +43,7 @@ ACCOUNTS = {
     NO_EMAIL_USER: "CQRS-0002",
     APPROVER: "CQRS-0003",
     **{email: f"CQRS-01{number:02d}" for number, email in enumerate(NON_LATIN_NAMES)},
+    "app:reporting-script": "CQRS-APP-01",  # an API client's account (client credentials)
 }
 
 

@@ -66,6 +66,8 @@ class Router:
         base_url: str,
         prefix: str,
         public: PublicPaths,
+        api: Route | None = None,
+        api_paths: PublicPaths | None = None,
         sessions: SessionParts,
         timeouts: SessionTimeouts,
         clock: Callable[[], float] = time.time,
@@ -76,6 +78,7 @@ class Router:
         self.base_url = base_url.lower()
         self.prefix = prefix
         self.public = public
+        self._api, self.api_paths = api, api_paths
         self.keeper = sessions.keeper
         self.cookies = sessions.cookies
         self.timeouts = timeouts
@@ -108,7 +111,16 @@ class Router:
             return self._run(probe, RequestContext(request, self.clock(), api=True), changed)
         if path in self.public:
             return PassThrough(None, path=changed)
+        api = self._api_route(path)
+        if api is not None:
+            return self._with_session(api, RequestContext(request, self.clock(), api=True), changed)
         return self._with_session(self._protected, RequestContext(request, self.clock()), changed)
+
+    def _api_route(self, path: str) -> Route | None:
+        """``api_paths``' route (``routes/bearer.py``), when ``path`` is one of them."""
+        if self._api is None or self.api_paths is None or path not in self.api_paths:
+            return None
+        return self._api
 
     def _cross_origin_websocket(self, request: IncomingRequest) -> bool:
         """A browser's upgrade names its page's origin (RFC 6455 §4.1 item 8, §10.2): one

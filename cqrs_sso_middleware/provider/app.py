@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from .api_tokens import ApiTokens
 from .client_auth import ClientAuthentication
 from .keys import SigningKeys
 from .logout import SSO_COOKIE, SingleSignOnSession, frontchannel_url, logout_token, signed_out_page
@@ -98,6 +99,7 @@ class NHSmailLikeProvider(SigningKeys):
         self.sends_auth_time = sends_auth_time
         # Every code and token handed out, so tests can prove none of them reaches a log.
         self.issued_secrets: list[str] = []
+        self.api = ApiTokens(self)  # access tokens for APIs (client credentials, tests)
         self.client_auth = ClientAuthentication(self.clients, self._endpoint("token"), clock)
         self.signing_key = self.new_key()
         self.published_keys: list[RSAKey] = [self.signing_key]
@@ -262,6 +264,8 @@ class NHSmailLikeProvider(SigningKeys):
         client = self.client_auth.authenticate(request.headers.get("authorization", ""), form)
         if isinstance(client, Response):
             return client
+        if form.get("grant_type") == "client_credentials":
+            return self.api.client_credentials(client, form)
         if form.get("grant_type") != "authorization_code":
             return JSONResponse({"error": "unsupported_grant_type"}, 400, headers=headers)
         grant = self._codes.pop(form.get("code", ""), None)  # single use, even when it fails

@@ -91,6 +91,10 @@ class Settings:
             providers = self._providers(tables, problems) or providers
         object.__setattr__(self, "providers", providers)
         object.__setattr__(self, "provider", providers[0])
+        for audience in set(self.access.api_audiences) & {p.client_id for p in providers}:
+            # An ID token's aud is the sign-in client: that client as an API audience would
+            # make every ID token (OIDC Core §2) a key to the API too.
+            problems.append(f"api_audiences: {audience!r} is a sign-in client id; name the API's own")
 
     @staticmethod
     def _providers(

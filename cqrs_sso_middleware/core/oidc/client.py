@@ -24,6 +24,7 @@ from joserfc.jwk import KeySet
 from ..errors import ConfigError, ProviderError, ProviderMisconfigured, TokenRejected, UnknownSigningKey
 from ..protocol import EffectResult, HttpCall, HttpFailure, HttpReply
 from ..sessions.attempts import LoginAttempt
+from .access_tokens import AccessTokenRules, ApiCaller, check_access_token_claims
 from .client_auth import ASSERTION_TYPE, ClientAssertionSigner
 from .metadata import ProviderMetadata, discovery_url, parse_provider_metadata
 from .provider_errors import STANDARD_ANSWERS, AnswerRules, ProviderAnswer, read_answer
@@ -273,6 +274,22 @@ class RelyingParty:
             check_logout_header(read_header(token))
             claims = verify_signature(token, keys, expect.algorithms)
             return check_logout_claims(claims, expect, now)
+
+        return (yield from self._verified(token, metadata, now, check))
+
+    def verify_access_token(
+        self, token: str, audiences: frozenset[str], scopes: frozenset[str], now: float
+    ) -> Generator[HttpCall, EffectResult, ApiCaller]:
+        """An API client's bearer token (``access_tokens``), with the keys and key refresh
+        of ID tokens: the provider signs both with the keys its metadata names."""
+        metadata = yield from self.metadata(now)
+        tenant = self.profile.tenant_of(metadata.issuer)
+        leeway = self.registration.clock_leeway_seconds
+        rules = AccessTokenRules(metadata.issuer, audiences, tenant, scopes, leeway)
+
+        def check(keys: KeySet) -> ApiCaller:
+            claims = verify_signature(token, keys, metadata.signing_algorithms)
+            return check_access_token_claims(claims, rules, now)
 
         return (yield from self._verified(token, metadata, now, check))
 

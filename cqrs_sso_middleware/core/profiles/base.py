@@ -77,6 +77,10 @@ class ProviderProfile:
         Discovery §4.3 wants them identical, and only a profile may know an exception."""
         return False
 
+    def tenant_of(self, issuer: str) -> str:
+        """The tenant an access token's ``tid`` must name, for a provider with tenants."""
+        return ""
+
     def refusal(self, claims: Mapping[str, Any]) -> ProfileRefusal | None:
         """Why validated claims must not sign anybody in under this service's rules."""
         return None

@@ -75,6 +75,11 @@ class EntraProfile(ProviderProfile):
     def issuer_alias(self, configured: str, announced: str) -> bool:
         return is_domain_tenant_alias(configured, announced)
 
+    def tenant_of(self, issuer: str) -> str:
+        """``https://login.microsoftonline.com/<tenant id>/v2.0``: the tenant id."""
+        parts = issuer.rstrip("/").split("/")
+        return parts[-2] if len(parts) >= 2 and _GUID.fullmatch(parts[-2]) else ""
+
     def refusal(self, claims: Mapping[str, Any]) -> ProfileRefusal | None:
         if groups_overage(claims):
             return ProfileRefusal("groups_overage", "too_many_groups")

@@ -26,6 +26,7 @@ from ..security.redirects import ReturnPaths
 from ..sessions.keeper import SessionParts
 from ..sessions.session import Session
 from .authorise import Authorise
+from .bearer import BearerAccess, bearer_token
 from .sign_in import SignInStarter
 from .sign_in_result import SignInResults
 
@@ -140,6 +141,7 @@ class ForwardAuth:
     original: OriginalUri
     claim_headers: ClaimHeaders
     account_header: str
+    bearer: BearerAccess | None = None  # api_paths, when configured
 
     def __call__(self, ctx: RequestContext) -> Decision:
         original = self.original.target(ctx.request.headers)
@@ -156,12 +158,23 @@ class ForwardAuth:
             # cookie (the nginx example) must never reuse it for another path.
             # X-Accel-Expires is honoured by nginx even where Cache-Control is ignored.
             return Empty(202, (("X-Accel-Expires", "0"),))
+        path = (original or "/").split("?", 1)[0]
+        token = bearer_token(ctx.request.headers.get("authorization"))
+        if self.bearer is not None and token is not None and path in self.bearer.paths:
+            return self._bearer(ctx, token, path)
         session = ctx.session
         if session is None:
             return replies.unauthenticated(self.access.paths.prefix, self._return_path(ctx))
         if self.access.accounts.recheck_due(session, ctx.now):
             return self._rechecked(ctx, session, original)
         return self._decide(ctx, session, session.user, original)
+
+    def _bearer(self, ctx: RequestContext, token: str, path: str) -> Flow:
+        """An API path's access token, checked as ``api_paths`` check it: 202 with the
+        caller in headers, or the same refusal (never a sign-in page)."""
+        assert self.bearer is not None
+        outcome = yield from self.bearer.check(ctx, token, path)
+        return self.allowed(outcome.user) if isinstance(outcome, PassThrough) and outcome.user else outcome
 
     def _decide(self, ctx: RequestContext, session: Session, user: User, original: str | None) -> Outcome:
         """202, or the rule's refusal: the location's own (``?roles=``, ``?max_auth_age=``)
