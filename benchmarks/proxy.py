@@ -10,7 +10,10 @@
 (c) through nginx + forward-auth (examples/nginx/cqrs-sso.conf with `cqrs-sso proxy`
     as the auth service);
 (d) through Apache + mod_auth_openidc, when apache2 and libapache2-mod-auth-openidc are
-    installed — the script writes the Apache config, signs in and passes the session cookie.
+    installed — the script writes the Apache config, signs in and passes the session cookie;
+(t) through `cqrs-sso proxy` with an API client's access token (``api_paths``), against
+(u) Apache + mod_auth_openidc's ``AuthType oauth20`` on the same token (its signature
+    checked against the provider's JWKS, ``iss`` and ``aud`` required): ``--only t,u``.
 
 Every protected setup signs in for real against the built-in provider first, then wrk
 (Debian package) replays the session cookie. Everything binds to 127.0.0.1. Prints req/s,
@@ -161,8 +164,11 @@ def sign_in(
 
 
 def wrk(url: str, cookie: str, seconds: int, connections: int) -> tuple[float, float, float]:
+    """``cookie``: a session cookie, or ``Bearer <token>`` for an API client."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if cookie:
+    if cookie.startswith("Bearer "):
+        command[1:1] = ["-H", f"Authorization: {cookie}"]
+    elif cookie:
         command[1:1] = ["-H", f"Cookie: {cookie}"]
     subprocess.run([*command[:-1], "-d2s", url], capture_output=True, check=True)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -245,6 +251,81 @@ OIDCSessionInactivityTimeout 3600
     path = directory / "httpd.conf"
     path.write_text(conf)
     return path
+
+
+API_AUDIENCE = "api://cqrs-bench"
+
+
+def apache_bearer_config(
+    directory: Path, port: int, provider: NHSmailLikeProvider, app: str, workers: int
+) -> Path:
+    """(u): mod_auth_openidc as an OAuth 2.0 resource server, validating JWT access tokens
+    with the provider's public key (no introspection), as it would Entra's. It fetches a
+    JWKS over https only, so it is given the key as a file by its kid: the same check."""
+    conf = apache_config(directory, port, provider, app, workers)
+    text = conf.read_text()
+    start = text.index("OIDCProviderMetadataURL")
+    key_file = directory / "provider-key.pem"
+    key_file.write_text(provider.signing_key.as_pem(private=False).decode())
+    text = (
+        text[:start]
+        + f"""OIDCOAuthVerifyCertFiles {provider.signing_key.kid}#{key_file}
+OIDCOAuthRemoteUserClaim preferred_username
+OIDCCryptoPassphrase {secrets.token_urlsafe(24)}
+<Location />
+    AuthType oauth20
+    <RequireAll>
+        Require claim iss:{provider.issuer}
+        Require claim aud:{API_AUDIENCE}
+    </RequireAll>
+    ProxyPass http://{app}/ keepalive=On
+    ProxyPassReverse http://{app}/
+</Location>
+"""
+    )
+    conf.write_text(text)
+    return conf
+
+
+def bearer_setups(
+    stack: ExitStack,
+    tmp: Path,
+    provider: NHSmailLikeProvider,
+    accounts: Path,
+    app: str,
+    args: argparse.Namespace,
+) -> list[Setup]:
+    """(t) and (u): one person's delegated access token for the API, replayed by wrk."""
+    only = set(args.only.split(","))
+    token = "Bearer " + provider.api.access_token_for(
+        provider.users[EMAIL], "bench-spa", API_AUDIENCE, "Reports.Read"
+    )
+    setups = []
+    if "t" in only:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = proxy_env(
+            provider,
+            url,
+            "proxy-bearer-bench",
+            accounts,
+            CQRS_SSO_UPSTREAM=f"http://{app}",
+            CQRS_SSO_API_PATHS=PAGE,
+            CQRS_SSO_API_AUDIENCES=API_AUDIENCE,
+            CQRS_SSO_API_SCOPES="Reports.Read",
+        )
+        process = run_proxy(stack, port, args.workers, env, tmp / "proxy-bearer.log")
+        wait_for(url + "/healthz")
+        setups.append(Setup("t", "(t) cqrs-sso proxy, bearer token", url + PAGE, token, process.pid))
+    if apache_available() and "u" in only:
+        port = free_port()
+        (tmp / "apache-bearer").mkdir()
+        os.chmod(tmp, 0o755)  # noqa: S103 - apache workers (www-data) read the config dir
+        conf = apache_bearer_config(tmp / "apache-bearer", port, provider, app, args.workers)
+        start(stack, ["apache2", "-f", str(conf), "-DFOREGROUND"])
+        wait_for(f"http://127.0.0.1:{port}/")
+        setups.append(Setup("u", "(u) Apache, AuthType oauth20", f"http://127.0.0.1:{port}{PAGE}", token))
+    return setups
 
 
 def start_static_upstream(stack: ExitStack, tmp: Path, port: int, workers: int) -> None:
@@ -449,6 +530,8 @@ def main() -> None:
             url = f"http://127.0.0.1:{apache_port}{PAGE}"
             setups.append(Setup("d", "(d) Apache + mod_auth_openidc", url, sign_in(url, provider), None, url))
 
+        setups += bearer_setups(stack, tmp, provider, accounts, app, args)
+
         # Rounds interleave the setups, so that drift on the shared machine (another
         # process waking, the CPU's clock) falls on all of them rather than on one.
         for round_number in range(args.rounds):
@@ -518,6 +601,15 @@ def report(setups: list[Setup], args: argparse.Namespace) -> None:
         print(f"{setup.name:34} {rps:9.0f} {p50:8.2f} {p99:8.2f} {ratio:>13} {p99_ratio:>11}   {rounds}")
     if reference is None and "d" in args.only.split(","):
         print("(d) skipped: apt-get install apache2 libapache2-mod-auth-openidc to compare")
+    bearer, oauth20 = (
+        medians.get("(t) cqrs-sso proxy, bearer token"),
+        medians.get("(u) Apache, AuthType oauth20"),
+    )
+    if bearer and oauth20:
+        print(
+            f"(t) bearer token vs (u) Apache AuthType oauth20: {bearer[0] / oauth20[0]:.2f}x req/s, "
+            f"p99 {bearer[2] / oauth20[2]:.2f}x"
+        )
     standalone = medians.get("(b') cqrs-sso proxy, Redis store")
     sentinel = medians.get("(s) cqrs-sso proxy, Sentinel store")
     if standalone and sentinel:
