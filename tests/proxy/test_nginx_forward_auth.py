@@ -14,9 +14,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from cqrs_sso_middleware.provider import NHSmailLikeProvider
+from cqrs_sso_middleware.provider import DemoClient, NHSmailLikeProvider
 
 from ..conftest import APPROVER, GP_USER, NEW_USER, NON_LATIN_NAMES, REDIS_URL, delete_keys, redis_reachable
+from ..drivers.test_api_clients import API, SCRIPT, SCRIPT_SECRET, bearer, client_credentials, forged_tokens
 from ..helpers import HTML, require
 from .conftest import Browser, LegacyServer, ProxyProcess, free_port, start_nginx
 
@@ -38,6 +39,9 @@ def example_site(port: int, sso: str, app: str, example: str | None = None) -> s
 # prefix and rules to step around, the words for the example's role, IIS-style paths.
 SERVICE_ENV = {
     "CQRS_SSO_UPSTREAM": "",
+    # API clients' access tokens on /reports-api/ (tests/drivers/test_api_clients.py).
+    "CQRS_SSO_API_PATHS": "/reports-api/**",
+    "CQRS_SSO_API_AUDIENCES": API,
     "CQRS_SSO_SESSION_STORE": REDIS_URL,
     "CQRS_SSO_PUBLIC_PATHS": "/public/**",
     "CQRS_SSO_ACCESS_RULES": json.dumps(
@@ -296,3 +300,23 @@ def test_words_in_the_forbidden_pages_query_are_never_shown(
     assert page.status_code == 403
     assert "0800 000 000" not in page.text and "suspended" not in page.text
     assert "the approver role" in page.text
+
+
+def test_an_api_clients_token_is_checked_through_nginx_auth_request(
+    nginx_stack: str, provider_server: NHSmailLikeProvider
+) -> None:
+    """nginx passes the client's Authorization to the auth subrequest: forward-auth checks
+    the token and nginx hands the caller to the upstream; a forged token is refused."""
+    provider_server.clients[SCRIPT] = DemoClient(SCRIPT, SCRIPT_SECRET, ())
+    provider_server.api.app_roles[API] = {SCRIPT: ("Reports.Export",)}
+    try:
+        token = client_credentials(provider_server)
+        seen = httpx.get(nginx_stack + "/reports-api/2026", headers=bearer(token))
+        assert seen.status_code == 200, seen.text
+        assert seen.json()["headers"]["x-forwarded-user"] == "app:reporting-script"
+        forged, _ = forged_tokens(provider_server)["attackers-key-real-kid"]
+        refused = httpx.get(nginx_stack + "/reports-api/2026", headers=bearer(forged))
+        assert refused.status_code == 401 and "headers" not in refused.text
+    finally:
+        provider_server.clients.pop(SCRIPT)
+        provider_server.api.app_roles.clear()
