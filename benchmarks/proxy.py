@@ -498,7 +498,8 @@ def main() -> None:
 
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         if Path(nginx).exists() and "c" in only:
-            from tests.proxy.test_nginx_forward_auth import nginx_conf
+            from tests.proxy.conftest import start_nginx
+            from tests.proxy.test_nginx_forward_auth import example_site
 
             sso_port, nginx_port = free_port(), free_port()
             origin = f"http://127.0.0.1:{nginx_port}"
@@ -508,11 +509,10 @@ def main() -> None:
             env = proxy_env(provider, origin, "nginx-bench", accounts)
             process = run_proxy(stack, sso_port, args.workers, env, tmp / "sso.log")
             wait_for(f"http://127.0.0.1:{sso_port}/healthz")
-            (tmp / "nginx").mkdir()
-            conf = nginx_conf(tmp / "nginx", nginx_port, f"127.0.0.1:{sso_port}", app)
-            text = conf.read_text().replace("worker_processes 1;", f"worker_processes {args.workers};")
-            conf.write_text(text.replace("access_log ", "access_log off; #"))
-            start(stack, [nginx, "-p", str(tmp / "nginx"), "-c", str(conf)])
+            site = example_site(nginx_port, f"http://127.0.0.1:{sso_port}", f"http://{app}")
+            front = start_nginx(tmp / "nginx", nginx_port, site, workers=args.workers, access_log=False)
+            stack.callback(front.wait, 15)
+            stack.callback(front.terminate)
             wait_for(origin + "/oauth2/sign_in")
             cookie = sign_in(origin + PAGE, provider)
             setups.append(Setup("c", "(c) nginx + forward-auth", origin + PAGE, cookie, process.pid))

@@ -31,9 +31,11 @@ from ..helpers import HTML, form_fields, free_port, require, wait_for_http
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def start_nginx(folder: Path, port: int, site: str) -> subprocess.Popen[bytes]:
+def start_nginx(
+    folder: Path, port: int, site: str, workers: int = 1, access_log: bool = True
+) -> subprocess.Popen[bytes]:
     """nginx (Debian's) serving ``site`` — a server block listening on ``port`` — from a
-    folder of its own; returns once it answers. The test stops it."""
+    folder of its own; returns once it answers. The test (or benchmark) stops it."""
     require(Path(NGINX).exists(), "nginx is not installed (apt-get install nginx)")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "site.conf").write_text(site)
@@ -41,13 +43,14 @@ def start_nginx(folder: Path, port: int, site: str) -> subprocess.Popen[bytes]:
     for path in temp.values():
         path.mkdir(exist_ok=True)
     user = "user root;\n" if os.geteuid() == 0 else ""
-    main = f"""{user}worker_processes 1;
+    log = f"{folder}/access.log" if access_log else "off"
+    main = f"""{user}worker_processes {workers};
 daemon off;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    access_log {folder}/access.log;
+    access_log {log};
     client_body_temp_path {temp["body"]};
     proxy_temp_path {temp["proxy"]};
     fastcgi_temp_path {temp["fastcgi"]};
